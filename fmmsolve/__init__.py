@@ -1,0 +1,21 @@
+"""fmmsolve: a kernel-independent fast multipole method for 3-D N-body sums, compiled with Numba.
+
+Public entry points are re-exported here explicitly; see the package documentation for the
+contract.
+"""
+
+from ._version import __version__
+from .kernels import KERNEL_NAMES, get_kernel
+from .kernels.direct import direct
+from .tree import InteractionLists, Octree, build_interaction_lists, build_octree
+
+__all__ = [
+    "__version__",
+    "direct",
+    "get_kernel",
+    "KERNEL_NAMES",
+    "Octree",
+    "build_octree",
+    "InteractionLists",
+    "build_interaction_lists",
+]

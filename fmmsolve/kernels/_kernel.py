@@ -1,0 +1,63 @@
+"""The :class:`Kernel` record: what a kernel module hands to the rest of fmmsolve.
+
+A kernel is a value, not a class hierarchy: the FMM driver and the direct sum receive a
+``Kernel`` and call its compiled block functions; no code outside ``kernels/`` branches on a
+kernel's name.
+
+Block-function convention (all kernels, serial, called on contiguous slices)::
+
+    p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot)
+    p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz)
+
+``sx, sy, sz`` (n_s,) and ``tx, ty, tz`` (n_t,) are structure-of-arrays coordinates, all of the
+real working dtype; ``charges`` (n_s,) and the outputs (n_t,) have the kernel's value dtype.
+Results are *added* to ``pot`` (and ``gx, gy, gz``, the gradient with respect to the target),
+and pairs at zero distance contribute nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Kernel"]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A Green's function and its compiled direct-interaction blocks.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, e.g. ``"laplace"``.
+    is_complex : bool
+        Whether potentials are complex (complex128 for float64, complex64 for float32).
+    needs_wavenumber : bool
+        Whether a wavenumber must be given.
+    scale_invariant : bool
+        Whether G(s x, s y) = G(x, y) / s, so translation operators computed once can be
+        rescaled per tree level.
+    p2p, p2p_gradient : numba dispatchers
+        The block functions described in the module docstring.
+    check_wavenumber : callable
+        ``check_wavenumber(k) -> scalar`` validates the user's wavenumber and returns the value
+        passed to the block functions.
+    """
+
+    name: str
+    is_complex: bool
+    needs_wavenumber: bool
+    scale_invariant: bool
+    p2p: Any
+    p2p_gradient: Any
+    check_wavenumber: Callable[[Any], Any]
+
+    def value_dtype(self, real_dtype) -> np.dtype:
+        """The dtype of potentials for coordinates of ``real_dtype``."""
+        real_dtype = np.dtype(real_dtype)
+        if self.is_complex:
+            return np.result_type(real_dtype, np.complex64)
+        return real_dtype

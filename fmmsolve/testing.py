@@ -1,0 +1,93 @@
+"""Seeded point clouds and error measures for tests, examples and benchmarks.
+
+Every generator takes ``n`` and a ``seed`` (or a ``numpy.random.Generator``) and returns an
+``(n, 3)`` float64 array; nothing here touches global random state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["DISTRIBUTIONS", "point_cloud", "relative_l2_error"]
+
+
+def _rng(seed):
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def _uniform(n, rng):
+    return rng.random((n, 3))
+
+
+def _sphere(n, rng):
+    x = rng.standard_normal((n, 3))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _clusters(n, rng):
+    """Five Gaussian clusters with widths from 1e-1 down to 1e-5."""
+    widths = np.array([1e-1, 1e-2, 1e-3, 1e-4, 1e-5])
+    centres = rng.random((len(widths), 3))
+    which = rng.integers(0, len(widths), n)
+    return centres[which] + widths[which, None] * rng.standard_normal((n, 3))
+
+
+def _curve(n, rng):
+    """A helix: one-dimensional data in 3-D."""
+    t = np.sort(rng.random(n)) * 6 * np.pi
+    return np.stack([np.cos(t), np.sin(t), t / (6 * np.pi)], axis=1)
+
+
+def _duplicates(n, rng):
+    """A uniform cloud of which about half the points are exact copies of 16 points."""
+    x = rng.random((n, 3))
+    copies = rng.random(n) < 0.5
+    x[copies] = rng.random((16, 3))[rng.integers(0, 16, copies.sum())]
+    return x
+
+
+_GENERATORS = {
+    "uniform": _uniform,
+    "sphere": _sphere,
+    "clusters": _clusters,
+    "curve": _curve,
+    "duplicates": _duplicates,
+}
+
+#: Names accepted by :func:`point_cloud`.
+DISTRIBUTIONS: tuple[str, ...] = tuple(_GENERATORS)
+
+
+def point_cloud(distribution: str, n: int, seed=0) -> np.ndarray:
+    """``n`` points of a named distribution.
+
+    Parameters
+    ----------
+    distribution : str
+        ``"uniform"`` (unit cube), ``"sphere"`` (unit sphere surface), ``"clusters"`` (tight
+        Gaussian clusters of widths 1e-1 to 1e-5), ``"curve"`` (a helix) or ``"duplicates"``
+        (half the points are copies of 16 points).
+    n : int
+        Number of points.
+    seed : int or numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of shape (n, 3), float64
+    """
+    try:
+        gen = _GENERATORS[distribution]
+    except KeyError:
+        raise ValueError(
+            f"unknown distribution {distribution!r}; expected one of {DISTRIBUTIONS}"
+        ) from None
+    return gen(int(n), _rng(seed))
+
+
+def relative_l2_error(approx, exact) -> float:
+    """``||approx - exact||_2 / ||exact||_2`` over all entries (float64 arithmetic)."""
+    approx = np.asarray(approx).astype(np.complex128 if np.iscomplexobj(approx) else np.float64)
+    exact = np.asarray(exact).astype(np.complex128 if np.iscomplexobj(exact) else np.float64)
+    if approx.shape != exact.shape:
+        raise ValueError(f"shapes differ: {approx.shape} and {exact.shape}")
+    return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))

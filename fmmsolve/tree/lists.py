@@ -1,0 +1,249 @@
+"""Interaction lists of the adaptive KIFMM (Ying, Biros & Zorin 2004) as CSR index arrays.
+
+"Adjacent" means the closed cubes intersect (a box is adjacent to itself and to its
+ancestors); boxes may be on any levels. With B a target box (it holds targets) and A a source
+box (it holds sources):
+
+* ``U(B)``, B a leaf: the leaves A adjacent to B, on any level (near field, P2P).
+* ``V(B)``: the boxes A on B's level that are not adjacent to B but whose parent is adjacent to
+  B's parent (M2L).
+* ``W(B)``, B a leaf: the boxes A finer than B, not adjacent to B, whose parent is adjacent to B
+  (M2P: A's multipole expansion is evaluated at B's targets).
+* ``X(B)``: the leaves A coarser than B, not adjacent to B, adjacent to B's parent; that is,
+  B is in the W list A would have as a target leaf (P2L).
+
+These lists are correct on trees that are not 2:1 balanced (fmmsolve does not balance): for
+every target leaf T and every source leaf S exactly one of the following holds, which
+``tests/test_lists.py`` checks by brute force: S is in U(T); S is, or descends from, a box in
+V(B) for B = T or an ancestor of T; S is, or descends from, a box in W(T); S is in X(B) for
+B = T or an ancestor of T.
+
+Each list is stored as ``indptr`` of shape (n_boxes + 1,) and ``indices`` (box indices), as in
+``scipy.sparse.csr_matrix``: the list of box ``b`` is ``indices[indptr[b]:indptr[b + 1]]``.
+Boxes outside a list's domain (a non-leaf for U and W, a box without targets) have empty rows,
+and boxes without sources never appear in a list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .._config import MAX_DEPTH
+from .._jit import jit, prange
+from .morton import box_key
+from .octree import Octree
+
+__all__ = ["InteractionLists", "build_interaction_lists"]
+
+_STACK = 8 * 27 + 8 * (MAX_DEPTH + 1)  # bound on the depth-first stack of one traversal
+
+
+@dataclass(frozen=True, eq=False)
+class InteractionLists:
+    """U, V, W and X lists of an :class:`~fmmsolve.tree.octree.Octree`, each in CSR form.
+
+    Attributes
+    ----------
+    u_indptr, v_indptr, w_indptr, x_indptr : ndarray of shape (n_boxes + 1,), int64
+    u_indices, v_indices, w_indices, x_indices : ndarray of shape (n_entries,), int64
+        Source box indices; see the module docstring for what each list holds.
+    """
+
+    u_indptr: np.ndarray
+    u_indices: np.ndarray
+    v_indptr: np.ndarray
+    v_indices: np.ndarray
+    w_indptr: np.ndarray
+    w_indices: np.ndarray
+    x_indptr: np.ndarray
+    x_indices: np.ndarray
+
+    def get(self, name: str, box: int) -> np.ndarray:
+        """The ``name`` list (``"u"``, ``"v"``, ``"w"`` or ``"x"``) of box ``box``."""
+        ptr, idx = getattr(self, f"{name}_indptr"), getattr(self, f"{name}_indices")
+        return idx[ptr[box]:ptr[box + 1]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f.name).nbytes for f in fields(self))
+
+    def summary(self, tree: Octree) -> dict:
+        """Mean list length over the boxes each list is defined for (leaves for U and W)."""
+        has_tgt = tree.tgt_end > tree.tgt_begin
+        target_leaves = tree.leaves[has_tgt[tree.leaves]]
+        target_boxes = np.flatnonzero(has_tgt)
+        out = {}
+        for name, rows in (("u", target_leaves), ("v", target_boxes),
+                           ("w", target_leaves), ("x", target_boxes)):
+            ptr = getattr(self, f"{name}_indptr")
+            out[f"mean_{name}"] = float(np.mean(ptr[rows + 1] - ptr[rows])) if len(rows) else 0.0
+        out["nbytes"] = self.nbytes
+        return out
+
+
+@jit(inline="always")
+def _adjacent(anchors, levels, a, b):
+    """Whether the closed cubes of boxes ``a`` and ``b`` intersect (any levels)."""
+    fine = max(levels[a], levels[b])
+    sa, sb = fine - levels[a], fine - levels[b]
+    for d in range(3):
+        a0, a1 = anchors[a, d] << sa, (anchors[a, d] + 1) << sa
+        b0, b1 = anchors[b, d] << sb, (anchors[b, d] + 1) << sb
+        if a0 > b1 or b0 > a1:
+            return False
+    return True
+
+
+@jit(parallel=True)
+def _colleagues(keys, levels, anchors, out):
+    """``out[b, s]``: the box at offset s (3x3x3, centre 13 = b itself) on b's level, or -1."""
+    n = keys.shape[0]
+    for b in prange(n):
+        level = levels[b]
+        side = np.int64(1) << level
+        for s in range(27):
+            i = anchors[b, 0] + s // 9 - 1
+            j = anchors[b, 1] + (s // 3) % 3 - 1
+            k = anchors[b, 2] + s % 3 - 1
+            out[b, s] = -1
+            if 0 <= i < side and 0 <= j < side and 0 <= k < side:
+                key = box_key(i, j, k, level)
+                pos = np.searchsorted(keys, key)
+                if pos < n and keys[pos] == key:
+                    out[b, s] = pos
+
+
+@jit
+def _v_row(b, anchors, levels, parent, child_ptr, colleagues, ok, out, write):
+    p = parent[b]
+    if p < 0:
+        return 0
+    n = 0
+    for s in range(27):
+        c = colleagues[p, s]
+        if c < 0:
+            continue
+        for a in range(child_ptr[c], child_ptr[c + 1]):
+            if ok[a] and not _adjacent(anchors, levels, a, b):
+                if write:
+                    out[n] = a
+                n += 1
+    return n
+
+
+@jit
+def _uw_row(b, anchors, levels, parent, child_ptr, colleagues, ok, want_u, u_out, w_out, write):
+    """U and W rows of leaf ``b``; ``ok[a]`` says whether box a may enter a list."""
+    nu = 0
+    nw = 0
+    if want_u:
+        # Leaves on b's level or coarser: colleagues of b and of each of its ancestors.
+        a = b
+        while a >= 0:
+            for s in range(27):
+                c = colleagues[a, s]
+                if c >= 0 and ok[c] and child_ptr[c + 1] == child_ptr[c] \
+                        and _adjacent(anchors, levels, c, b):
+                    if write:
+                        u_out[nu] = c
+                    nu += 1
+            a = parent[a]
+    # Finer boxes: descend from b's colleagues through boxes adjacent to b.
+    stack = np.empty(_STACK, np.int64)
+    top = 0
+    for s in range(27):
+        c = colleagues[b, s]
+        if c >= 0 and c != b:
+            for a in range(child_ptr[c], child_ptr[c + 1]):
+                stack[top] = a
+                top += 1
+    while top > 0:
+        top -= 1
+        a = stack[top]
+        if not ok[a]:  # nothing below qualifies either: ok is a subtree property
+            continue
+        if not _adjacent(anchors, levels, a, b):
+            if write:
+                w_out[nw] = a
+            nw += 1
+        elif child_ptr[a + 1] == child_ptr[a]:
+            if want_u:
+                if write:
+                    u_out[nu] = a
+                nu += 1
+        else:
+            for c in range(child_ptr[a], child_ptr[a + 1]):
+                stack[top] = c
+                top += 1
+    return nu, nw
+
+
+@jit(parallel=True)
+def _v_pass(rows, anchors, levels, parent, child_ptr, colleagues, ok, ptr, idx, write):
+    for r in prange(rows.shape[0]):
+        b = rows[r]
+        if write:
+            _v_row(b, anchors, levels, parent, child_ptr, colleagues, ok,
+                   idx[ptr[b]:ptr[b + 1]], True)
+        else:
+            ptr[b + 1] = _v_row(b, anchors, levels, parent, child_ptr, colleagues, ok, idx, False)
+
+
+@jit(parallel=True)
+def _uw_pass(rows, anchors, levels, parent, child_ptr, colleagues, ok, want_u,
+             u_ptr, u_idx, w_ptr, w_idx, write):
+    for r in prange(rows.shape[0]):
+        b = rows[r]
+        if write:
+            _uw_row(b, anchors, levels, parent, child_ptr, colleagues, ok, want_u,
+                    u_idx[u_ptr[b]:u_ptr[b + 1]], w_idx[w_ptr[b]:w_ptr[b + 1]], True)
+        else:
+            nu, nw = _uw_row(b, anchors, levels, parent, child_ptr, colleagues, ok, want_u,
+                             u_idx, w_idx, False)
+            u_ptr[b + 1] = nu
+            w_ptr[b + 1] = nw
+
+
+def _csr(counts_ptr):
+    """Turn counts stored at ``ptr[1:]`` into offsets, in place; return an index buffer."""
+    np.cumsum(counts_ptr, out=counts_ptr)
+    return np.empty(counts_ptr[-1], np.int64)
+
+
+def build_interaction_lists(tree: Octree) -> InteractionLists:
+    """Compute the U, V, W and X lists of ``tree`` (definitions in the module docstring)."""
+    n = tree.n_boxes
+    anchors, levels, parent, child_ptr = tree.anchors, tree.levels, tree.parent, tree.child_ptr
+    has_src = tree.src_end > tree.src_begin
+    has_tgt = tree.tgt_end > tree.tgt_begin
+    colleagues = np.empty((n, 27), np.int64)
+    _colleagues(tree.keys, levels, anchors, colleagues)
+    leaves = tree.leaves
+
+    v_ptr = np.zeros(n + 1, np.int64)
+    v_rows = np.flatnonzero(has_tgt)
+    _v_pass(v_rows, anchors, levels, parent, child_ptr, colleagues, has_src, v_ptr, v_ptr, False)
+    v_idx = _csr(v_ptr)
+    _v_pass(v_rows, anchors, levels, parent, child_ptr, colleagues, has_src, v_ptr, v_idx, True)
+
+    u_ptr, w_ptr = np.zeros(n + 1, np.int64), np.zeros(n + 1, np.int64)
+    uw_rows = leaves[has_tgt[leaves]]
+    args = (anchors, levels, parent, child_ptr, colleagues, has_src, True)
+    _uw_pass(uw_rows, *args, u_ptr, u_ptr, w_ptr, w_ptr, False)
+    u_idx, w_idx = _csr(u_ptr), _csr(w_ptr)
+    _uw_pass(uw_rows, *args, u_ptr, u_idx, w_ptr, w_idx, True)
+
+    # X is the transpose of W taken over source leaves: B in X(A) iff A in W_geometric(B).
+    xw_ptr, no_u = np.zeros(n + 1, np.int64), np.zeros(n + 1, np.int64)
+    xw_rows = leaves[has_src[leaves]]
+    args = (anchors, levels, parent, child_ptr, colleagues, has_tgt, False)
+    _uw_pass(xw_rows, *args, no_u, no_u, xw_ptr, xw_ptr, False)
+    xw_idx = _csr(xw_ptr)
+    _uw_pass(xw_rows, *args, no_u, no_u, xw_ptr, xw_idx, True)
+    src_leaf = np.repeat(np.arange(n, dtype=np.int64), np.diff(xw_ptr))
+    order = np.argsort(xw_idx, kind="stable")
+    x_ptr = np.concatenate([[0], np.cumsum(np.bincount(xw_idx, minlength=n))]).astype(np.int64)
+
+    return InteractionLists(u_ptr, u_idx, v_ptr, v_idx, w_ptr, w_idx, x_ptr, src_leaf[order])

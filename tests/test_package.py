@@ -1,0 +1,109 @@
+"""The package as a user meets it: README commands and snippet, the demo, the examples, and the
+one-way dependency rule between subpackages."""
+
+import ast
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import fmmsolve
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "fmmsolve"
+
+
+def test_version_and_public_names():
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", fmmsolve.__version__)
+    for name in fmmsolve.__all__:
+        assert hasattr(fmmsolve, name), name
+
+
+def test_readme_python_snippet_runs():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "the README should hold a runnable example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+
+
+def test_readme_has_the_two_setup_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "python -m pip install . && python -m fmmsolve demo" in readme
+    assert 'python -m pip install ".[test]" && python -m pytest' in readme
+    assert 'python -m pip install ".[test]" && python -m pytest' in (ROOT / ".ci/run").read_text()
+
+
+def _run(*args, env=None):
+    """Run Python on this checkout (not whatever fmmsolve is installed elsewhere)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": path, **(env or {})}, timeout=600)
+
+
+def test_demo_command():
+    proc = _run("-m", "fmmsolve", "demo", "--n", "3000", "--distribution", "clusters")
+    assert proc.returncode == 0, proc.stderr
+    for word in ("tree", "lists", "time", "memory", "interactions/s"):
+        assert word in proc.stdout
+
+
+def test_demo_rejects_bad_arguments_in_one_line():
+    proc = _run("-m", "fmmsolve", "demo", "--n", "zero")
+    assert proc.returncode == 2
+    assert "expected a positive integer" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
+def test_example_runs(script):
+    proc = _run(str(script), env={"FMMSOLVE_EXAMPLE_SIZE": "small"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+
+
+# Lower layers never import higher ones: kernels and tree -> operators -> fmm ->
+# linear_operator -> estimators. Underscore modules and testing are shared utilities.
+LAYERS = {"kernels": 1, "tree": 1, "operators": 2, "fmm": 3, "linear_operator": 4, "cache": 4,
+          "io": 5, "estimators": 6, "distributed": 6, "__main__": 7}
+EXTERNAL_OWNERS = {"scipy.sparse.linalg": {"linear_operator"}, "sklearn": {"estimators"}}
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from ((a.name, 0) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield (node.module or "", node.level)
+
+
+def _layer_of(parts):
+    return LAYERS.get(parts[0]) if parts else None
+
+
+def test_dependency_rule():
+    offences = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).with_suffix("").parts
+        own = _layer_of(rel)
+        for module, level in _imports(path):
+            if level:  # resolve a relative import against the module's package
+                base = list(rel[:-1])[: len(rel) - level]
+                target = base + [p for p in module.split(".") if p]
+            elif module.startswith("fmmsolve."):
+                target = module.split(".")[1:]
+            else:
+                for ext, owners in EXTERNAL_OWNERS.items():
+                    if module.startswith(ext) and (not rel or rel[0] not in owners):
+                        offences.append(f"{'/'.join(rel)} imports {module}")
+                continue
+            other = _layer_of(target)
+            if own is not None and other is not None and other > own:
+                offences.append(f"{'/'.join(rel)} imports {'.'.join(target)}")
+            if own == 1 and other == 1 and target[0] != rel[0]:
+                offences.append(f"{'/'.join(rel)} imports {'.'.join(target)} (kernels and tree "
+                                "are independent)")
+    assert not offences, offences

@@ -1,0 +1,100 @@
+"""Every interaction list against its brute-force geometric definition, and completeness."""
+
+import numpy as np
+import pytest
+
+from fmmsolve import build_interaction_lists, build_octree
+
+from .helpers import adjacency, ancestor_or_self, tree_cases
+
+CASES = tree_cases(seed=7)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
+def built(request):
+    _, src, tgt, leaf_size = request.param
+    tree = build_octree(src, tgt, leaf_size=leaf_size)
+    assert tree.n_boxes < 3000, "keep the brute-force oracle affordable"
+    return tree, build_interaction_lists(tree), adjacency(tree)
+
+
+def _dense(lists, name, n):
+    """The list ``name`` as a boolean (target box, source box) matrix, checking for repeats."""
+    mat = np.zeros((n, n), dtype=bool)
+    ptr, idx = getattr(lists, f"{name}_indptr"), getattr(lists, f"{name}_indices")
+    assert ptr.shape == (n + 1,) and ptr[0] == 0 and (np.diff(ptr) >= 0).all()
+    rows = np.repeat(np.arange(n), np.diff(ptr))
+    assert len(set(zip(rows.tolist(), idx.tolist()))) == len(idx), f"{name} list repeats a box"
+    mat[rows, idx] = True
+    return mat
+
+
+def _oracle(tree, adj):
+    """U, V, W, X from their definitions, as boolean (target box, source box) matrices."""
+    lv, par = tree.levels, tree.parent
+    leaf = tree.is_leaf
+    src = tree.src_end > tree.src_begin
+    tgt = tree.tgt_end > tree.tgt_begin
+    pa = np.where(par >= 0, par, 0)  # the root's "parent" is never used (masked below)
+    not_root = par >= 0
+    row_leaf = (leaf & tgt)[:, None]
+    col_src = src[None, :]
+    u = row_leaf & (leaf & src)[None, :] & adj
+    v = (tgt & not_root)[:, None] & col_src & not_root[None, :] & (lv[:, None] == lv[None, :]) \
+        & ~adj & adj[pa][:, pa]
+    w = row_leaf & col_src & not_root[None, :] & (lv[None, :] > lv[:, None]) & ~adj & adj[:, pa]
+    x = (tgt & not_root)[:, None] & (leaf & src)[None, :] & (lv[None, :] < lv[:, None]) \
+        & ~adj & adj[pa, :]
+    return dict(u=u, v=v, w=w, x=x)
+
+
+@pytest.mark.parametrize("name", ["u", "v", "w", "x"])
+def test_list_matches_definition(built, name):
+    tree, lists, adj = built
+    got = _dense(lists, name, tree.n_boxes)
+    want = _oracle(tree, adj)[name]
+    missing, extra = np.argwhere(want & ~got), np.argwhere(got & ~want)
+    assert not len(missing) and not len(extra), (
+        f"{name}: {len(missing)} missing, e.g. {missing[:3].tolist()}; "
+        f"{len(extra)} extra, e.g. {extra[:3].tolist()}")
+
+
+def test_every_source_leaf_reaches_every_target_leaf_once(built):
+    tree, lists, _ = built
+    n = tree.n_boxes
+    leaf = tree.is_leaf
+    t_leaves = np.flatnonzero(leaf & (tree.tgt_end > tree.tgt_begin))
+    s_leaves = np.flatnonzero(leaf & (tree.src_end > tree.src_begin))
+    anc = ancestor_or_self(tree).astype(float)  # anc[a, b]: a is b or an ancestor of b
+    u, v, w, x = (_dense(lists, name, n).astype(float) for name in "uvwx")
+    # near field + M2L at T or an ancestor + M2P at T + P2L at T or an ancestor
+    cover = u + anc.T @ v @ anc + w @ anc + anc.T @ x
+    cover = cover[np.ix_(t_leaves, s_leaves)]
+    bad = np.argwhere(cover != 1)
+    assert not len(bad), (
+        f"{len(bad)} (target leaf, source leaf) pairs covered {cover[tuple(bad[0])]} times, "
+        f"e.g. {t_leaves[bad[0][0]]}, {s_leaves[bad[0][1]]}")
+
+
+def test_the_adaptive_lists_are_exercised():
+    """At least one case must have non-empty W and X lists, or the oracle proves little."""
+    seen = {"w": 0, "x": 0}
+    for _, src, tgt, leaf_size in CASES:
+        lists = build_interaction_lists(build_octree(src, tgt, leaf_size=leaf_size))
+        seen["w"] += len(lists.w_indices)
+        seen["x"] += len(lists.x_indices)
+    assert seen["w"] > 100 and seen["x"] > 100
+
+
+def test_uniform_tree_has_the_classic_list_sizes():
+    """A full uniform tree of depth 3: an interior leaf has 27 neighbours and 189 V boxes."""
+    g = (np.arange(8) + 0.5) / 8
+    pts = np.stack(np.meshgrid(g, g, g, indexing="ij"), axis=-1).reshape(-1, 3)
+    tree = build_octree(pts, leaf_size=1)
+    lists = build_interaction_lists(tree)
+    assert tree.depth == 3 and tree.n_leaves == 512
+    sizes_u = np.diff(lists.u_indptr)[tree.leaves]
+    sizes_v = np.diff(lists.v_indptr)[tree.leaves]
+    assert sizes_u.max() == 27 and sizes_u.min() == 8
+    assert sizes_v.max() == 189
+    assert len(lists.w_indices) == 0 and len(lists.x_indices) == 0
