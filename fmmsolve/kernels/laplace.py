@@ -19,11 +19,11 @@ INV_4PI = 1.0 / (4.0 * math.pi)
 @jit
 def p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
     """Add sum_j G(t_i, s_j) q_j to ``pot[i]`` (see :mod:`fmmsolve.kernels._kernel`)."""
-    one = pot.dtype.type(1.0)
+    one, zero = pot.dtype.type(1.0), pot.dtype.type(0.0)  # typed: a bare 0 would promote float32
     scale = pot.dtype.type(INV_4PI)
     for i in range(tx.shape[0]):
         xi, yi, zi = tx[i], ty[i], tz[i]
-        acc = pot.dtype.type(0.0)
+        acc = zero
         for j in range(sx.shape[0]):
             dx = xi - sx[j]
             dy = yi - sy[j]
@@ -31,7 +31,7 @@ def p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
             r2 = dx * dx + dy * dy + dz * dz
             inv_r = one / math.sqrt(r2)
             if r2 == 0:  # explicit mask: no reliance on inf arithmetic
-                inv_r = 0
+                inv_r = zero
             acc += charges[j] * inv_r
         pot[i] += acc * scale
 
@@ -39,14 +39,14 @@ def p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
 @jit
 def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
     """Add the potential and its gradient with respect to the target to ``pot, gx, gy, gz``."""
-    one = pot.dtype.type(1.0)
+    one, zero = pot.dtype.type(1.0), pot.dtype.type(0.0)  # typed: a bare 0 would promote float32
     scale = pot.dtype.type(INV_4PI)
     for i in range(tx.shape[0]):
         xi, yi, zi = tx[i], ty[i], tz[i]
-        acc = pot.dtype.type(0.0)
-        ax = pot.dtype.type(0.0)
-        ay = pot.dtype.type(0.0)
-        az = pot.dtype.type(0.0)
+        acc = zero
+        ax = zero
+        ay = zero
+        az = zero
         for j in range(sx.shape[0]):
             dx = xi - sx[j]
             dy = yi - sy[j]
@@ -54,7 +54,7 @@ def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
             r2 = dx * dx + dy * dy + dz * dz
             inv_r = one / math.sqrt(r2)
             if r2 == 0:
-                inv_r = 0
+                inv_r = zero
             q_r = charges[j] * inv_r
             q_r3 = q_r * inv_r * inv_r
             acc += q_r
