@@ -7,11 +7,13 @@ contract.
 from ._version import __version__
 from .kernels import KERNEL_NAMES, get_kernel
 from .kernels.direct import direct
+from .linear_operator import FMMOperator
 from .tree import InteractionLists, Octree, build_interaction_lists, build_octree
 
 __all__ = [
     "__version__",
     "direct",
+    "FMMOperator",
     "get_kernel",
     "KERNEL_NAMES",
     "Octree",

@@ -1,7 +1,8 @@
 """Command line: ``python -m fmmsolve demo`` (or the ``fmmsolve`` console script).
 
-``demo`` builds the adaptive octree and interaction lists of a built-in point cloud, prints their
-statistics and timings, and measures the direct-sum interaction rate on a sample of targets.
+``demo`` fits the Laplace FMM on a built-in point cloud (200,000 points on a sphere by default),
+prints the fit and matvec times and the error against a sampled direct sum, and solves a
+second-kind integral equation with GMRES.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import time
 
 import numpy as np
 
-from . import __version__, build_interaction_lists, build_octree, direct
-from ._config import DEFAULT_LEAF_SIZE
-from .testing import DISTRIBUTIONS, point_cloud
+from scipy.sparse.linalg import LinearOperator, gmres
+
+from . import FMMOperator, __version__, direct
+from .testing import DISTRIBUTIONS, point_cloud, relative_l2_error
 
 
 def _positive_int(text):
@@ -33,53 +35,68 @@ def _timed(func, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def demo(n: int, distribution: str, leaf_size: int, seed: int, out=sys.stdout) -> None:
-    """Build a tree and lists for ``n`` points and report statistics and timings."""
+def demo(n: int, distribution: str, eps: float, leaf_size, seed: int, out=sys.stdout) -> None:
+    """Fit an FMM on ``n`` built-in points, check it against the direct sum, solve with GMRES."""
     say = lambda *a: print(*a, file=out)  # noqa: E731
-    say(f"fmmsolve {__version__} demo: {n:,} points, distribution '{distribution}', "
-        f"leaf_size {leaf_size}")
+    say(f"fmmsolve {__version__} demo: Laplace FMM on {n:,} points ('{distribution}'), "
+        f"eps={eps:g}")
     points = point_cloud(distribution, n, seed)
-
-    # The first call compiles (or loads Numba's disk cache); the second is the steady state.
-    (_, first_tree) = _timed(build_octree, points, leaf_size=leaf_size)
-    tree, t_tree = _timed(build_octree, points, leaf_size=leaf_size)
-    (_, first_lists) = _timed(build_interaction_lists, tree)
-    lists, t_lists = _timed(build_interaction_lists, tree)
-
-    stats, lstats = tree.summary(), lists.summary(tree)
-    say(f"  tree   depth {stats['depth']}, {stats['n_boxes']:,} boxes, {stats['n_leaves']:,} "
-        f"leaves, {stats['mean_sources_per_leaf']:.1f} points per leaf on average "
-        f"(max {stats['max_sources_per_leaf']})")
-    say(f"  lists  mean sizes U {lstats['mean_u']:.1f}, V {lstats['mean_v']:.1f}, "
-        f"W {lstats['mean_w']:.1f}, X {lstats['mean_x']:.1f}")
-    say(f"  time   tree {t_tree:.3f} s, lists {t_lists:.3f} s "
-        f"(first calls, with compilation or cache load: {first_tree:.2f} s, {first_lists:.2f} s)")
-    per_point = (stats["nbytes"] + lstats["nbytes"]) / n
-    say(f"  memory tree {stats['nbytes'] / 2**20:.1f} MiB + lists {lstats['nbytes'] / 2**20:.1f} "
-        f"MiB = {per_point:.0f} bytes per point")
-
     rng = np.random.default_rng(seed)
-    sample = points[rng.choice(n, size=min(n, 2000), replace=False)]
     charges = rng.standard_normal(n)
-    direct(points[:10], sample[:10], charges[:10])  # compile outside the timing
-    pot, t_direct = _timed(direct, points, sample, charges)
-    say(f"  direct sum at {len(sample):,} sampled targets: {t_direct:.3f} s, "
-        f"{len(sample) * n / t_direct / 1e9:.2f} billion interactions/s, "
-        f"|phi| mean {np.abs(pot).mean():.4g}")
+
+    # Warm-up on a small problem so the timings below exclude compilation (or cache loading).
+    small = point_cloud(distribution, 2000, seed)
+    FMMOperator(small, eps=eps, leaf_size=leaf_size) @ np.ones(2000)
+
+    A, t_fit = _timed(FMMOperator, points, eps=eps, leaf_size=leaf_size)
+    pot, t_matvec = _timed(A.matvec, charges)
+    tree = A.tree
+    say(f"  fit     {t_fit:.2f} s  (tree {A.fit_timings['tree']:.2f} s, lists "
+        f"{A.fit_timings['lists']:.2f} s, operators {A.fit_timings['plan']:.2f} s)")
+    say(f"  tree    depth {tree['depth']}, {tree['n_leaves']:,} leaves, expansion order "
+        f"{A.expansion_order}, mean list sizes U {tree['mean_u']:.1f} V {tree['mean_v']:.1f} "
+        f"W {tree['mean_w']:.1f} X {tree['mean_x']:.1f}")
+    say(f"  matvec  {t_matvec:.2f} s  (" + ", ".join(
+        f"{k} {v:.2f}" for k, v in A.timings.items()) + ")")
+
+    sample = rng.choice(n, size=min(n, 1000), replace=False)
+    direct(points[:10], points[sample[:10]], charges[:10])  # compile outside the timing
+    exact, t_direct = _timed(direct, points, points[sample], charges)
+    err = relative_l2_error(pot[sample], exact)
+    say(f"  error   relative L2 {err:.2e} at {len(sample):,} sampled targets (requested "
+        f"{eps:g}); the direct sum at those targets took {t_direct:.2f} s")
+
+    # A second-kind integral equation on the unit sphere: (I + w A) x = 1, w = area / m.
+    m = min(n, 20_000)
+    B = FMMOperator(point_cloud("sphere", m, seed), eps=eps, leaf_size=leaf_size)
+    w = 4 * np.pi / m
+    system = LinearOperator((m, m), matvec=lambda x: x + w * (B @ x), dtype=B.dtype)
+    iterations = []
+    start = time.perf_counter()
+    x, info = gmres(system, np.ones(m), rtol=1e-8, maxiter=200, callback=iterations.append,
+                    callback_type="pr_norm")
+    t_gmres = time.perf_counter() - start
+    residual = np.linalg.norm(system @ x - 1.0) / np.sqrt(m)
+    say(f"  gmres   (I + w A) x = 1 on {m:,} sphere points: {len(iterations)} iterations, "
+        f"{t_gmres:.2f} s, relative residual {residual:.1e}, info {info}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fmmsolve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fmmsolve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="tree and lists of a built-in point cloud, with timings")
+    p_demo = sub.add_parser("demo", help="FMM on a built-in point cloud: error, timings, GMRES")
     p_demo.add_argument("--n", type=_positive_int, default=200_000, help="number of points")
     p_demo.add_argument("--distribution", choices=DISTRIBUTIONS, default="sphere")
-    p_demo.add_argument("--leaf-size", type=_positive_int, default=DEFAULT_LEAF_SIZE)
+    p_demo.add_argument("--eps", type=float, default=1e-6, help="requested accuracy")
+    p_demo.add_argument("--leaf-size", type=_positive_int, default=None)
     p_demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        demo(args.n, args.distribution, args.leaf_size, args.seed)
+        try:
+            demo(args.n, args.distribution, args.eps, args.leaf_size, args.seed)
+        except ValueError as exc:  # bad values reach the user as one line, not a traceback
+            parser.error(str(exc))
     return 0
 
 

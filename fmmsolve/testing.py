@@ -33,8 +33,12 @@ def _clusters(n, rng):
 
 
 def _curve(n, rng):
-    """A helix: one-dimensional data in 3-D."""
-    t = np.sort(rng.random(n)) * 6 * np.pi
+    """A helix discretised like a wire: one point per equal parameter interval, jittered.
+
+    (Sorted uniform parameters would put pairs about 1/n^2 apart, closer than float32 can
+    resolve; see the float32 notes in docs/index.md.)
+    """
+    t = (np.arange(n) + 0.25 + 0.5 * rng.random(n)) / n * 6 * np.pi
     return np.stack([np.cos(t), np.sin(t), t / (6 * np.pi)], axis=1)
 
 

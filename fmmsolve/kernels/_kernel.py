@@ -45,6 +45,10 @@ class Kernel:
     check_wavenumber : callable
         ``check_wavenumber(k) -> scalar`` validates the user's wavenumber and returns the value
         passed to the block functions.
+    matrix : callable
+        ``matrix(targets, sources, wavenumber) -> ndarray (n_t, n_s)``: the dense kernel matrix
+        in float64 (complex128 for complex kernels), zero at zero distance. Used to precompute
+        translation operators; ``targets`` and ``sources`` are (n, 3) float64 arrays.
     """
 
     name: str
@@ -54,6 +58,13 @@ class Kernel:
     p2p: Any
     p2p_gradient: Any
     check_wavenumber: Callable[[Any], Any]
+    matrix: Callable[..., np.ndarray]
+
+    def __reduce__(self):
+        # Pickle by name: the compiled dispatchers are not data.
+        from . import get_kernel
+
+        return get_kernel, (self.name,)
 
     def value_dtype(self, real_dtype) -> np.dtype:
         """The dtype of potentials for coordinates of ``real_dtype``."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .._jit import jit
 from ._kernel import Kernel
 
-__all__ = ["LAPLACE", "p2p", "p2p_gradient"]
+__all__ = ["LAPLACE", "p2p", "p2p_gradient", "matrix"]
 
 INV_4PI = 1.0 / (4.0 * math.pi)
 
@@ -67,6 +69,13 @@ def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
         gz[i] += az * scale
 
 
+def matrix(targets, sources, wavenumber=None):
+    """Dense float64 matrix G(t_i, s_j) of shape (n_t, n_s), zero where t_i == s_j."""
+    d = targets[:, None, :] - sources[None, :, :]
+    r = np.sqrt(np.einsum("tsk,tsk->ts", d, d))
+    return np.divide(INV_4PI, r, out=np.zeros_like(r), where=r > 0)
+
+
 def _check_wavenumber(wavenumber):
     if wavenumber is not None:
         raise ValueError("wavenumber must be None for the 'laplace' kernel (it has none)")
@@ -81,4 +90,5 @@ LAPLACE = Kernel(
     p2p=p2p,
     p2p_gradient=p2p_gradient,
     check_wavenumber=_check_wavenumber,
+    matrix=matrix,
 )

@@ -1,0 +1,284 @@
+"""``FMMOperator``: a fitted FMM as a ``scipy.sparse.linalg.LinearOperator``.
+
+This module owns the bridge to SciPy's host protocol and is the only one importing
+``scipy.sparse.linalg``. It fixes these conventions:
+
+1. ``A[i, j] = G(y_i, x_j)`` with targets ``y`` as rows and sources ``x`` as columns, both in
+   the caller's order; pairs at zero distance contribute nothing (so ``targets=None`` gives the
+   self-interaction without the singular diagonal).
+2. Every product is one ``FMMEngine.evaluate`` call: ``A @ Q`` with ``m`` columns evaluates
+   ``m`` densities in one pass, and a complex input to a real operator is split into its real
+   and imaginary parts, evaluated as ``2 m`` real columns in one pass and recombined.
+3. Inputs are cast to ``A.dtype`` (a float64 vector given to a float32 operator is computed and
+   returned in float32); only the complex input of a real operator widens the result.
+4. The kernels are symmetric, ``G(x, y) = G(y, x)``, so ``A.T`` is the operator with sources and
+   targets swapped (``A`` itself when ``targets`` is None), and ``A.H = conj(A.T)`` (equal to
+   ``A.T`` for a real kernel). Both are built on first access, with the same parameters, and
+   cached; ``A.H.H is A`` and ``A.T.T is A``.
+5. Pickling stores the constructor arguments (points in the caller's order, the kernel by
+   registry name, and the other parameters) and fits again when unpickled; the fit is
+   deterministic, so the copy gives the same results. The ``Kernel`` record, which holds Numba
+   dispatchers, and the fitted tree are never pickled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from .fmm import FMMEngine
+
+__all__ = ["FMMOperator"]
+
+
+def _check_shape(x, n: int, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``x`` has shape ``(n,)`` or ``(n, m)``."""
+    shape = np.shape(x)
+    if len(shape) not in (1, 2) or shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) or ({n}, m), got shape {shape}")
+    if 0 in shape:
+        raise ValueError(f"{name} is empty: shape {shape}")
+
+
+def _restore(sources, targets, params):
+    """Unpickle an :class:`FMMOperator` by fitting it again (see the module docstring)."""
+    return FMMOperator(sources, targets, **params)
+
+
+class FMMOperator(LinearOperator):
+    """The matrix ``A[i, j] = G(y_i, x_j)`` applied by a kernel-independent FMM.
+
+    The tree, interaction lists and translation operators are built once, here; every product
+    then costs one FMM evaluation.
+
+    Parameters
+    ----------
+    sources : array_like of shape (n_sources, 3)
+        Source points ``x_j`` (columns of ``A``).
+    targets : array_like of shape (n_targets, 3) or None, default None
+        Target points ``y_i`` (rows of ``A``); None means the sources themselves.
+    kernel : str, default "laplace"
+        Green's function, a name from :data:`fmmsolve.KERNEL_NAMES`.
+    wavenumber : scalar or None
+        Required by the Helmholtz kernels; None for ``"laplace"``.
+    eps : float, default 1e-6
+        Requested relative L2 accuracy of the potential over the targets, in (0, 1).
+    expansion_order : int or None
+        Overrides the expansion order chosen from ``eps``.
+    leaf_size : int or None
+        Maximum points per leaf; None picks a tuned default.
+    dtype : None, np.float32 or np.float64
+        Real working precision (default float64); ``A.dtype`` is this, or the matching complex
+        dtype for a complex kernel.
+    memory : str, joblib.Memory or None
+        Reserved for the disk cache of precomputed operators (a directory, a
+        ``joblib.Memory`` or None). Stored, not used yet.
+
+    Attributes
+    ----------
+    shape : tuple (n_targets, n_sources)
+    dtype : numpy.dtype
+        float64, float32, complex128 or complex64.
+    sources : ndarray of shape (n_sources, 3), float64, read-only
+        A copy of the sources in the caller's order.
+    targets : ndarray of shape (n_targets, 3), float64, read-only, or None
+    kernel : str
+        The kernel's registry name.
+    wavenumber, eps, leaf_size, memory
+        The constructor arguments.
+    expansion_order : int
+        The order the engine uses.
+    tree : dict
+        Tree and interaction-list summary: ``depth``, ``n_leaves``, points per leaf,
+        ``mean_u``, ``mean_v``, ``mean_w``, ``mean_x``, ...
+    timings : dict of str to float
+        Seconds per FMM operator in this operator's last evaluation.
+    fit_timings : dict of str to float
+        Seconds per fitting stage.
+
+    Raises
+    ------
+    ValueError
+        From the engine, naming the argument: bad points, unknown kernel, eps outside (0, 1),
+        a wavenumber the kernel does not accept, a bad dtype, order or leaf size.
+
+    Examples
+    --------
+    >>> import numpy as np, fmmsolve
+    >>> from scipy.sparse.linalg import gmres, aslinearoperator
+    >>> x = np.random.default_rng(0).random((2000, 3))
+    >>> A = fmmsolve.FMMOperator(x, eps=1e-6)
+    >>> I = aslinearoperator(np.eye(2000))
+    >>> u, info = gmres(I + A / 2000, np.ones(2000))
+    """
+
+    def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
+                 expansion_order=None, leaf_size=None, dtype=None, memory=None):
+        self._engine = FMMEngine(sources, targets, kernel=kernel, wavenumber=wavenumber, eps=eps,
+                                 expansion_order=expansion_order, leaf_size=leaf_size,
+                                 dtype=dtype)
+        self.sources = np.array(sources, dtype=np.float64)
+        self.sources.flags.writeable = False
+        self.targets = None if targets is None else np.array(targets, dtype=np.float64)
+        if self.targets is not None:
+            self.targets.flags.writeable = False
+        self.kernel = self._engine.kernel.name
+        self.wavenumber = wavenumber
+        self.eps = self._engine.eps
+        self.leaf_size = leaf_size
+        self.memory = memory
+        self._real_dtype = self._engine.real_dtype
+        self._transpose_op = None
+        self._adjoint_op = None
+        super().__init__(self._engine.value_dtype,
+                         (self._engine.n_targets, self._engine.n_sources))
+
+    def _params(self) -> dict:
+        """Keyword arguments that rebuild this operator (the adjoint and unpickling use them)."""
+        return dict(kernel=self.kernel, wavenumber=self.wavenumber, eps=self.eps,
+                    expansion_order=self.expansion_order, leaf_size=self.leaf_size,
+                    dtype=self._real_dtype, memory=self.memory)
+
+    def __reduce__(self):
+        return _restore, (self.sources, self.targets, self._params())
+
+    # -- introspection ---------------------------------------------------------------------------
+
+    @property
+    def expansion_order(self) -> int:
+        return int(self._engine.expansion_order)
+
+    @property
+    def tree(self) -> dict:
+        return self._engine.tree_summary()
+
+    @property
+    def timings(self) -> dict:
+        return dict(self._engine.timings)
+
+    @property
+    def fit_timings(self) -> dict:
+        return dict(self._engine.fit_timings)
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def _densities(self, q, name: str) -> np.ndarray:
+        """``q`` as a finite ``(n_sources, m)`` array: of ``A.dtype``, or complex if ``q`` is
+        complex and the operator real."""
+        _check_shape(q, self.shape[1], name)
+        arr = np.asarray(q)
+        if arr.dtype.kind not in "biufc":
+            raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        dtype = self.dtype
+        if arr.dtype.kind == "c" and dtype.kind != "c":
+            dtype = np.result_type(dtype, np.complex64)
+        return arr.reshape(self.shape[1], -1).astype(dtype, copy=False)
+
+    def _apply(self, q: np.ndarray, gradient: bool):
+        """One engine pass for validated ``(n_sources, m)`` densities; see the module docstring."""
+        if q.dtype == self.dtype:
+            return self._engine.evaluate(np.ascontiguousarray(q), gradient)
+        m = q.shape[1]  # complex densities, real operator: 2 m real columns in one pass
+        stacked = np.ascontiguousarray(np.concatenate([q.real, q.imag], axis=1), dtype=self.dtype)
+        pot, grad = self._engine.evaluate(stacked, gradient)
+        pot = (pot[:, :m] + 1j * pot[:, m:]).astype(q.dtype, copy=False)
+        if grad is not None:
+            grad = (grad[:, :m] + 1j * grad[:, m:]).astype(q.dtype, copy=False)
+        return pot, grad
+
+    def evaluate(self, q, gradient=False):
+        """Potentials (and gradients with respect to the target) of densities ``q``.
+
+        Parameters
+        ----------
+        q : array_like of shape (n_sources,) or (n_sources, m)
+            Densities in the sources' order; finite. Cast to ``A.dtype`` (complex ``q`` for a
+            real operator gives complex results).
+        gradient : bool, default False
+
+        Returns
+        -------
+        pot : ndarray of shape (n_targets,) or (n_targets, m)
+        grad : ndarray of shape (n_targets, 3) or (n_targets, m, 3)
+            Only when ``gradient=True``.
+        """
+        arr = self._densities(q, "q")
+        pot, grad = self._apply(arr, bool(gradient))
+        if np.ndim(q) == 1:
+            pot = pot[:, 0]
+            grad = None if grad is None else grad[:, 0, :]
+        return (pot, grad) if gradient else pot
+
+    def _matmat(self, X):
+        return self._apply(self._densities(X, "q"), False)[0]
+
+    def _matvec(self, x):
+        return self._matmat(np.reshape(x, (-1, 1)))
+
+    def _rmatvec(self, x):
+        return self._adjoint().matvec(x)
+
+    def _rmatmat(self, X):
+        return self._adjoint().matmat(X)
+
+    # Check shapes before SciPy's wrappers do, so the error names the sizes expected.
+    def dot(self, x):
+        if not isinstance(x, LinearOperator) and not np.isscalar(x):
+            _check_shape(x, self.shape[1], "q")
+        return super().dot(x)
+
+    def matvec(self, x):
+        _check_shape(x, self.shape[1], "q")
+        return super().matvec(x)
+
+    def matmat(self, X):
+        _check_shape(X, self.shape[1], "q")
+        return super().matmat(X)
+
+    def rmatvec(self, x):
+        _check_shape(x, self.shape[0], "x")
+        return super().rmatvec(x)
+
+    def rmatmat(self, X):
+        _check_shape(X, self.shape[0], "x")
+        return super().rmatmat(X)
+
+    # -- transpose and adjoint -------------------------------------------------------------------
+
+    def _transpose(self):
+        if self._transpose_op is None:
+            if self.targets is None:
+                self._transpose_op = self
+            else:
+                swapped = FMMOperator(self.targets, self.sources, **self._params())
+                swapped._transpose_op = self
+                self._transpose_op = swapped
+        return self._transpose_op
+
+    def _adjoint(self):
+        if self._adjoint_op is None:
+            if self.dtype.kind != "c":
+                self._adjoint_op = self._transpose()
+            else:
+                self._adjoint_op = _Conjugated(self._transpose(), adjoint=self)
+        return self._adjoint_op
+
+
+class _Conjugated(LinearOperator):
+    """``conj(B)`` for an operator ``B``, with a known adjoint: ``A.H = conj(A.T)`` for a complex
+    symmetric kernel, whose adjoint is ``A`` again."""
+
+    def __init__(self, op, adjoint):
+        super().__init__(op.dtype, op.shape)
+        self._op, self._adjoint_op = op, adjoint
+
+    def _matmat(self, X):
+        return np.conj(self._op.matmat(np.conj(X)))
+
+    def _matvec(self, x):
+        return np.conj(self._op.matvec(np.conj(x)))
+
+    def _adjoint(self):
+        return self._adjoint_op

@@ -1,0 +1,202 @@
+"""Precomputation of the translation operators: a pure function of hashable arguments.
+
+``compute_plan(kernel, order, compression_tol, dtype)`` returns a :class:`Plan`; the float64
+plan is computed once per (kernel, order, tolerance) and other dtypes are cast from it. A Plan holds
+only plain arrays and values, and it does not depend on any geometry. All the work is done in
+float64 and cast to the value dtype at the end. Conventions:
+
+* Operators are computed for a reference box of half-width 1. For a scale-invariant kernel with
+  G(s x, s y) = s^-d G(x, y) (d = 1 for Laplace), a check-to-equivalent map at half-width h is
+  ``h**d`` times the reference one. M2M, L2L and M2L are the same on every level.
+* Check-to-equivalent maps are SVD pseudo-inverses. Singular values below ``4 eps_mach s_max``
+  are dropped, and the map is kept as two factors ``a @ (b @ check)`` with ``a = V / s`` and
+  ``b = U^T``.
+* Child octant ``c`` has centre offset ``((c & 1), (c >> 1 & 1), (c >> 2 & 1)) * 2 - 1`` times
+  half the parent's half-width (:mod:`fmmsolve.tree.morton`, convention 2).
+* M2L: there are 316 transfer vectors ``v`` in {-3..3}^3 \\ {-1..1}^3, in units of the box edge.
+  The translations ``K_v`` (target check <- source equivalent) are compressed with the SVDs of
+  their horizontal and vertical stacks: ``K_v ~ U C_v V^T``. The rank is the larger number of
+  singular values above ``compression_tol * s_max``. The target's check-to-equivalent map is
+  folded into ``U`` once here. At evaluation time the work per level is
+  ``local += m2l_u @ C_v @ (m2l_vt @ multipole)``, with one matrix product per transfer vector
+  over all pairs that share it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from ..kernels import get_kernel
+from . import surfaces
+
+__all__ = ["Plan", "compute_plan", "transfer_vectors", "transfer_index"]
+
+
+def transfer_vectors() -> np.ndarray:
+    """The 316 M2L offsets (target -> source, in box edges), shape (316, 3), int64."""
+    r = np.arange(-3, 4)
+    v = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    return v[np.abs(v).max(axis=1) > 1]
+
+
+def transfer_index(offsets) -> np.ndarray:
+    """Index into :func:`transfer_vectors` of each offset (shape (n, 3)); -1 if not one."""
+    table = np.full(343, -1, np.int64)
+    v = transfer_vectors()
+    table[(v[:, 0] + 3) * 49 + (v[:, 1] + 3) * 7 + (v[:, 2] + 3)] = np.arange(len(v))
+    o = np.asarray(offsets, dtype=np.int64)
+    inside = np.all(np.abs(o) <= 3, axis=-1)
+    flat = np.where(inside, (o[..., 0] + 3) * 49 + (o[..., 1] + 3) * 7 + (o[..., 2] + 3), 0)
+    return np.where(inside, table[flat], -1)
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """Geometry-independent KIFMM operators for one kernel, order, tolerance and dtype.
+
+    Shapes use ``n = 6 (p - 1)^2 + 2`` surface points and the compression rank ``k``. Every
+    matrix has the value dtype.
+
+    Attributes
+    ----------
+    kernel_name : str
+    expansion_order : int
+    compression_tol : float
+    scale_degree : int
+        Check-to-equivalent maps at half-width h are ``h**scale_degree`` times the reference.
+    surface : ndarray (n, 3), float64
+        The unit surface (:func:`~fmmsolve.operators.surfaces.surface`).
+    uc2e_a, uc2e_b : ndarray (n, r), (r, n)
+        Upward check-to-equivalent map ``a @ b`` at half-width 1.
+    dc2e_a, dc2e_b : ndarray (n, r), (r, n)
+        Downward check-to-equivalent map at half-width 1.
+    m2m : ndarray (8, n, n)
+        ``parent += m2m[c] @ child`` for a child in octant c.
+    l2l : ndarray (8, n, n)
+        ``child += l2l[c] @ parent``.
+    m2l_vt : ndarray (k, n)
+        Compresses a multipole: ``m2l_vt @ multipole``.
+    m2l_c : ndarray (316, k, k)
+        Compressed translation for each transfer vector.
+    m2l_u : ndarray (n, k)
+        Expands a compressed check potential into local equivalent densities (folded with
+        the downward check-to-equivalent map).
+    """
+
+    kernel_name: str
+    expansion_order: int
+    compression_tol: float
+    scale_degree: int
+    surface: np.ndarray
+    uc2e_a: np.ndarray
+    uc2e_b: np.ndarray
+    dc2e_a: np.ndarray
+    dc2e_b: np.ndarray
+    m2m: np.ndarray
+    l2l: np.ndarray
+    m2l_vt: np.ndarray
+    m2l_c: np.ndarray
+    m2l_u: np.ndarray
+
+    @property
+    def n_surface(self) -> int:
+        return self.surface.shape[0]
+
+    @property
+    def rank(self) -> int:
+        return self.m2l_c.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+
+
+def _pinv_factors(k):
+    """Two-factor pseudo-inverse ``(V / s, U^T)`` dropping s < 4 eps_mach s_max."""
+    u, s, vt = scipy.linalg.svd(k, full_matrices=False)
+    keep = s > 4 * np.finfo(np.float64).eps * s[0]
+    return vt[keep].T / s[keep], u[:, keep].T
+
+
+def _r_factor(blocks, n):
+    """R of the QR factorisation of the vertical stack of ``blocks`` (each (rows, n)), built
+    a few blocks at a time so the stack is never held whole."""
+    r = np.zeros((0, n))
+    batch = []
+    for i, blk in enumerate(blocks):
+        batch.append(blk)
+        if len(batch) == 16 or i == len(blocks) - 1:
+            r = scipy.linalg.qr(np.vstack([r, *batch]), mode="r", check_finite=False)[0][:n]
+            batch = []
+    return r
+
+
+def _octant_offsets():
+    c = np.arange(8)
+    return np.stack([c & 1, (c >> 1) & 1, (c >> 2) & 1], axis=1) * 2.0 - 1.0
+
+
+@functools.lru_cache(maxsize=16)
+def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
+                 dtype: str) -> Plan:
+    """The :class:`Plan` (see the module docstring) with matrices of ``dtype``.
+
+    Arguments must be hashable; results are memoised in memory.
+    """
+    if np.dtype(dtype) == np.float64:
+        return _compute_plan64(kernel_name, expansion_order, compression_tol)
+    base = compute_plan(kernel_name, expansion_order, compression_tol, "<f8")
+    return Plan(**{name: (np.ascontiguousarray(v, dtype=dtype)
+                          if isinstance(v, np.ndarray) and name != "surface" else v)
+                   for name, v in vars(base).items()})
+
+
+@functools.lru_cache(maxsize=8)
+def _compute_plan64(kernel_name, expansion_order, compression_tol):
+    kernel = get_kernel(kernel_name)
+    if not kernel.scale_invariant:
+        raise NotImplementedError(f"kernel {kernel_name!r} needs per-level operators")
+    degree = 1
+    mat = lambda t, s: kernel.matrix(t, s, None)  # noqa: E731
+    surf = surfaces.surface(expansion_order)
+
+    uc2e_a, uc2e_b = _pinv_factors(mat(surfaces.UP_CHECK * surf, surfaces.UP_EQUIV * surf))
+    dc2e_a, dc2e_b = _pinv_factors(mat(surfaces.DOWN_CHECK * surf, surfaces.DOWN_EQUIV * surf))
+
+    m2m, l2l = [], []
+    for off in _octant_offsets() * 0.5:  # children have half-width 0.5
+        k_up = mat(surfaces.UP_CHECK * surf, off + 0.5 * surfaces.UP_EQUIV * surf)
+        m2m.append(uc2e_a @ (uc2e_b @ k_up))
+        k_down = mat(off + 0.5 * surfaces.DOWN_CHECK * surf, surfaces.DOWN_EQUIV * surf)
+        l2l.append(0.5**degree * (dc2e_a @ (dc2e_b @ k_down)))
+
+    # M2L: reference boxes of half-width 1, so centres differ by 2 v.
+    check = surfaces.DOWN_CHECK * surf
+    k_v = [mat(check, 2.0 * v + surfaces.UP_EQUIV * surf) for v in transfer_vectors()]
+    n = len(surf)
+    r_fat = _r_factor([k.T for k in k_v], n)  # [K_1 ... K_316] = R_fat^T Q^T
+    r_thin = _r_factor(k_v, n)  # [K_1; ...; K_316] = Q R_thin
+    u_fat, s_fat, _ = scipy.linalg.svd(r_fat.T)
+    _, s_thin, vt_thin = scipy.linalg.svd(r_thin)
+    rank = max(int(np.sum(s_fat > compression_tol * s_fat[0])),
+               int(np.sum(s_thin > compression_tol * s_thin[0])))
+    u_k, vt_k = u_fat[:, :rank], vt_thin[:rank]
+    m2l_c = np.stack([u_k.T @ k @ vt_k.T for k in k_v])
+    m2l_u = dc2e_a @ (dc2e_b @ u_k)
+
+    cast = np.ascontiguousarray
+    return Plan(
+        kernel_name=kernel.name,
+        expansion_order=int(expansion_order),
+        compression_tol=float(compression_tol),
+        scale_degree=degree,
+        surface=surf,
+        uc2e_a=cast(uc2e_a), uc2e_b=cast(uc2e_b),
+        dc2e_a=cast(dc2e_a), dc2e_b=cast(dc2e_b),
+        m2m=cast(np.stack(m2m)), l2l=cast(np.stack(l2l)),
+        m2l_vt=cast(vt_k), m2l_c=cast(m2l_c), m2l_u=cast(m2l_u),
+    )

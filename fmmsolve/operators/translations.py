@@ -1,0 +1,136 @@
+"""Compiled KIFMM translations that touch points: P2M, P2L (onto check surfaces), and L2P,
+M2P, P2P (onto targets).
+
+Every function is a ``prange`` over boxes or leaves. Each one calls the kernel's block
+functions (:mod:`fmmsolve.kernels._kernel`), which are passed in as arguments, so nothing here
+knows which kernel it runs. The matrix translations (M2M, L2L, M2L) are dense matrix products
+and live in :mod:`fmmsolve.fmm`.
+
+Layouts: coordinates are structure of arrays ``(3, n)`` in tree order, and *local*: each point
+is stored relative to the centre of its leaf. Densities are ``(m, n_sources)``, potentials
+``(m, n_targets)`` and gradients ``(m, 3, n_targets)``. Expansions (equivalent densities) are
+``(n_boxes, m, n_surface)``. ``surf`` is the unit surface as ``(3, n_surface)``, and a box's
+surface points are ``centre + radius * half_width * surf``.
+
+Frames: every interaction is computed in the frame of one box (coordinates relative to its
+centre). The offsets between box centres are taken in float64 from ``centres`` and then cast.
+Working precision is therefore relative to box sizes, not to the root cube. In float32 this is
+what keeps clusters that are many levels deep accurate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._jit import jit, prange
+
+__all__ = ["points_to_surfaces", "x_list_to_surfaces", "surfaces_to_targets",
+           "w_list_to_targets", "near_field"]
+
+
+@jit(inline="always")
+def _box_surface(surf, centres, half_widths, radius, box, frame):
+    """Surface points of ``box`` in the frame of box ``frame``; dtype of ``surf``."""
+    pts = np.empty_like(surf)
+    scale = radius * half_widths[box]
+    for d in range(3):
+        shift = centres[box, d] - centres[frame, d]
+        for i in range(surf.shape[1]):
+            pts[d, i] = shift + scale * surf[d, i]
+    return pts
+
+
+@jit(inline="always")
+def _points_in_frame(pts, s0, s1, centres, box, frame):
+    """Copy of the local points ``pts[:, s0:s1]`` of leaf ``box`` moved to the frame of ``frame``."""
+    out = np.empty((3, s1 - s0), pts.dtype)
+    for d in range(3):
+        shift = pts.dtype.type(centres[box, d] - centres[frame, d])
+        for i in range(s1 - s0):
+            out[d, i] = pts[d, s0 + i] + shift
+    return out
+
+
+@jit(inline="always")
+def _to_targets(p2p, p2p_gradient, gradient, sx, sy, sz, q, tgt, a, b, wavenumber,
+                pot, grad, col):
+    if gradient:
+        p2p_gradient(sx, sy, sz, q, tgt[0, a:b], tgt[1, a:b], tgt[2, a:b], wavenumber,
+                     pot[col, a:b], grad[col, 0, a:b], grad[col, 1, a:b], grad[col, 2, a:b])
+    else:
+        p2p(sx, sy, sz, q, tgt[0, a:b], tgt[1, a:b], tgt[2, a:b], wavenumber, pot[col, a:b])
+
+
+@jit(parallel=True)
+def points_to_surfaces(p2p, src, charges, boxes, src_begin, src_end, centres, half_widths,
+                       surf, radius, wavenumber, out):
+    """P2M check step: ``out[i, col]`` = potential at box ``boxes[i]``'s surface of ``radius``
+    due to the box's own sources."""
+    for i in prange(boxes.shape[0]):
+        b = boxes[i]
+        pts = _box_surface(surf, centres, half_widths, radius, b, b)
+        s0, s1 = src_begin[b], src_end[b]
+        for col in range(charges.shape[0]):
+            p2p(src[0, s0:s1], src[1, s0:s1], src[2, s0:s1], charges[col, s0:s1],
+                pts[0], pts[1], pts[2], wavenumber, out[i, col])
+
+
+@jit(parallel=True)
+def x_list_to_surfaces(p2p, src, charges, boxes, x_ptr, x_idx, src_begin, src_end, centres,
+                       half_widths, surf, radius, wavenumber, out):
+    """P2L check step: ``out[i, col]`` = potential at box ``boxes[i]``'s surface due to the
+    sources of every leaf in its X list."""
+    for i in prange(boxes.shape[0]):
+        b = boxes[i]
+        pts = _box_surface(surf, centres, half_widths, radius, b, b)
+        for e in range(x_ptr[b], x_ptr[b + 1]):
+            a = x_idx[e]
+            s0, s1 = src_begin[a], src_end[a]
+            s = _points_in_frame(src, s0, s1, centres, a, b)
+            for col in range(charges.shape[0]):
+                p2p(s[0], s[1], s[2], charges[col, s0:s1], pts[0], pts[1], pts[2], wavenumber,
+                    out[i, col])
+
+
+@jit(parallel=True)
+def surfaces_to_targets(p2p, p2p_gradient, gradient, tgt, leaves, tgt_begin, tgt_end, centres,
+                        half_widths, surf, radius, expansions, wavenumber, pot, grad):
+    """L2P: add the field of each leaf's local expansion (equivalent densities on its surface
+    of ``radius``) at the leaf's targets."""
+    for i in prange(leaves.shape[0]):
+        b = leaves[i]
+        pts = _box_surface(surf, centres, half_widths, radius, b, b)
+        for col in range(pot.shape[0]):
+            _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], expansions[b, col],
+                        tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad, col)
+
+
+@jit(parallel=True)
+def w_list_to_targets(p2p, p2p_gradient, gradient, tgt, leaves, w_ptr, w_idx, tgt_begin,
+                      tgt_end, centres, half_widths, surf, radius, expansions, wavenumber,
+                      pot, grad):
+    """M2P: add the field of the multipole expansion of every box in a leaf's W list."""
+    for i in prange(leaves.shape[0]):
+        b = leaves[i]
+        for e in range(w_ptr[b], w_ptr[b + 1]):
+            a = w_idx[e]
+            pts = _box_surface(surf, centres, half_widths, radius, a, b)
+            for col in range(pot.shape[0]):
+                _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2],
+                            expansions[a, col], tgt, tgt_begin[b], tgt_end[b], wavenumber,
+                            pot, grad, col)
+
+
+@jit(parallel=True)
+def near_field(p2p, p2p_gradient, gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,
+               src_end, tgt_begin, tgt_end, centres, wavenumber, pot, grad):
+    """P2P: add the direct interaction of each leaf's targets with the sources of its U list."""
+    for i in prange(leaves.shape[0]):
+        b = leaves[i]
+        for e in range(u_ptr[b], u_ptr[b + 1]):
+            a = u_idx[e]
+            s0, s1 = src_begin[a], src_end[a]
+            s = _points_in_frame(src, s0, s1, centres, a, b)
+            for col in range(pot.shape[0]):
+                _to_targets(p2p, p2p_gradient, gradient, s[0], s[1], s[2], charges[col, s0:s1],
+                            tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad, col)
