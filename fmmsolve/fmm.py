@@ -136,7 +136,8 @@ class FMMEngine:
         # operators/translations.py, "Frames") in the working precision.
         self._centres = tree.box_centers()
         self._half_widths = tree.box_half_widths()
-        self._c2e_scale = self._half_widths ** self.plan.scale_degree
+        # check-to-equivalent scale per box, cast once here rather than in every matvec
+        self._c2e_scale = (self._half_widths ** self.plan.scale_degree).astype(self.value_dtype)
         self._surf = np.ascontiguousarray(self.plan.surface.T, dtype=real)
         has_src = tree.src_end > tree.src_begin
         has_tgt = tree.tgt_end > tree.tgt_begin
@@ -213,7 +214,7 @@ class FMMEngine:
         pot = np.zeros((m, self.n_targets), vdt)
         grad = np.zeros((m, 3, self.n_targets if gradient else 0), vdt)
         local = np.zeros((tree.n_boxes, m, n_e), vdt)
-        scale = self._c2e_scale.astype(vdt)
+        scale = self._c2e_scale
         lap("other")
 
         multipole = self._upward(q, lap)
@@ -281,7 +282,7 @@ class FMMEngine:
         translations.points_to_surfaces(
             self.kernel.p2p, self._src, q, leaves, tree.src_begin, tree.src_end, self._centres,
             self._half_widths, self._surf, surfaces.UP_CHECK, self.wavenumber, check)
-        scale = self._c2e_scale[leaves, None, None].astype(vdt)
+        scale = self._c2e_scale[leaves, None, None]
         multipole[leaves] = scale * _rmul(_rmul(check, plan.uc2e_b), plan.uc2e_a)
         lap("p2m")
         for octant, children, parents in self._m2m_groups:
