@@ -3,15 +3,21 @@
 ``jit`` is :func:`numba.njit` with the package-wide settings of :mod:`fmmsolve._config`
 (disk cache, fast-math flags without ``nnan``/``ninf``, NumPy error model). Use
 ``jit(parallel=True)`` for functions with a ``prange`` loop; never nest parallel functions.
+
+``bind`` compiles a kernel-generic template for one kernel. Kernel block functions are bound as
+globals, never passed as arguments: a dispatcher argument is a new Numba type in every process,
+so the disk cache would never hit and every fresh process would recompile for seconds.
 """
 
 from __future__ import annotations
+
+import types
 
 import numba
 
 from . import _config
 
-__all__ = ["jit", "prange"]
+__all__ = ["jit", "bind", "prange"]
 
 prange = numba.prange
 
@@ -29,3 +35,33 @@ def jit(func=None, *, parallel: bool = False, inline: str = "never"):
     if func is None:
         return lambda f: numba.njit(**options)(f)
     return numba.njit(**options)(func)
+
+
+def bind(template, suffix: str, bindings: dict, *, parallel: bool = False):
+    """Compile a copy of the plain function ``template`` with some module globals rebound.
+
+    Parameters
+    ----------
+    template : function
+        Plain (not yet compiled) Python function reading ``bindings``' names as globals.
+    suffix : str
+        Appended to the copy's name; it names the copy's own disk-cache entry, so it must
+        differ whenever ``bindings`` differ (use the kernel's name).
+    bindings : dict
+        Global name -> object (for example ``{"p2p": kernel.p2p}``).
+    parallel : bool
+        As for :func:`jit`.
+
+    Returns
+    -------
+    numba dispatcher (the plain copy when ``NUMBA_DISABLE_JIT`` is set)
+    """
+    namespace = dict(template.__globals__)
+    namespace.update(bindings)
+    name = f"{template.__name__}__{suffix}"
+    func = types.FunctionType(template.__code__, namespace, name, template.__defaults__,
+                              template.__closure__)
+    func.__qualname__ = f"{template.__qualname__}__{suffix}"
+    func.__module__ = template.__module__
+    func.__doc__ = template.__doc__
+    return jit(func, parallel=parallel)

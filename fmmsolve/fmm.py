@@ -96,6 +96,7 @@ class FMMEngine:
                  expansion_order=None, leaf_size=None, dtype=None):
         t0 = time.perf_counter()
         self.kernel = get_kernel(kernel)
+        self._compiled = translations.for_kernel(self.kernel)
         self.wavenumber = self.kernel.check_wavenumber(wavenumber)
         self.real_dtype = resolve_real_dtype(dtype)
         self.value_dtype = self.kernel.value_dtype(self.real_dtype)
@@ -199,7 +200,7 @@ class FMMEngine:
         pot : ndarray of shape (n_targets, m), ``value_dtype``
         grad : ndarray of shape (n_targets, m, 3), ``value_dtype``, or None
         """
-        tree, plan, kern, k = self.tree, self.plan, self.kernel, self.wavenumber
+        tree, plan, k = self.tree, self.plan, self.wavenumber
         times = {}
         clock = [time.perf_counter()]
 
@@ -230,8 +231,8 @@ class FMMEngine:
         boxes = self._x_boxes
         if len(boxes):
             check = np.zeros((len(boxes), m, n_e), vdt)
-            translations.x_list_to_surfaces(
-                kern.p2p, self._src, q, boxes, self.lists.x_indptr, self.lists.x_indices,
+            self._compiled.x_list_to_surfaces(
+                self._src, q, boxes, self.lists.x_indptr, self.lists.x_indices,
                 tree.src_begin, tree.src_end, self._centres, self._half_widths, self._surf,
                 surfaces.DOWN_CHECK, k, check)
             local[boxes] += scale[boxes, None, None] * _rmul(_rmul(check, plan.dc2e_b),
@@ -242,18 +243,19 @@ class FMMEngine:
             local[children] += _rmul(local[parents], plan.l2l[octant])
         lap("l2l")
 
-        common = (kern.p2p, kern.p2p_gradient, gradient, self._tgt, self._tgt_leaves)
-        translations.surfaces_to_targets(
+        compiled = self._compiled
+        common = (gradient, self._tgt, self._tgt_leaves)
+        compiled.surfaces_to_targets(
             *common, tree.tgt_begin, tree.tgt_end, self._centres, self._half_widths, self._surf,
             surfaces.DOWN_EQUIV, local, k, pot, grad)
         lap("l2p")
-        translations.w_list_to_targets(
+        compiled.w_list_to_targets(
             *common, self.lists.w_indptr, self.lists.w_indices, tree.tgt_begin, tree.tgt_end,
             self._centres, self._half_widths, self._surf, surfaces.UP_EQUIV, multipole, k,
             pot, grad)
         lap("m2p")
-        translations.near_field(
-            kern.p2p, kern.p2p_gradient, gradient, self._src, q, self._tgt, self._tgt_leaves,
+        compiled.near_field(
+            gradient, self._src, q, self._tgt, self._tgt_leaves,
             self.lists.u_indptr, self.lists.u_indices, tree.src_begin, tree.src_end,
             tree.tgt_begin, tree.tgt_end, self._centres, k, pot, grad)
         lap("p2p")
@@ -279,8 +281,8 @@ class FMMEngine:
         multipole = np.zeros((tree.n_boxes, m, n_e), vdt)
         leaves = self._src_leaves
         check = np.zeros((len(leaves), m, n_e), vdt)
-        translations.points_to_surfaces(
-            self.kernel.p2p, self._src, q, leaves, tree.src_begin, tree.src_end, self._centres,
+        self._compiled.points_to_surfaces(
+            self._src, q, leaves, tree.src_begin, tree.src_end, self._centres,
             self._half_widths, self._surf, surfaces.UP_CHECK, self.wavenumber, check)
         scale = self._c2e_scale[leaves, None, None]
         multipole[leaves] = scale * _rmul(_rmul(check, plan.uc2e_b), plan.uc2e_a)

@@ -54,6 +54,39 @@ def test_demo_command():
     assert err <= 1e-3
 
 
+CACHE_PROBE = """
+import sys, numpy as np, numba, fmmsolve
+from fmmsolve.kernels import get_kernel
+from fmmsolve.operators import translations
+x = np.random.default_rng(0).random((3000, 3))
+A = fmmsolve.FMMOperator(x, eps=1e-3)
+A @ np.ones(3000)
+A.evaluate(np.ones(3000), gradient=True)
+fmmsolve.direct(x, x[:50], np.ones(3000), gradient=True)
+fmmsolve.direct(x, x[:50], np.ones(3000))
+kern = get_kernel("laplace")
+found = list(vars(translations.for_kernel(kern)).values())
+found += list(sys.modules["fmmsolve.kernels.direct"]._compiled(kern))
+for name, module in list(sys.modules.items()):
+    if name.startswith("fmmsolve"):
+        found += [f for f in vars(module).values() if isinstance(f, numba.core.dispatcher.Dispatcher)]
+misses = {f.py_func.__qualname__: dict(f.stats.cache_misses) for f in found if f.stats.cache_misses}
+hits = sum(sum(f.stats.cache_hits.values()) for f in found)
+print(repr(misses), hits)
+"""
+
+
+def test_second_process_loads_every_compiled_function_from_the_disk_cache():
+    # A fresh process must not recompile: a signature that differs between processes (a
+    # dispatcher passed as an argument, for example) silently costs seconds per first call.
+    _run("-c", CACHE_PROBE)  # fills the cache if this checkout's is cold
+    proc = _run("-c", CACHE_PROBE)
+    assert proc.returncode == 0, proc.stderr
+    misses, hits = proc.stdout.rsplit(maxsplit=1)
+    assert misses == "{}", f"recompiled in a fresh process: {misses}"
+    assert int(hits) >= 10
+
+
 @pytest.mark.parametrize("args, message", [(["--n", "zero"], "expected a positive integer"),
                                            (["--eps", "2"], "eps must be a number in (0, 1)")])
 def test_demo_rejects_bad_arguments_in_one_line(args, message):

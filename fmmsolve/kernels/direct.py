@@ -7,9 +7,11 @@ the inner loop vectorises.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from .._jit import jit, prange
+from .._jit import bind, prange
 from .._validation import as_densities, as_points, resolve_real_dtype
 from . import get_kernel
 
@@ -18,8 +20,11 @@ __all__ = ["direct"]
 _CHUNK = 64  # targets per parallel task: small enough to balance, large enough to amortise
 
 
-@jit(parallel=True)
-def _direct_potential(p2p, sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
+# Placeholders: the templates below read these globals; `_compiled` binds them to a kernel.
+p2p = p2p_gradient = None
+
+
+def _direct_potential(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
     n_chunks = (tx.shape[0] + _CHUNK - 1) // _CHUNK
     for c in prange(n_chunks):
         a = c * _CHUNK
@@ -27,8 +32,7 @@ def _direct_potential(p2p, sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
         p2p(sx, sy, sz, charges, tx[a:b], ty[a:b], tz[a:b], wavenumber, pot[a:b])
 
 
-@jit(parallel=True)
-def _direct_gradient(p2p_gradient, sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
+def _direct_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
     n_chunks = (tx.shape[0] + _CHUNK - 1) // _CHUNK
     for c in prange(n_chunks):
         a = c * _CHUNK
@@ -37,6 +41,14 @@ def _direct_gradient(p2p_gradient, sx, sy, sz, charges, tx, ty, tz, wavenumber, 
             sx, sy, sz, charges, tx[a:b], ty[a:b], tz[a:b], wavenumber,
             pot[a:b], gx[a:b], gy[a:b], gz[a:b],
         )
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(kernel):
+    """(potential, gradient) direct sums compiled for ``kernel``."""
+    bindings = {"p2p": kernel.p2p, "p2p_gradient": kernel.p2p_gradient}
+    return tuple(bind(t, kernel.name, bindings, parallel=True)
+                 for t in (_direct_potential, _direct_gradient))
 
 
 def direct(sources, targets, charges, *, kernel="laplace", wavenumber=None, gradient=False,
@@ -84,13 +96,14 @@ def direct(sources, targets, charges, *, kernel="laplace", wavenumber=None, grad
     n_t, m = t_soa.shape[1], columns.shape[1]
     pot = np.zeros((m, n_t), dtype=value)
     grad = np.zeros((m, 3, n_t), dtype=value) if gradient else None
+    potential_sum, gradient_sum = _compiled(kern)
     for c in range(m):
         qc = np.ascontiguousarray(columns[:, c])
         if gradient:
-            _direct_gradient(kern.p2p_gradient, *s_soa, qc, *t_soa, k,
+            gradient_sum(*s_soa, qc, *t_soa, k,
                              pot[c], grad[c, 0], grad[c, 1], grad[c, 2])
         else:
-            _direct_potential(kern.p2p, *s_soa, qc, *t_soa, k, pot[c])
+            potential_sum(*s_soa, qc, *t_soa, k, pot[c])
 
     if q.ndim == 1:
         pot = pot[0]

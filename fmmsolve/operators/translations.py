@@ -2,8 +2,9 @@
 M2P, P2P (onto targets).
 
 Every function is a ``prange`` over boxes or leaves. Each one calls the kernel's block
-functions (:mod:`fmmsolve.kernels._kernel`), which are passed in as arguments, so nothing here
-knows which kernel it runs. The matrix translations (M2M, L2L, M2L) are dense matrix products
+functions (:mod:`fmmsolve.kernels._kernel`) through the module globals ``p2p`` and
+``p2p_gradient``; :func:`for_kernel` compiles the templates with those names bound to one
+kernel's functions (see :func:`fmmsolve._jit.bind` for why they are not arguments). The matrix translations (M2M, L2L, M2L) are dense matrix products
 and live in :mod:`fmmsolve.fmm`.
 
 Layouts: coordinates are structure of arrays ``(3, n)`` in tree order, and *local*: each point
@@ -22,10 +23,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit, prange
+import functools
+import types
 
-__all__ = ["points_to_surfaces", "x_list_to_surfaces", "surfaces_to_targets",
-           "w_list_to_targets", "near_field"]
+from .._jit import bind, jit, prange
+
+__all__ = ["for_kernel"]
+
+# Placeholders: the templates read these globals, `for_kernel` binds them to a kernel.
+p2p = p2p_gradient = None
 
 
 @jit(inline="always")
@@ -61,8 +67,7 @@ def _to_targets(p2p, p2p_gradient, gradient, sx, sy, sz, q, tgt, a, b, wavenumbe
         p2p(sx, sy, sz, q, tgt[0, a:b], tgt[1, a:b], tgt[2, a:b], wavenumber, pot[col, a:b])
 
 
-@jit(parallel=True)
-def points_to_surfaces(p2p, src, charges, boxes, src_begin, src_end, centres, half_widths,
+def points_to_surfaces(src, charges, boxes, src_begin, src_end, centres, half_widths,
                        surf, radius, wavenumber, out):
     """P2M check step: ``out[i, col]`` = potential at box ``boxes[i]``'s surface of ``radius``
     due to the box's own sources."""
@@ -75,8 +80,7 @@ def points_to_surfaces(p2p, src, charges, boxes, src_begin, src_end, centres, ha
                 pts[0], pts[1], pts[2], wavenumber, out[i, col])
 
 
-@jit(parallel=True)
-def x_list_to_surfaces(p2p, src, charges, boxes, x_ptr, x_idx, src_begin, src_end, centres,
+def x_list_to_surfaces(src, charges, boxes, x_ptr, x_idx, src_begin, src_end, centres,
                        half_widths, surf, radius, wavenumber, out):
     """P2L check step: ``out[i, col]`` = potential at box ``boxes[i]``'s surface due to the
     sources of every leaf in its X list."""
@@ -92,8 +96,7 @@ def x_list_to_surfaces(p2p, src, charges, boxes, x_ptr, x_idx, src_begin, src_en
                     out[i, col])
 
 
-@jit(parallel=True)
-def surfaces_to_targets(p2p, p2p_gradient, gradient, tgt, leaves, tgt_begin, tgt_end, centres,
+def surfaces_to_targets(gradient, tgt, leaves, tgt_begin, tgt_end, centres,
                         half_widths, surf, radius, expansions, wavenumber, pot, grad):
     """L2P: add the field of each leaf's local expansion (equivalent densities on its surface
     of ``radius``) at the leaf's targets."""
@@ -105,8 +108,7 @@ def surfaces_to_targets(p2p, p2p_gradient, gradient, tgt, leaves, tgt_begin, tgt
                         tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad, col)
 
 
-@jit(parallel=True)
-def w_list_to_targets(p2p, p2p_gradient, gradient, tgt, leaves, w_ptr, w_idx, tgt_begin,
+def w_list_to_targets(gradient, tgt, leaves, w_ptr, w_idx, tgt_begin,
                       tgt_end, centres, half_widths, surf, radius, expansions, wavenumber,
                       pot, grad):
     """M2P: add the field of the multipole expansion of every box in a leaf's W list."""
@@ -121,8 +123,7 @@ def w_list_to_targets(p2p, p2p_gradient, gradient, tgt, leaves, w_ptr, w_idx, tg
                             pot, grad, col)
 
 
-@jit(parallel=True)
-def near_field(p2p, p2p_gradient, gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,
+def near_field(gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,
                src_end, tgt_begin, tgt_end, centres, wavenumber, pot, grad):
     """P2P: add the direct interaction of each leaf's targets with the sources of its U list."""
     for i in prange(leaves.shape[0]):
@@ -134,3 +135,19 @@ def near_field(p2p, p2p_gradient, gradient, src, charges, tgt, leaves, u_ptr, u_
             for col in range(pot.shape[0]):
                 _to_targets(p2p, p2p_gradient, gradient, s[0], s[1], s[2], charges[col, s0:s1],
                             tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad, col)
+
+
+_TEMPLATES = (points_to_surfaces, x_list_to_surfaces, surfaces_to_targets, w_list_to_targets,
+              near_field)
+
+
+@functools.lru_cache(maxsize=None)
+def for_kernel(kernel):
+    """The translation templates above compiled for ``kernel``.
+
+    Returns a namespace whose attributes are named and called like the templates.
+    """
+    bindings = {"p2p": kernel.p2p, "p2p_gradient": kernel.p2p_gradient}
+    return types.SimpleNamespace(**{
+        t.__name__: bind(t, kernel.name, bindings, parallel=True) for t in _TEMPLATES
+    })
