@@ -1,8 +1,8 @@
 """The KIFMM engine: fit once (tree, lists, plan, grouped index arrays), evaluate many times.
 
 ``FMMEngine`` binds a :class:`~fmmsolve.operators.plan.Plan` to a geometry. ``evaluate`` runs
-the passes in this order: P2M, M2M up the levels, M2L (compressed, one matrix product per
-transfer vector and level over all the pairs that share it), P2L, L2L down the levels, and
+the passes in this order: P2M, M2M up the levels, M2L (compressed, matrix products per
+transfer vector over chunks of target boxes, :mod:`fmmsolve.operators.m2l`), P2L, L2L down the levels, and
 finally L2P, M2P and P2P at the leaves. Python only sequences the passes. The point work is
 compiled (:mod:`fmmsolve.operators.translations`), and the matrix work is batched matrix
 products through NumPy's BLAS, outside any ``prange``. The engine never branches on the kernel's
@@ -18,7 +18,7 @@ import numpy as np
 from ._config import DEFAULT_LEAF_SIZE
 from ._validation import as_points, check_positive_int, resolve_real_dtype
 from .kernels import get_kernel
-from .operators import surfaces, translations
+from .operators import m2l, surfaces, translations
 from .operators.plan import compute_plan, transfer_index
 from .tree import build_interaction_lists, build_octree
 
@@ -165,18 +165,12 @@ class FMMEngine:
             boxes = np.arange(tree.level_ptr[level], tree.level_ptr[level + 1])
             self._l2l_groups += _octant_groups(tree, boxes[has_tgt[boxes]])
 
-        # M2L pairs grouped by (level, transfer vector).
+        # M2L pairs, scheduled in cache-sized chunks of targets (operators/m2l.py).
         t = np.repeat(np.arange(tree.n_boxes), np.diff(lists.v_indptr))
         s = lists.v_indices
         vec = transfer_index(tree.anchors[s] - tree.anchors[t])
         assert (vec >= 0).all(), "a V-list pair is not at a transfer vector"
-        key = tree.levels[t] * 316 + vec
-        order = np.argsort(key, kind="stable")
-        t, s, key = t[order], s[order], key[order]
-        cuts = np.flatnonzero(np.diff(key)) + 1
-        starts, stops = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(key)]])
-        self._m2l_groups = [(int(key[a] % 316), t[a:b], s[a:b]) for a, b in zip(starts, stops)]
-        self._v_targets = np.unique(t)
+        self._m2l = m2l.schedule(t, s, vec, m2l.CHUNK_BOXES)
 
     @property
     def n_sources(self) -> int:
@@ -220,12 +214,7 @@ class FMMEngine:
 
         multipole = self._upward(q, lap)
 
-        compressed = _rmul(multipole, plan.m2l_vt)
-        check_c = np.zeros((tree.n_boxes, m, plan.rank), vdt)
-        for vec, tgt_boxes, src_boxes in self._m2l_groups:
-            check_c[tgt_boxes] += _rmul(compressed[src_boxes], plan.m2l_c[vec])
-        vt = self._v_targets
-        local[vt] += _rmul(check_c[vt], plan.m2l_u)
+        m2l.apply(self._m2l, plan, multipole, local)
         lap("m2l")
 
         boxes = self._x_boxes

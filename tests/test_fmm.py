@@ -47,7 +47,8 @@ def test_translation_chain(order, tol, rng):
     m_child = 0.5 * plan.uc2e_a @ (plan.uc2e_b @ check)  # C2E scales with the half-width
     m_parent = plan.m2m[c_src] @ m_child
     vec = transfer_index(v[None])[0]
-    l_parent = plan.m2l_u @ (plan.m2l_c[vec] @ (plan.m2l_vt @ m_parent))
+    a_v, b_v = plan.m2l_factors(vec)
+    l_parent = plan.m2l_u @ (a_v.T @ (b_v @ (plan.m2l_vt @ m_parent)))
     l_child = plan.l2l[c_tgt] @ l_parent
     approx = laplace_matrix(y[None], tgt_child + 0.5 * surfaces.DOWN_EQUIV * surf) @ l_child
     exact = laplace_matrix(y[None], x[None])[0, 0] * charge

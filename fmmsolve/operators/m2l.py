@@ -1,0 +1,133 @@
+"""M2L, the V-list translations, as batched matrix products over cache-sized chunks.
+
+The pairs (target box, source box) are sorted by chunk of consecutive target boxes and then by
+transfer vector (:func:`schedule`). Boxes are numbered in Morton order within each level, so a
+chunk is a compact region of space. The expansions that a chunk reads and writes therefore stay
+in the last-level cache while all 316 transfer vectors are applied. A single pass per vector
+over every box would instead stream them all from memory 316 times.
+
+One compiled ``prange`` runs over the chunks; chunks own disjoint target boxes, so no two
+threads write the same row. Within a chunk, each group of pairs that share a transfer vector
+is gathered, multiplied by the vector's two factors (BLAS, kept single-threaded: the only level
+of threading is the ``prange``), and scatter-added into the targets' compressed check
+potentials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .._jit import jit, prange
+from .plan import Plan
+
+__all__ = ["M2LSchedule", "schedule", "apply"]
+
+#: Target boxes per chunk. Small chunks keep each thread's rows in its own cache and balance the
+#: threads; groups stay large enough (up to this many pairs) for efficient matrix products.
+CHUNK_BOXES = 256
+
+@dataclass(frozen=True)
+class M2LSchedule:
+    """The V-list pairs in the order :func:`apply` visits them.
+
+    Attributes
+    ----------
+    targets, sources : ndarray (n_pairs,), int64
+        Box indices of each pair.
+    group_ptr : ndarray (n_groups + 1,), int64
+        Pairs ``group_ptr[g]:group_ptr[g + 1]`` share a chunk and a transfer vector.
+    group_vec : ndarray (n_groups,), int64
+        Transfer vector of each group (index into ``plan.transfer_vectors()``).
+    chunk_ptr : ndarray (n_chunks + 1,), int64
+        Groups ``chunk_ptr[c]:chunk_ptr[c + 1]`` belong to chunk ``c``.
+    v_targets : ndarray, int64
+        The boxes with a non-empty V list, sorted.
+    """
+
+    targets: np.ndarray
+    sources: np.ndarray
+    group_ptr: np.ndarray
+    group_vec: np.ndarray
+    chunk_ptr: np.ndarray
+    v_targets: np.ndarray
+
+
+def schedule(targets, sources, vectors, chunk_boxes) -> M2LSchedule:
+    """Sort V-list pairs into groups of (chunk of ``chunk_boxes`` targets, transfer vector).
+
+    Parameters
+    ----------
+    targets, sources, vectors : ndarray (n_pairs,), int64
+        One row per V-list pair: target box, source box, transfer vector index.
+    chunk_boxes : int
+        Consecutive target boxes per chunk.
+    """
+    key = (targets // chunk_boxes) * 316 + vectors
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    cuts = np.flatnonzero(np.diff(key)) + 1
+    group_ptr = np.concatenate([[0], cuts, [len(key)]]).astype(np.int64)
+    group_key = key[group_ptr[:-1]]
+    chunk_cuts = np.flatnonzero(np.diff(group_key // 316)) + 1
+    chunk_ptr = np.concatenate([[0], chunk_cuts, [len(group_key)]]).astype(np.int64)
+    return M2LSchedule(targets=targets[order], sources=sources[order], group_ptr=group_ptr,
+                       group_vec=group_key % 316, chunk_ptr=chunk_ptr,
+                       v_targets=np.unique(targets))
+
+
+@jit(parallel=True)
+def _translate_chunks(compressed, targets, sources, group_ptr, group_vec, chunk_ptr, m2l_ptr,
+                      m2l_a, m2l_b, check):
+    """``check[t] += A_v^T B_v compressed[s]`` (per column) for every scheduled pair.
+
+    ``compressed`` and ``check`` are (n_boxes, m, k); the factors are ``(sum r_v, k)``.
+    """
+    m, k = compressed.shape[1], compressed.shape[2]
+    for c in prange(chunk_ptr.shape[0] - 1):
+        largest = 0
+        for g in range(chunk_ptr[c], chunk_ptr[c + 1]):
+            largest = max(largest, group_ptr[g + 1] - group_ptr[g])
+        x = np.empty((largest * m, k), compressed.dtype)
+        for g in range(chunk_ptr[c], chunk_ptr[c + 1]):
+            a, b = group_ptr[g], group_ptr[g + 1]
+            for i in range(b - a):
+                s = sources[a + i]
+                for j in range(m):
+                    for col in range(k):
+                        x[i * m + j, col] = compressed[s, j, col]
+            r0, r1 = m2l_ptr[group_vec[g]], m2l_ptr[group_vec[g] + 1]
+            y = np.dot(np.dot(x[:(b - a) * m], m2l_b[r0:r1].T), m2l_a[r0:r1])
+            for i in range(b - a):
+                t = targets[a + i]
+                for j in range(m):
+                    for col in range(k):
+                        check[t, j, col] += y[i * m + j, col]
+
+def apply(sched: M2LSchedule, plan: Plan, multipole, local):
+    """``local += M2L(multipole)`` over every V-list pair.
+
+    Parameters
+    ----------
+    sched : M2LSchedule
+    plan : Plan
+        Its matrices have the dtype of ``multipole``.
+    multipole : ndarray (n_boxes, m, n_surface)
+        Equivalent densities of the multipole expansions.
+    local : ndarray (n_boxes, m, n_surface)
+        Local equivalent densities, updated in place.
+    """
+    n_boxes, m, n = multipole.shape
+    k = plan.rank
+    compressed = (multipole.reshape(n_boxes * m, n) @ plan.m2l_vt.T).reshape(n_boxes, m, k)
+    check = np.zeros((n_boxes, m, k), multipole.dtype)
+    # Chunks differ in work, so hand them out one at a time.
+    with threadpool_limits(1, user_api="blas"), numba.parallel_chunksize(1):
+        _translate_chunks(compressed, sched.targets, sched.sources, sched.group_ptr,
+                          sched.group_vec, sched.chunk_ptr, plan.m2l_ptr, plan.m2l_a,
+                          plan.m2l_b, check)
+    vt = sched.v_targets
+    local[vt] += (check[vt].reshape(-1, k) @ plan.m2l_u.T).reshape(len(vt), m, n)
