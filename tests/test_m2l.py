@@ -58,6 +58,9 @@ def test_schedule_partitions_the_pairs():
                      for a, b in zip(tg, sched.sources[rows])}
     assert seen == pairs and sched.group_ptr[-1] == len(t)
     np.testing.assert_array_equal(sched.v_targets, np.unique(t))
+    none = np.zeros(0, np.int64)  # a tree too shallow for V lists
+    empty = m2l.schedule(none, none, none, 128)
+    assert empty.group_ptr.tolist() == [0] and empty.chunk_ptr.tolist() == [0]
 
 
 @pytest.mark.parametrize("dtype, m", [("float64", 1), ("float64", 3), ("float32", 2)])

@@ -69,14 +69,19 @@ def schedule(targets, sources, vectors, chunk_boxes) -> M2LSchedule:
     key = (targets // chunk_boxes) * 316 + vectors
     order = np.argsort(key, kind="stable")
     key = key[order]
-    cuts = np.flatnonzero(np.diff(key)) + 1
-    group_ptr = np.concatenate([[0], cuts, [len(key)]]).astype(np.int64)
+    group_ptr = _run_starts(key)
     group_key = key[group_ptr[:-1]]
-    chunk_cuts = np.flatnonzero(np.diff(group_key // 316)) + 1
-    chunk_ptr = np.concatenate([[0], chunk_cuts, [len(group_key)]]).astype(np.int64)
+    chunk_ptr = _run_starts(group_key // 316)
     return M2LSchedule(targets=targets[order], sources=sources[order], group_ptr=group_ptr,
                        group_vec=group_key % 316, chunk_ptr=chunk_ptr,
-                       v_targets=np.unique(targets))
+                       v_targets=np.flatnonzero(np.bincount(targets)))
+
+
+def _run_starts(sorted_keys):
+    """CSR pointer of the runs of equal values in ``sorted_keys`` (``[0]`` when empty)."""
+    cuts = np.flatnonzero(np.diff(sorted_keys)) + 1
+    return np.concatenate([[0], cuts, [len(sorted_keys)] if len(sorted_keys) else []]
+                          ).astype(np.int64)
 
 
 @jit(parallel=True)

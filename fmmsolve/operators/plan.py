@@ -54,8 +54,13 @@ def transfer_index(offsets) -> np.ndarray:
     v = transfer_vectors()
     table[(v[:, 0] + 3) * 49 + (v[:, 1] + 3) * 7 + (v[:, 2] + 3)] = np.arange(len(v))
     o = np.asarray(offsets, dtype=np.int64)
-    inside = np.all(np.abs(o) <= 3, axis=-1)
-    flat = np.where(inside, (o[..., 0] + 3) * 49 + (o[..., 1] + 3) * 7 + (o[..., 2] + 3), 0)
+    flat = np.zeros(o.shape[:-1], np.int64)
+    inside = np.ones(o.shape[:-1], bool)
+    for d, weight in enumerate((49, 7, 1)):  # one component at a time: millions of pairs
+        c = o[..., d] + 3
+        inside &= (c >= 0) & (c <= 6)
+        flat += c * weight
+    flat[~inside] = 0
     return np.where(inside, table[flat], -1)
 
 
