@@ -212,7 +212,7 @@ class FMMEngine:
         scale = self._c2e_scale
         lap("other")
 
-        multipole = self._upward(q, lap)
+        multipole = self._upward(q, m, lap)
 
         m2l.apply(self._m2l, plan, multipole, local)
         lap("m2l")
@@ -260,13 +260,22 @@ class FMMEngine:
         return out_pot, out_grad
 
     def _to_tree_order(self, charges):
-        """(n_sources, m) densities in input order -> (m, n_sources) in tree order."""
-        return np.ascontiguousarray(charges[self.tree.source_perm].T, dtype=self.value_dtype)
+        """(n_sources, m) densities in input order -> tree order, flat in the leaf-block layout
+        of :mod:`fmmsolve.operators.translations` (for one column, simply tree order)."""
+        tree = self.tree
+        q = np.asarray(charges, self.value_dtype)[tree.source_perm]
+        m = q.shape[1]
+        if m == 1:
+            return np.ascontiguousarray(q[:, 0])
+        flat = np.empty(q.size, self.value_dtype)
+        flat[translations.leaf_block_index(tree.src_begin, tree.src_end, tree.leaves, m)] = q
+        return flat
 
-    def _upward(self, q, lap):
-        """P2M at the source leaves, then M2M up to the root; returns (n_boxes, m, n) expansions."""
+    def _upward(self, q, m, lap):
+        """P2M at the source leaves, then M2M up to the root; returns (n_boxes, m, n) expansions
+        of the m density columns ``q`` (leaf-block layout)."""
         tree, plan, vdt = self.tree, self.plan, self.value_dtype
-        m, n_e = q.shape[0], plan.n_surface
+        n_e = plan.n_surface
         multipole = np.zeros((tree.n_boxes, m, n_e), vdt)
         leaves = self._src_leaves
         check = np.zeros((len(leaves), m, n_e), vdt)
@@ -294,7 +303,8 @@ class FMMEngine:
             Equivalent densities on each box's upward equivalent surface (radius
             ``surfaces.UP_EQUIV`` times the box half-width).
         """
-        return self._upward(self._to_tree_order(np.asarray(charges)), lambda name: None)
+        charges = np.asarray(charges)
+        return self._upward(self._to_tree_order(charges), charges.shape[1], lambda name: None)
 
     def tree_summary(self) -> dict:
         """Depth, leaf count, points per leaf and mean interaction-list sizes."""

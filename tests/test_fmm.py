@@ -121,3 +121,17 @@ def test_timings_cover_every_operator(rng):
     A = fmmsolve.FMMOperator(point_cloud("clusters", 3000, rng), eps=1e-3, leaf_size=20)
     A @ np.ones(3000)
     assert set(A.timings) == {"other", "p2m", "m2m", "m2l", "p2l", "l2l", "l2p", "m2p", "p2p"}
+
+
+def test_leaf_block_layout(rng):
+    """Densities of every leaf form one C-contiguous (m, n_leaf) block, as the kernels need."""
+    from fmmsolve.operators.translations import leaf_block_index
+    tree = FMMEngine(point_cloud("clusters", 3000, rng), leaf_size=25).tree
+    m = 3
+    q = rng.standard_normal((tree.n_sources, m))
+    flat = np.full(q.size, np.nan)
+    flat[leaf_block_index(tree.src_begin, tree.src_end, tree.leaves, m)] = q
+    assert not np.isnan(flat).any()
+    for leaf in tree.leaves:
+        s0, s1 = tree.src_begin[leaf], tree.src_end[leaf]
+        np.testing.assert_array_equal(flat[m * s0:m * s1].reshape(m, s1 - s0), q[s0:s1].T)

@@ -10,9 +10,12 @@ Block-function convention (all kernels, serial, called on contiguous slices)::
     p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz)
 
 ``sx, sy, sz`` (n_s,) and ``tx, ty, tz`` (n_t,) are structure-of-arrays coordinates, all of the
-real working dtype; ``charges`` (n_s,) and the outputs (n_t,) have the kernel's value dtype.
-Results are *added* to ``pot`` (and ``gx, gy, gz``, the gradient with respect to the target),
-and pairs at zero distance contribute nothing.
+real working dtype. ``charges`` (m, n_s) holds m density columns and must be C-contiguous (its
+rows are the vectorised inner loops); the outputs ``pot`` and ``gx, gy, gz`` are (m, n_t) of
+any layout. All densities and outputs have the kernel's value dtype. Results are *added* to
+``pot`` (and ``gx, gy, gz``, the gradient with respect to the target), and pairs at zero
+distance contribute nothing. Kernels should evaluate each pair's geometry once for all m
+columns: that is what makes many right-hand sides cheaper than m products.
 """
 
 from __future__ import annotations

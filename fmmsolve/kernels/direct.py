@@ -29,7 +29,7 @@ def _direct_potential(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
     for c in prange(n_chunks):
         a = c * _CHUNK
         b = min(tx.shape[0], a + _CHUNK)
-        p2p(sx, sy, sz, charges, tx[a:b], ty[a:b], tz[a:b], wavenumber, pot[a:b])
+        p2p(sx, sy, sz, charges, tx[a:b], ty[a:b], tz[a:b], wavenumber, pot[:, a:b])
 
 
 def _direct_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
@@ -39,7 +39,7 @@ def _direct_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, g
         b = min(tx.shape[0], a + _CHUNK)
         p2p_gradient(
             sx, sy, sz, charges, tx[a:b], ty[a:b], tz[a:b], wavenumber,
-            pot[a:b], gx[a:b], gy[a:b], gz[a:b],
+            pot[:, a:b], gx[:, a:b], gy[:, a:b], gz[:, a:b],
         )
 
 
@@ -97,13 +97,11 @@ def direct(sources, targets, charges, *, kernel="laplace", wavenumber=None, grad
     pot = np.zeros((m, n_t), dtype=value)
     grad = np.zeros((m, 3, n_t), dtype=value) if gradient else None
     potential_sum, gradient_sum = _compiled(kern)
-    for c in range(m):
-        qc = np.ascontiguousarray(columns[:, c])
-        if gradient:
-            gradient_sum(*s_soa, qc, *t_soa, k,
-                             pot[c], grad[c, 0], grad[c, 1], grad[c, 2])
-        else:
-            potential_sum(*s_soa, qc, *t_soa, k, pot[c])
+    q_rows = np.ascontiguousarray(columns.T)  # (m, n_sources): the block functions' layout
+    if gradient:
+        gradient_sum(*s_soa, q_rows, *t_soa, k, pot, grad[:, 0], grad[:, 1], grad[:, 2])
+    else:
+        potential_sum(*s_soa, q_rows, *t_soa, k, pot)
 
     if q.ndim == 1:
         pot = pot[0]

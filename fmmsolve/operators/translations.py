@@ -8,8 +8,10 @@ kernel's functions (see :func:`fmmsolve._jit.bind` for why they are not argument
 and live in :mod:`fmmsolve.fmm`.
 
 Layouts: coordinates are structure of arrays ``(3, n)`` in tree order, and *local*: each point
-is stored relative to the centre of its leaf. Densities are ``(m, n_sources)``, potentials
-``(m, n_targets)`` and gradients ``(m, 3, n_targets)``. Expansions (equivalent densities) are
+is stored relative to the centre of its leaf. Densities are flat, in *leaf blocks*: the
+sources of the leaf ``[s0, s1)`` own ``charges[m * s0:m * s1]``, a C-contiguous ``(m, s1 - s0)``
+block (:func:`leaf_block_index` builds the layout), which is what the block functions want.
+Potentials are ``(m, n_targets)`` and gradients ``(m, 3, n_targets)``. Expansions (equivalent densities) are
 ``(n_boxes, m, n_surface)``. ``surf`` is the unit surface as ``(3, n_surface)``, and a box's
 surface points are ``centre + radius * half_width * surf``.
 
@@ -28,7 +30,7 @@ import types
 
 from .._jit import bind, jit, prange
 
-__all__ = ["for_kernel"]
+__all__ = ["for_kernel", "leaf_block_index"]
 
 # Placeholders: the templates read these globals, `for_kernel` binds them to a kernel.
 p2p = p2p_gradient = None
@@ -58,32 +60,37 @@ def _points_in_frame(pts, s0, s1, centres, box, frame):
 
 
 @jit(inline="always")
-def _to_targets(p2p, p2p_gradient, gradient, sx, sy, sz, q, tgt, a, b, wavenumber,
-                pot, grad, col):
+def _leaf_densities(charges, s0, s1, m):
+    """The C-contiguous (m, s1 - s0) block of leaf ``[s0, s1)`` in the leaf-block layout."""
+    return charges[m * s0:m * s1].reshape((m, s1 - s0))
+
+
+@jit(inline="always")
+def _to_targets(p2p, p2p_gradient, gradient, sx, sy, sz, q, tgt, a, b, wavenumber, pot, grad):
     if gradient:
         p2p_gradient(sx, sy, sz, q, tgt[0, a:b], tgt[1, a:b], tgt[2, a:b], wavenumber,
-                     pot[col, a:b], grad[col, 0, a:b], grad[col, 1, a:b], grad[col, 2, a:b])
+                     pot[:, a:b], grad[:, 0, a:b], grad[:, 1, a:b], grad[:, 2, a:b])
     else:
-        p2p(sx, sy, sz, q, tgt[0, a:b], tgt[1, a:b], tgt[2, a:b], wavenumber, pot[col, a:b])
+        p2p(sx, sy, sz, q, tgt[0, a:b], tgt[1, a:b], tgt[2, a:b], wavenumber, pot[:, a:b])
 
 
 def points_to_surfaces(src, charges, boxes, src_begin, src_end, centres, half_widths,
                        surf, radius, wavenumber, out):
-    """P2M check step: ``out[i, col]`` = potential at box ``boxes[i]``'s surface of ``radius``
-    due to the box's own sources."""
+    """P2M check step: ``out[i]`` (m, n_surface) = potential at box ``boxes[i]``'s surface of
+    ``radius`` due to the box's own sources."""
     for i in prange(boxes.shape[0]):
         b = boxes[i]
         pts = _box_surface(surf, centres, half_widths, radius, b, b)
         s0, s1 = src_begin[b], src_end[b]
-        for col in range(charges.shape[0]):
-            p2p(src[0, s0:s1], src[1, s0:s1], src[2, s0:s1], charges[col, s0:s1],
-                pts[0], pts[1], pts[2], wavenumber, out[i, col])
+        p2p(src[0, s0:s1], src[1, s0:s1], src[2, s0:s1],
+            _leaf_densities(charges, s0, s1, out.shape[1]), pts[0], pts[1], pts[2], wavenumber,
+            out[i])
 
 
 def x_list_to_surfaces(src, charges, boxes, x_ptr, x_idx, src_begin, src_end, centres,
                        half_widths, surf, radius, wavenumber, out):
-    """P2L check step: ``out[i, col]`` = potential at box ``boxes[i]``'s surface due to the
-    sources of every leaf in its X list."""
+    """P2L check step: ``out[i]`` (m, n_surface) = potential at box ``boxes[i]``'s surface due
+    to the sources of every leaf in its X list."""
     for i in prange(boxes.shape[0]):
         b = boxes[i]
         pts = _box_surface(surf, centres, half_widths, radius, b, b)
@@ -91,9 +98,8 @@ def x_list_to_surfaces(src, charges, boxes, x_ptr, x_idx, src_begin, src_end, ce
             a = x_idx[e]
             s0, s1 = src_begin[a], src_end[a]
             s = _points_in_frame(src, s0, s1, centres, a, b)
-            for col in range(charges.shape[0]):
-                p2p(s[0], s[1], s[2], charges[col, s0:s1], pts[0], pts[1], pts[2], wavenumber,
-                    out[i, col])
+            p2p(s[0], s[1], s[2], _leaf_densities(charges, s0, s1, out.shape[1]),
+                pts[0], pts[1], pts[2], wavenumber, out[i])
 
 
 def surfaces_to_targets(gradient, tgt, leaves, tgt_begin, tgt_end, centres,
@@ -103,9 +109,8 @@ def surfaces_to_targets(gradient, tgt, leaves, tgt_begin, tgt_end, centres,
     for i in prange(leaves.shape[0]):
         b = leaves[i]
         pts = _box_surface(surf, centres, half_widths, radius, b, b)
-        for col in range(pot.shape[0]):
-            _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], expansions[b, col],
-                        tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad, col)
+        _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], expansions[b],
+                    tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad)
 
 
 def w_list_to_targets(gradient, tgt, leaves, w_ptr, w_idx, tgt_begin,
@@ -117,10 +122,8 @@ def w_list_to_targets(gradient, tgt, leaves, w_ptr, w_idx, tgt_begin,
         for e in range(w_ptr[b], w_ptr[b + 1]):
             a = w_idx[e]
             pts = _box_surface(surf, centres, half_widths, radius, a, b)
-            for col in range(pot.shape[0]):
-                _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2],
-                            expansions[a, col], tgt, tgt_begin[b], tgt_end[b], wavenumber,
-                            pot, grad, col)
+            _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], expansions[a],
+                        tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad)
 
 
 def near_field(gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,
@@ -132,9 +135,9 @@ def near_field(gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,
             a = u_idx[e]
             s0, s1 = src_begin[a], src_end[a]
             s = _points_in_frame(src, s0, s1, centres, a, b)
-            for col in range(pot.shape[0]):
-                _to_targets(p2p, p2p_gradient, gradient, s[0], s[1], s[2], charges[col, s0:s1],
-                            tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad, col)
+            _to_targets(p2p, p2p_gradient, gradient, s[0], s[1], s[2],
+                        _leaf_densities(charges, s0, s1, pot.shape[0]), tgt, tgt_begin[b],
+                        tgt_end[b], wavenumber, pot, grad)
 
 
 _TEMPLATES = (points_to_surfaces, x_list_to_surfaces, surfaces_to_targets, w_list_to_targets,
@@ -151,3 +154,30 @@ def for_kernel(kernel):
     return types.SimpleNamespace(**{
         t.__name__: bind(t, kernel.name, bindings, parallel=True) for t in _TEMPLATES
     })
+
+
+def leaf_block_index(src_begin, src_end, leaves, m):
+    """Where each density goes in the leaf-block layout.
+
+    Parameters
+    ----------
+    src_begin, src_end : ndarray (n_boxes,), int64
+        Source ranges of the boxes, in tree order.
+    leaves : ndarray, int64
+        Leaves whose ranges partition the sources.
+    m : int
+        Number of density columns.
+
+    Returns
+    -------
+    ndarray (n_sources, m), int64
+        ``flat[idx] = q`` for ``q`` of shape (n_sources, m) in tree order gives each leaf
+        ``[s0, s1)`` the C-contiguous (m, s1 - s0) block ``flat[m * s0:m * s1]``.
+    """
+    sizes = src_end[leaves] - src_begin[leaves]
+    n = int(sizes.sum())
+    order = np.argsort(src_begin[leaves])
+    start = np.repeat(src_begin[leaves][order], sizes[order])  # s0 of each source's leaf
+    size = np.repeat(sizes[order], sizes[order])
+    offset = np.arange(n) - start
+    return m * start[:, None] + np.arange(m)[None, :] * size[:, None] + offset[:, None]
