@@ -5,15 +5,18 @@ contract.
 """
 
 from ._version import __version__
+from .cache import clear_cache
 from .kernels import KERNEL_NAMES, get_kernel
 from .kernels.direct import direct
-from .linear_operator import FMMOperator
+from .linear_operator import FMMOperator, load
 from .tree import InteractionLists, Octree, build_interaction_lists, build_octree
 
 __all__ = [
     "__version__",
+    "clear_cache",
     "direct",
     "FMMOperator",
+    "load",
     "get_kernel",
     "KERNEL_NAMES",
     "Octree",

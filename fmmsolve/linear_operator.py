@@ -19,16 +19,31 @@ This module owns the bridge to SciPy's host protocol and is the only one importi
    registry name, and the other parameters) and fits again when unpickled; the fit is
    deterministic, so the copy gives the same results. The ``Kernel`` record, which holds Numba
    dispatchers, and the fitted tree are never pickled.
+6. ``A.save(path)`` writes the fitted state (tree, lists and plan, :meth:`FMMEngine.state`) and
+   the constructor parameters to HDF5 through :mod:`fmmsolve.io`; :func:`load` checks it and
+   rebuilds the operator without fitting. The points in the caller's order are not stored: they
+   are the tree's points, un-permuted, bit for bit. ``memory`` is not stored either (a cache
+   belongs to a machine, not to an operator); a loaded operator has ``FMMOperator``'s default.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import time
+
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from . import cache
 from .fmm import FMMEngine
+from .io import OperatorFileError, read_groups, write_groups
 
-__all__ = ["FMMOperator"]
+__all__ = ["FMMOperator", "load", "FORMAT_VERSION"]
+
+#: Version of the HDF5 layout ``FMMOperator.save`` writes; :func:`load` reads it and older ones.
+FORMAT_VERSION = 1
+_FILE_KIND = "fmmsolve.FMMOperator"
 
 
 def _check_shape(x, n: int, name: str) -> None:
@@ -70,9 +85,10 @@ class FMMOperator(LinearOperator):
     dtype : None, np.float32 or np.float64
         Real working precision (default float64); ``A.dtype`` is this, or the matching complex
         dtype for a complex kernel.
-    memory : str, joblib.Memory or None
-        Reserved for the disk cache of precomputed operators (a directory, a
-        ``joblib.Memory`` or None). Stored, not used yet.
+    memory : "default", str, os.PathLike, joblib.Memory or None, default "default"
+        Disk cache of the precomputed operators (:mod:`fmmsolve.cache`): ``"default"`` is
+        ``$FMMSOLVE_CACHE_DIR`` or the per-user cache directory, a path or a
+        ``joblib.Memory`` selects another, None disables it.
 
     Attributes
     ----------
@@ -113,10 +129,11 @@ class FMMOperator(LinearOperator):
     """
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
-                 expansion_order=None, leaf_size=None, dtype=None, memory=None):
+                 expansion_order=None, leaf_size=None, dtype=None, memory="default"):
+        store = cache.resolve_memory(memory)
         self._engine = FMMEngine(sources, targets, kernel=kernel, wavenumber=wavenumber, eps=eps,
                                  expansion_order=expansion_order, leaf_size=leaf_size,
-                                 dtype=dtype)
+                                 dtype=dtype, plan_loader=functools.partial(cache.load_plan, store))
         self.sources = np.array(sources, dtype=np.float64)
         self.sources.flags.writeable = False
         self.targets = None if targets is None else np.array(targets, dtype=np.float64)
@@ -141,6 +158,54 @@ class FMMOperator(LinearOperator):
 
     def __reduce__(self):
         return _restore, (self.sources, self.targets, self._params())
+
+    @classmethod
+    def _from_engine(cls, engine, wavenumber, leaf_size, memory):
+        """An operator around an engine that is already fitted (:func:`load`): sets what
+        ``__init__`` sets, with the points in the caller's order rebuilt from the tree."""
+        self = cls.__new__(cls)
+        self._engine = engine
+        tree = engine.tree
+        self.sources = _input_order(tree.sources, tree.source_perm)
+        self.targets = None if tree.targets_are_sources else \
+            _input_order(tree.targets, tree.target_perm)
+        self.kernel = engine.kernel.name
+        self.wavenumber = wavenumber
+        self.eps = engine.eps
+        self.leaf_size = leaf_size
+        self.memory = memory
+        self._real_dtype = engine.real_dtype
+        self._transpose_op = None
+        self._adjoint_op = None
+        LinearOperator.__init__(self, engine.value_dtype, (engine.n_targets, engine.n_sources))
+        return self
+
+    def save(self, path):
+        """Write the fitted operator to the HDF5 file ``path``; :func:`fmmsolve.load` reads it.
+
+        The file holds the tree (points in tree order and the permutations), the interaction
+        lists and the precomputed plan as plain numeric arrays, and every parameter as an
+        attribute (format version :data:`FORMAT_VERSION`; layout in :mod:`fmmsolve.io` and
+        :meth:`FMMEngine.state`). The loaded operator gives the same products bit for bit,
+        without fitting again. ``memory`` is not stored.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file (``.h5`` by convention). The write is atomic: the file is written
+            under a temporary name in the same directory and renamed over ``path`` when
+            complete, so an error or crash never leaves a partial file there, and an existing
+            file is replaced only on success.
+
+        Raises
+        ------
+        OSError
+            From the file system (the directory does not exist, no permission, disk full).
+        """
+        groups, attrs = self._engine.state()
+        attrs = {**attrs, "operator.wavenumber": self.wavenumber,
+                 "operator.leaf_size": self.leaf_size}
+        write_groups(path, groups, attrs, kind=_FILE_KIND, format_version=FORMAT_VERSION)
 
     # -- introspection ---------------------------------------------------------------------------
 
@@ -282,3 +347,61 @@ class _Conjugated(LinearOperator):
 
     def _adjoint(self):
         return self._adjoint_op
+
+
+def _input_order(points, perm):
+    """Tree-order coordinates of shape (3, n) -> read-only (n, 3) float64 in input order."""
+    out = np.empty((points.shape[1], 3))
+    out[perm] = points.T
+    out.flags.writeable = False
+    return out
+
+
+def load(path):
+    """Read an :class:`FMMOperator` written by :meth:`FMMOperator.save`, without fitting it.
+
+    The tree, the interaction lists and the plan are read and checked (dtypes, shapes, index
+    bounds, permutations), never recomputed; no pickle is involved.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    FMMOperator
+        Its products equal the saved operator's bit for bit. ``sources`` and ``targets`` are
+        the saved points in the caller's order, ``memory`` is ``FMMOperator``'s default (not
+        stored), and ``fit_timings`` holds the seconds to ``"read"``, ``"validate"`` and
+        ``"bind"``. ``A.T`` of a rectangular operator, and an unpickled copy, are fitted again
+        as usual.
+
+    Raises
+    ------
+    FileNotFoundError, PermissionError, IsADirectoryError
+        When ``path`` cannot be opened.
+    fmmsolve.io.OperatorFileError
+        A ``ValueError`` naming ``path`` and the problem: not an HDF5 file, a damaged or
+        truncated one, an HDF5 file that is not an fmmsolve operator, a format version newer
+        than this fmmsolve reads, a refused (non-numeric) type, or arrays and parameters that
+        are missing or inconsistent.
+    """
+    t0 = time.perf_counter()
+    groups, attrs = read_groups(path, kind=_FILE_KIND, format_version=FORMAT_VERSION)
+    t1 = time.perf_counter()
+    try:
+        engine = FMMEngine.from_state(groups, attrs)
+        for key in ("operator.wavenumber", "operator.leaf_size"):
+            if key not in attrs:
+                raise ValueError(f"missing parameter {key!r}")
+        wavenumber, leaf_size = attrs["operator.wavenumber"], attrs["operator.leaf_size"]
+        if leaf_size is not None and (type(leaf_size) is not int
+                                      or leaf_size != engine.tree.leaf_size):
+            raise ValueError(f"operator.leaf_size {leaf_size!r} differs from the tree's")
+        if engine.kernel.check_wavenumber(wavenumber) != engine.wavenumber:
+            raise ValueError(f"operator.wavenumber {wavenumber!r} disagrees with the engine's")
+    except ValueError as exc:
+        raise OperatorFileError(path, str(exc)) from exc
+    engine.fit_timings = {"read": t1 - t0, **engine.fit_timings}
+    memory = inspect.signature(FMMOperator.__init__).parameters["memory"].default
+    return FMMOperator._from_engine(engine, wavenumber, leaf_size, memory)

@@ -169,14 +169,18 @@ def _octant_offsets():
 
 @functools.lru_cache(maxsize=16)
 def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
-                 dtype: str) -> Plan:
+                 dtype: str, wavenumber=None, radii=None) -> Plan:
     """The :class:`Plan` (see the module docstring) with matrices of ``dtype``.
 
-    Arguments must be hashable; results are memoised in memory.
+    Arguments must be hashable; results are memoised in memory (the disk cache is
+    :mod:`fmmsolve.cache`). ``radii`` is ``(up_equiv, up_check, down_equiv, down_check)`` in box
+    half-widths, default :func:`~fmmsolve.operators.surfaces.radii`; ``wavenumber`` is passed to
+    the kernel (None for Laplace).
     """
+    radii = surfaces.radii() if radii is None else tuple(float(r) for r in radii)
     if np.dtype(dtype) == np.float64:
-        return _compute_plan64(kernel_name, expansion_order, compression_tol)
-    base = compute_plan(kernel_name, expansion_order, compression_tol, "<f8")
+        return _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii)
+    base = compute_plan(kernel_name, expansion_order, compression_tol, "<f8", wavenumber, radii)
     return Plan(**{name: (np.ascontiguousarray(v, dtype=dtype)
                           if isinstance(v, np.ndarray) and v.dtype.kind == "f"
                           and name != "surface" else v)
@@ -184,34 +188,36 @@ def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
 
 
 @functools.lru_cache(maxsize=8)
-def _compute_plan64(kernel_name, expansion_order, compression_tol):
+def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii):
     # Hundreds of small factorisations: BLAS threads cost more in wake-ups than they save
     # (4x slower on two cores when GEMM and LAPACK calls alternate).
     with threadpool_limits(1, user_api="blas"):
-        return _compute_plan64_serial(kernel_name, expansion_order, compression_tol)
+        return _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber,
+                                      radii)
 
 
-def _compute_plan64_serial(kernel_name, expansion_order, compression_tol):
+def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber, radii):
     kernel = get_kernel(kernel_name)
     if not kernel.scale_invariant:
         raise NotImplementedError(f"kernel {kernel_name!r} needs per-level operators")
     degree = 1
-    mat = lambda t, s: kernel.matrix(t, s, None)  # noqa: E731
+    mat = lambda t, s: kernel.matrix(t, s, wavenumber)  # noqa: E731
+    up_equiv, up_check, down_equiv, down_check = radii
     surf = surfaces.surface(expansion_order)
 
-    uc2e_a, uc2e_b = _pinv_factors(mat(surfaces.UP_CHECK * surf, surfaces.UP_EQUIV * surf))
-    dc2e_a, dc2e_b = _pinv_factors(mat(surfaces.DOWN_CHECK * surf, surfaces.DOWN_EQUIV * surf))
+    uc2e_a, uc2e_b = _pinv_factors(mat(up_check * surf, up_equiv * surf))
+    dc2e_a, dc2e_b = _pinv_factors(mat(down_check * surf, down_equiv * surf))
 
     m2m, l2l = [], []
     for off in _octant_offsets() * 0.5:  # children have half-width 0.5
-        k_up = mat(surfaces.UP_CHECK * surf, off + 0.5 * surfaces.UP_EQUIV * surf)
+        k_up = mat(up_check * surf, off + 0.5 * up_equiv * surf)
         m2m.append(uc2e_a @ (uc2e_b @ k_up))
-        k_down = mat(off + 0.5 * surfaces.DOWN_CHECK * surf, surfaces.DOWN_EQUIV * surf)
+        k_down = mat(off + 0.5 * down_check * surf, down_equiv * surf)
         l2l.append(0.5**degree * (dc2e_a @ (dc2e_b @ k_down)))
 
     # M2L: reference boxes of half-width 1, so centres differ by 2 v.
-    check = surfaces.DOWN_CHECK * surf
-    k_v = [mat(check, 2.0 * v + surfaces.UP_EQUIV * surf) for v in transfer_vectors()]
+    check = down_check * surf
+    k_v = [mat(check, 2.0 * v + up_equiv * surf) for v in transfer_vectors()]
     n = len(surf)
     r_fat = _r_factor([k.T for k in k_v], n)  # [K_1 ... K_316] = R_fat^T Q^T
     r_thin = _r_factor(k_v, n)  # [K_1; ...; K_316] = Q R_thin

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["surface", "n_surface_points", "UP_EQUIV", "UP_CHECK", "DOWN_EQUIV", "DOWN_CHECK"]
+__all__ = ["surface", "n_surface_points", "radii", "UP_EQUIV", "UP_CHECK", "DOWN_EQUIV",
+           "DOWN_CHECK"]
 
 UP_EQUIV = 1.05
 UP_CHECK = 2.95
@@ -39,3 +40,8 @@ def surface(order: int) -> np.ndarray:
     pts = grid[on_boundary]
     assert len(pts) == n_surface_points(order)
     return pts
+
+
+def radii() -> tuple:
+    """The current ``(UP_EQUIV, UP_CHECK, DOWN_EQUIV, DOWN_CHECK)``: part of every Plan's key."""
+    return (UP_EQUIV, UP_CHECK, DOWN_EQUIV, DOWN_CHECK)
