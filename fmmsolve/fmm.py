@@ -17,13 +17,13 @@ from dataclasses import fields
 
 import numpy as np
 
-from ._config import DEFAULT_LEAF_SIZE, MAX_DEPTH
+from ._config import DEFAULT_LEAF_SIZE
 from ._validation import as_points, check_positive_int, resolve_real_dtype
 from .kernels import get_kernel
 from .operators import m2l, surfaces, translations
 from .operators.plan import Plan, compute_plan, transfer_index, transfer_vectors
 from .tree import InteractionLists, Octree, build_interaction_lists, build_octree
-from .tree.morton import decode_array
+from . import _engine_state as checks
 
 __all__ = ["FMMEngine", "order_for_eps"]
 
@@ -342,9 +342,9 @@ class FMMEngine:
         attrs = {"engine.kernel": self.kernel.name, "engine.wavenumber": self.wavenumber,
                  "engine.eps": self.eps, "engine.expansion_order": self.expansion_order,
                  "engine.leaf_size": self.tree.leaf_size, "engine.real_dtype": self.real_dtype.name,
-                 "engine.radii": _radii()}
+                 "engine.radii": checks.radii()}
         groups = {}
-        shared = _SHARED_TARGET_FIELDS if self.tree.targets_are_sources else {}
+        shared = checks.SHARED_TARGET_FIELDS if self.tree.targets_are_sources else {}
         for name, record in (("tree", self.tree), ("lists", self.lists), ("plan", self.plan)):
             arrays = groups[name] = {}
             for field in fields(record):
@@ -383,193 +383,38 @@ class FMMEngine:
         """
         t0 = time.perf_counter()
         self = cls.__new__(cls)
-        self.kernel = get_kernel(_param(attrs, "engine.kernel", str))
+        self.kernel = get_kernel(checks.param(attrs, "engine.kernel", str))
         self._compiled = translations.for_kernel(self.kernel)
-        self.wavenumber = _param(attrs, "engine.wavenumber", numbers.Number)
-        self.real_dtype = resolve_real_dtype(_param(attrs, "engine.real_dtype", str))
+        self.wavenumber = checks.param(attrs, "engine.wavenumber", numbers.Number)
+        self.real_dtype = resolve_real_dtype(checks.param(attrs, "engine.real_dtype", str))
         self.value_dtype = self.kernel.value_dtype(self.real_dtype)
-        self.eps = float(_param(attrs, "engine.eps", numbers.Real))
-        self.expansion_order = _param(attrs, "engine.expansion_order", numbers.Integral)
-        _require(0 < self.eps < 1, f"engine.eps must be in (0, 1), got {self.eps!r}")
-        _require(2 <= self.expansion_order <= 16,
-                 f"engine.expansion_order must be in [2, 16], got {self.expansion_order!r}")
-        radii = _param(attrs, "engine.radii", tuple)
-        _require(radii == _radii(), f"the plan was computed for surface radii {radii}, but this "
-                                    f"fmmsolve uses {_radii()}")
-        shared = _SHARED_TARGET_FIELDS if _param(attrs, "tree.targets_are_sources", bool) else {}
-        self.tree = _record(Octree, "tree", groups, attrs, _TREE_RULES, {}, shared)
-        _check_tree(self.tree)
-        _require(_param(attrs, "engine.leaf_size", numbers.Integral) == self.tree.leaf_size,
-                 "engine.leaf_size differs from tree.leaf_size")
-        self.lists = _record(InteractionLists, "lists", groups, attrs, _LISTS_RULES,
-                             {"boxes": self.tree.n_boxes}, {})
+        self.eps = float(checks.param(attrs, "engine.eps", numbers.Real))
+        self.expansion_order = checks.param(attrs, "engine.expansion_order", numbers.Integral)
+        checks.require(0 < self.eps < 1, f"engine.eps must be in (0, 1), got {self.eps!r}")
+        checks.require(2 <= self.expansion_order <= 16,
+                       f"engine.expansion_order must be in [2, 16], got {self.expansion_order!r}")
+        radii = checks.param(attrs, "engine.radii", tuple)
+        checks.require(radii == checks.radii(), f"the plan was computed for surface radii "
+                                                f"{radii}, but this fmmsolve uses {checks.radii()}")
+        shared_targets = checks.param(attrs, "tree.targets_are_sources", bool)
+        shared = checks.SHARED_TARGET_FIELDS if shared_targets else {}
+        self.tree = checks.record(Octree, "tree", groups, attrs, checks.TREE_RULES, {}, shared)
+        checks.check_tree(self.tree)
+        leaf_size = checks.param(attrs, "engine.leaf_size", numbers.Integral)
+        checks.require(leaf_size == self.tree.leaf_size,
+                       "engine.leaf_size differs from tree.leaf_size")
+        self.lists = checks.record(InteractionLists, "lists", groups, attrs, checks.LISTS_RULES,
+                                   {"boxes": self.tree.n_boxes}, {})
         for name in "uvwx":
-            _check_csr(f"lists/{name}", getattr(self.lists, f"{name}_indptr"),
-                       getattr(self.lists, f"{name}_indices"), self.tree.n_boxes)
+            checks.check_csr(f"lists/{name}", getattr(self.lists, f"{name}_indptr"),
+                             getattr(self.lists, f"{name}_indices"), self.tree.n_boxes)
         dims = {"n": surfaces.n_surface_points(self.expansion_order),
                 "vectors": len(transfer_vectors())}
-        self.plan = _record(Plan, "plan", groups, attrs, _PLAN_RULES, dims, {},
-                            value_dtype=self.value_dtype)
-        _check_plan(self.plan, self.kernel.name, self.expansion_order, dims["rows"])
+        self.plan = checks.record(Plan, "plan", groups, attrs, checks.PLAN_RULES, dims, {},
+                                  value_dtype=self.value_dtype)
+        checks.check_plan(self.plan, self.kernel.name, self.expansion_order, dims["rows"])
         t1 = time.perf_counter()
         self._bind_geometry()
         self.fit_timings = {"validate": t1 - t0, "bind": time.perf_counter() - t1}
         self.timings = {}
         return self
-
-
-# -- state checks (FMMEngine.from_state) -----------------------------------------------------------
-
-# Arrays a tree built with targets=None shares between targets and sources: stored once.
-_SHARED_TARGET_FIELDS = {"targets": "sources", "target_perm": "source_perm",
-                         "tgt_begin": "src_begin", "tgt_end": "src_end"}
-
-# (dtype, shape) of every array field, in named dimensions: a name is bound by its first use,
-# "name+1" is one more. "value" is the engine's value dtype. A field without a rule is refused,
-# so adding an array field to a record means adding its rule here.
-_I8, _F8, _VALUE = np.dtype(np.int64), np.dtype(np.float64), "value"
-_TREE_RULES = {
-    "keys": (_I8, ("boxes",)), "center": (_F8, (3,)), "levels": (_I8, ("boxes",)),
-    "anchors": (_I8, ("boxes", 3)), "parent": (_I8, ("boxes",)),
-    "child_ptr": (_I8, ("boxes+1",)), "level_ptr": (_I8, ("level_ptr",)),
-    "src_begin": (_I8, ("boxes",)), "src_end": (_I8, ("boxes",)),
-    "tgt_begin": (_I8, ("boxes",)), "tgt_end": (_I8, ("boxes",)), "leaves": (_I8, ("leaves",)),
-    "sources": (_F8, (3, "sources")), "source_perm": (_I8, ("sources",)),
-    "targets": (_F8, (3, "targets")), "target_perm": (_I8, ("targets",)),
-}
-_LISTS_RULES = {f"{name}_{part}": (_I8, ("boxes+1",) if part == "indptr" else (name,))
-                for name in "uvwx" for part in ("indptr", "indices")}
-_PLAN_RULES = {
-    "surface": (_F8, ("n", 3)),
-    "uc2e_a": (_VALUE, ("n", "r_up")), "uc2e_b": (_VALUE, ("r_up", "n")),
-    "dc2e_a": (_VALUE, ("n", "r_down")), "dc2e_b": (_VALUE, ("r_down", "n")),
-    "m2m": (_VALUE, (8, "n", "n")), "l2l": (_VALUE, (8, "n", "n")),
-    "m2l_vt": (_VALUE, ("k", "n")), "m2l_ptr": (_I8, ("vectors+1",)),
-    "m2l_a": (_VALUE, ("rows", "k")), "m2l_b": (_VALUE, ("rows", "k")),
-    "m2l_u": (_VALUE, ("n", "k")),
-}
-
-
-def _radii():
-    return (surfaces.UP_EQUIV, surfaces.UP_CHECK, surfaces.DOWN_EQUIV, surfaces.DOWN_CHECK)
-
-
-def _require(condition, message):
-    if not condition:
-        raise ValueError(message)
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _param(attrs, key, kind):
-    """``attrs[key]``, which must be an instance of ``kind`` (a bool is not a number here)."""
-    if key not in attrs:
-        raise ValueError(f"missing parameter {key!r}")
-    value = attrs[key]
-    if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-        raise ValueError(f"parameter {key!r} must be of type {kind.__name__}, got {value!r}")
-    return value
-
-
-def _record(record_cls, group, groups, attrs, rules, dims, shared, value_dtype=None):
-    """Build ``record_cls`` from ``groups[group]`` (array fields, checked against ``rules``
-    with the dimensions ``dims``, completed in place) and ``attrs["<group>.<field>"]``."""
-    arrays = groups.get(group)
-    _require(isinstance(arrays, dict), f"missing group {group!r}")
-    names = [f.name for f in fields(record_cls)]
-    unexpected = sorted(set(arrays) - (set(names) - set(shared)))
-    _require(not unexpected, f"unexpected arrays in {group!r}: {unexpected}")
-    values = {}
-    rank = {name: i for i, name in enumerate(rules)}  # rules order: dimensions bind first
-    for name in sorted(names, key=lambda name: rank.get(name, len(rank))):
-        if name in shared:
-            values[name] = None
-        elif name in rules:
-            _require(name in arrays, f"missing array {group}/{name}")
-            values[name] = value = arrays[name]
-            dtype, shape = rules[name]
-            dtype = value_dtype if dtype is _VALUE else dtype
-            _require(isinstance(value, np.ndarray) and value.dtype == dtype,
-                     f"{group}/{name} has dtype {getattr(value, 'dtype', type(value))}, "
-                     f"expected {dtype}")
-            ok = value.ndim == len(shape)
-            for size, dim in zip(value.shape, shape) if ok else ():
-                if isinstance(dim, str):
-                    dim = dims[dim[:-2]] + 1 if dim.endswith("+1") else dims.setdefault(dim, size)
-                ok = ok and size == dim
-            expected = ", ".join(
-                str(d) if not isinstance(d, str) else f"{d}={dims[d[:-2]] + 1}"
-                if d.endswith("+1") else f"{d}={dims[d]}" if d in dims else d for d in shape)
-            _require(ok, f"{group}/{name} has shape {value.shape}, expected ({expected})")
-        elif name in arrays:
-            raise ValueError(f"{group}/{name}: an array without a consistency rule in fmm.py")
-        else:
-            key = f"{group}.{name}"
-            _require(key in attrs, f"missing parameter {key!r}")
-            _require(not isinstance(attrs[key], np.ndarray), f"{key} must be a scalar")
-            values[name] = attrs[key]
-    for name, same in shared.items():
-        values[name] = values[same]
-    return record_cls(**values)
-
-
-def _check_csr(name, indptr, indices, n_boxes):
-    _require(indptr[0] == 0 and indptr[-1] == len(indices) and (np.diff(indptr) >= 0).all(),
-             f"{name}_indptr is not a CSR pointer array over {len(indices)} entries")
-    _require(len(indices) == 0 or (indices.min() >= 0 and indices.max() < n_boxes),
-             f"{name}_indices holds box indices outside [0, {n_boxes})")
-
-
-def _check_tree(t):
-    """Raise ValueError unless the Octree ``t`` is consistent: levels, keys and anchors, links
-    between parents and children, leaves, point ranges and permutations."""
-    n, lp, cp = t.n_boxes, t.level_ptr, t.child_ptr
-    _require(isinstance(t.half_width, numbers.Real) and np.isfinite(t.half_width)
-             and t.half_width > 0 and np.isfinite(t.center).all(),
-             "tree.half_width must be positive and tree/center finite")
-    _require(_is_int(t.leaf_size) and t.leaf_size >= 1 and _is_int(t.max_depth)
-             and 0 <= t.max_depth <= MAX_DEPTH, "tree.leaf_size or tree.max_depth is invalid")
-    _require(n >= 1 and len(lp) >= 2 and lp[0] == 0 and lp[-1] == n
-             and (np.diff(lp) > 0).all() and len(lp) - 2 <= t.max_depth,
-             f"tree/level_ptr does not split the {n} boxes into levels 0..depth <= max_depth")
-    _require(np.array_equal(t.levels, np.repeat(np.arange(len(lp) - 1), np.diff(lp))),
-             "tree/levels disagrees with tree/level_ptr")
-    one = np.int64(1)
-    _require((t.anchors >= 0).all() and (t.anchors < (one << t.levels)[:, None]).all()
-             and (t.keys >> (3 * t.levels) == 1).all()
-             and np.array_equal(decode_array(t.keys ^ (one << (3 * t.levels))), t.anchors),
-             "tree/keys and tree/anchors disagree")
-    _require(cp[0] == 1 and cp[-1] == n and (np.diff(cp) >= 0).all() and t.parent[0] == -1
-             and np.array_equal(t.parent[1:], np.repeat(np.arange(n), np.diff(cp)))
-             and (t.levels[1:] == t.levels[t.parent[1:]] + 1).all(),
-             "tree/parent and tree/child_ptr disagree")
-    _require(np.array_equal(np.sort(t.leaves), np.flatnonzero(np.diff(cp) == 0)),
-             "tree/leaves are not the boxes without children")
-    for side, begin, end, perm, points in (
-            ("sources", t.src_begin, t.src_end, t.source_perm, t.sources),
-            ("targets", t.tgt_begin, t.tgt_end, t.target_perm, t.targets)):
-        m = len(perm)
-        _require(m >= 1 and (begin >= 0).all() and (begin <= end).all() and (end <= m).all(),
-                 f"tree: box ranges of {side} outside [0, {m}]")
-        first, last = begin[t.leaves], end[t.leaves]
-        _require(first[0] == 0 and last[-1] == m and np.array_equal(last[:-1], first[1:]),
-                 f"tree: the leaves' ranges of {side} do not tile the {m} points")
-        _require(perm.min() >= 0 and perm.max() < m
-                 and (np.bincount(perm, minlength=m) == 1).all(),
-                 f"tree: the permutation of {side} is not a permutation of 0..{m - 1}")
-        _require(np.isfinite(points).all(), f"tree: {side} hold NaN or infinite coordinates")
-
-
-def _check_plan(plan, kernel_name, order, rows):
-    _require(plan.kernel_name == kernel_name and plan.expansion_order == order,
-             f"the plan is for kernel {plan.kernel_name!r}, order {plan.expansion_order!r}; "
-             f"the engine's are {kernel_name!r}, {order}")
-    _require(_is_int(plan.scale_degree) and isinstance(plan.compression_tol, float)
-             and plan.compression_tol > 0, "plan.scale_degree or plan.compression_tol is invalid")
-    ptr = plan.m2l_ptr
-    _require(ptr[0] == 0 and ptr[-1] == rows and (np.diff(ptr) >= 0).all(),
-             f"plan/m2l_ptr does not split the {rows} rows of plan/m2l_a")
-    _require(all(np.isfinite(v).all() for v in vars(plan).values() if isinstance(v, np.ndarray)),
-             "the plan holds NaN or infinite values")

@@ -1,0 +1,171 @@
+"""Consistency checks of a saved FMMEngine state (used by :meth:`FMMEngine.from_state`).
+
+Tables of the dtype and shape of every array field of the tree, lists and plan, and checks of
+the links between them, so that an inconsistent file raises a clear ``ValueError`` instead of
+crashing compiled code or giving wrong numbers.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import fields
+
+import numpy as np
+
+from ._config import MAX_DEPTH
+from .operators import surfaces
+from .tree.morton import decode_array
+
+# Arrays a tree built with targets=None shares between targets and sources: stored once.
+SHARED_TARGET_FIELDS = {"targets": "sources", "target_perm": "source_perm",
+                         "tgt_begin": "src_begin", "tgt_end": "src_end"}
+
+# (dtype, shape) of every array field, in named dimensions: a name is bound by its first use,
+# "name+1" is one more. "value" is the engine's value dtype. A field without a rule is refused,
+# so adding an array field to a record means adding its rule here.
+_I8, _F8, _VALUE = np.dtype(np.int64), np.dtype(np.float64), "value"
+TREE_RULES = {
+    "keys": (_I8, ("boxes",)), "center": (_F8, (3,)), "levels": (_I8, ("boxes",)),
+    "anchors": (_I8, ("boxes", 3)), "parent": (_I8, ("boxes",)),
+    "child_ptr": (_I8, ("boxes+1",)), "level_ptr": (_I8, ("level_ptr",)),
+    "src_begin": (_I8, ("boxes",)), "src_end": (_I8, ("boxes",)),
+    "tgt_begin": (_I8, ("boxes",)), "tgt_end": (_I8, ("boxes",)), "leaves": (_I8, ("leaves",)),
+    "sources": (_F8, (3, "sources")), "source_perm": (_I8, ("sources",)),
+    "targets": (_F8, (3, "targets")), "target_perm": (_I8, ("targets",)),
+}
+LISTS_RULES = {f"{name}_{part}": (_I8, ("boxes+1",) if part == "indptr" else (name,))
+                for name in "uvwx" for part in ("indptr", "indices")}
+PLAN_RULES = {
+    "surface": (_F8, ("n", 3)),
+    "uc2e_a": (_VALUE, ("n", "r_up")), "uc2e_b": (_VALUE, ("r_up", "n")),
+    "dc2e_a": (_VALUE, ("n", "r_down")), "dc2e_b": (_VALUE, ("r_down", "n")),
+    "m2m": (_VALUE, (8, "n", "n")), "l2l": (_VALUE, (8, "n", "n")),
+    "m2l_vt": (_VALUE, ("k", "n")), "m2l_ptr": (_I8, ("vectors+1",)),
+    "m2l_a": (_VALUE, ("rows", "k")), "m2l_b": (_VALUE, ("rows", "k")),
+    "m2l_u": (_VALUE, ("n", "k")),
+}
+
+
+def radii():
+    return (surfaces.UP_EQUIV, surfaces.UP_CHECK, surfaces.DOWN_EQUIV, surfaces.DOWN_CHECK)
+
+
+def require(condition, message):
+    if not condition:
+        raise ValueError(message)
+
+
+def is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def param(attrs, key, kind):
+    """``attrs[key]``, which must be an instance of ``kind`` (a bool is not a number here)."""
+    if key not in attrs:
+        raise ValueError(f"missing parameter {key!r}")
+    value = attrs[key]
+    if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+        raise ValueError(f"parameter {key!r} must be of type {kind.__name__}, got {value!r}")
+    return value
+
+
+def record(record_cls, group, groups, attrs, rules, dims, shared, value_dtype=None):
+    """Build ``record_cls`` from ``groups[group]`` (array fields, checked against ``rules``
+    with the dimensions ``dims``, completed in place) and ``attrs["<group>.<field>"]``."""
+    arrays = groups.get(group)
+    require(isinstance(arrays, dict), f"missing group {group!r}")
+    names = [f.name for f in fields(record_cls)]
+    unexpected = sorted(set(arrays) - (set(names) - set(shared)))
+    require(not unexpected, f"unexpected arrays in {group!r}: {unexpected}")
+    values = {}
+    rank = {name: i for i, name in enumerate(rules)}  # rules order: dimensions bind first
+    for name in sorted(names, key=lambda name: rank.get(name, len(rank))):
+        if name in shared:
+            values[name] = None
+        elif name in rules:
+            require(name in arrays, f"missing array {group}/{name}")
+            values[name] = value = arrays[name]
+            dtype, shape = rules[name]
+            dtype = value_dtype if dtype is _VALUE else dtype
+            require(isinstance(value, np.ndarray) and value.dtype == dtype,
+                     f"{group}/{name} has dtype {getattr(value, 'dtype', type(value))}, "
+                     f"expected {dtype}")
+            ok = value.ndim == len(shape)
+            for size, dim in zip(value.shape, shape) if ok else ():
+                if isinstance(dim, str):
+                    dim = dims[dim[:-2]] + 1 if dim.endswith("+1") else dims.setdefault(dim, size)
+                ok = ok and size == dim
+            expected = ", ".join(
+                str(d) if not isinstance(d, str) else f"{d}={dims[d[:-2]] + 1}"
+                if d.endswith("+1") else f"{d}={dims[d]}" if d in dims else d for d in shape)
+            require(ok, f"{group}/{name} has shape {value.shape}, expected ({expected})")
+        elif name in arrays:
+            raise ValueError(f"{group}/{name}: an array without a consistency rule in fmm.py")
+        else:
+            key = f"{group}.{name}"
+            require(key in attrs, f"missing parameter {key!r}")
+            require(not isinstance(attrs[key], np.ndarray), f"{key} must be a scalar")
+            values[name] = attrs[key]
+    for name, same in shared.items():
+        values[name] = values[same]
+    return record_cls(**values)
+
+
+def check_csr(name, indptr, indices, n_boxes):
+    require(indptr[0] == 0 and indptr[-1] == len(indices) and (np.diff(indptr) >= 0).all(),
+             f"{name}_indptr is not a CSR pointer array over {len(indices)} entries")
+    require(len(indices) == 0 or (indices.min() >= 0 and indices.max() < n_boxes),
+             f"{name}_indices holds box indices outside [0, {n_boxes})")
+
+
+def check_tree(t):
+    """Raise ValueError unless the Octree ``t`` is consistent: levels, keys and anchors, links
+    between parents and children, leaves, point ranges and permutations."""
+    n, lp, cp = t.n_boxes, t.level_ptr, t.child_ptr
+    require(isinstance(t.half_width, numbers.Real) and np.isfinite(t.half_width)
+             and t.half_width > 0 and np.isfinite(t.center).all(),
+             "tree.half_width must be positive and tree/center finite")
+    require(is_int(t.leaf_size) and t.leaf_size >= 1 and is_int(t.max_depth)
+             and 0 <= t.max_depth <= MAX_DEPTH, "tree.leaf_size or tree.max_depth is invalid")
+    require(n >= 1 and len(lp) >= 2 and lp[0] == 0 and lp[-1] == n
+             and (np.diff(lp) > 0).all() and len(lp) - 2 <= t.max_depth,
+             f"tree/level_ptr does not split the {n} boxes into levels 0..depth <= max_depth")
+    require(np.array_equal(t.levels, np.repeat(np.arange(len(lp) - 1), np.diff(lp))),
+             "tree/levels disagrees with tree/level_ptr")
+    one = np.int64(1)
+    require((t.anchors >= 0).all() and (t.anchors < (one << t.levels)[:, None]).all()
+             and (t.keys >> (3 * t.levels) == 1).all()
+             and np.array_equal(decode_array(t.keys ^ (one << (3 * t.levels))), t.anchors),
+             "tree/keys and tree/anchors disagree")
+    require(cp[0] == 1 and cp[-1] == n and (np.diff(cp) >= 0).all() and t.parent[0] == -1
+             and np.array_equal(t.parent[1:], np.repeat(np.arange(n), np.diff(cp)))
+             and (t.levels[1:] == t.levels[t.parent[1:]] + 1).all(),
+             "tree/parent and tree/child_ptr disagree")
+    require(np.array_equal(np.sort(t.leaves), np.flatnonzero(np.diff(cp) == 0)),
+             "tree/leaves are not the boxes without children")
+    for side, begin, end, perm, points in (
+            ("sources", t.src_begin, t.src_end, t.source_perm, t.sources),
+            ("targets", t.tgt_begin, t.tgt_end, t.target_perm, t.targets)):
+        m = len(perm)
+        require(m >= 1 and (begin >= 0).all() and (begin <= end).all() and (end <= m).all(),
+                 f"tree: box ranges of {side} outside [0, {m}]")
+        first, last = begin[t.leaves], end[t.leaves]
+        require(first[0] == 0 and last[-1] == m and np.array_equal(last[:-1], first[1:]),
+                 f"tree: the leaves' ranges of {side} do not tile the {m} points")
+        require(perm.min() >= 0 and perm.max() < m
+                 and (np.bincount(perm, minlength=m) == 1).all(),
+                 f"tree: the permutation of {side} is not a permutation of 0..{m - 1}")
+        require(np.isfinite(points).all(), f"tree: {side} hold NaN or infinite coordinates")
+
+
+def check_plan(plan, kernel_name, order, rows):
+    require(plan.kernel_name == kernel_name and plan.expansion_order == order,
+             f"the plan is for kernel {plan.kernel_name!r}, order {plan.expansion_order!r}; "
+             f"the engine's are {kernel_name!r}, {order}")
+    require(is_int(plan.scale_degree) and isinstance(plan.compression_tol, float)
+             and plan.compression_tol > 0, "plan.scale_degree or plan.compression_tol is invalid")
+    ptr = plan.m2l_ptr
+    require(ptr[0] == 0 and ptr[-1] == rows and (np.diff(ptr) >= 0).all(),
+             f"plan/m2l_ptr does not split the {rows} rows of plan/m2l_a")
+    require(all(np.isfinite(v).all() for v in vars(plan).values() if isinstance(v, np.ndarray)),
+             "the plan holds NaN or infinite values")
