@@ -23,6 +23,7 @@ from .kernels import get_kernel
 from .operators import m2l, surfaces, translations
 from .operators.plan import Plan, compute_plan, transfer_index, transfer_vectors
 from .tree import InteractionLists, Octree, build_interaction_lists, build_octree
+from .tree.lists import near_and_far
 from . import _engine_state as checks
 
 __all__ = ["FMMEngine", "order_for_eps"]
@@ -161,7 +162,9 @@ class FMMEngine:
 
         self._src_leaves = tree.leaves[has_src[tree.leaves]]
         self._tgt_leaves = tree.leaves[has_tgt[tree.leaves]]
-        self._x_boxes = np.flatnonzero(np.diff(lists.x_indptr) > 0)
+        # W and X entries that are cheaper as direct sums join the near field (U).
+        self._near, self._w, self._x = near_and_far(tree, lists, self.plan.n_surface)
+        self._x_boxes = np.flatnonzero(np.diff(self._x[0]) > 0)
 
         # M2M (deepest level first, up to the root so the upward pass is complete) and L2L
         # (shallowest first, from level 2: no V or X list reaches a box above it).
@@ -230,7 +233,7 @@ class FMMEngine:
         if len(boxes):
             check = np.zeros((len(boxes), m, n_e), vdt)
             self._compiled.x_list_to_surfaces(
-                self._src, q, boxes, self.lists.x_indptr, self.lists.x_indices,
+                self._src, q, boxes, *self._x,
                 tree.src_begin, tree.src_end, self._centres, self._half_widths, self._surf,
                 surfaces.DOWN_CHECK, k, check)
             local[boxes] += scale[boxes, None, None] * _rmul(_rmul(check, plan.dc2e_b),
@@ -248,13 +251,13 @@ class FMMEngine:
             surfaces.DOWN_EQUIV, local, k, pot, grad)
         lap("l2p")
         compiled.w_list_to_targets(
-            *common, self.lists.w_indptr, self.lists.w_indices, tree.tgt_begin, tree.tgt_end,
+            *common, *self._w, tree.tgt_begin, tree.tgt_end,
             self._centres, self._half_widths, self._surf, surfaces.UP_EQUIV, multipole, k,
             pot, grad)
         lap("m2p")
         compiled.near_field(
             gradient, self._src, q, self._tgt, self._tgt_leaves,
-            self.lists.u_indptr, self.lists.u_indices, tree.src_begin, tree.src_end,
+            *self._near, tree.src_begin, tree.src_end,
             tree.tgt_begin, tree.tgt_end, self._centres, k, pot, grad)
         lap("p2p")
 

@@ -35,7 +35,7 @@ from .._jit import jit, prange
 from .morton import box_key
 from .octree import Octree
 
-__all__ = ["InteractionLists", "build_interaction_lists"]
+__all__ = ["InteractionLists", "build_interaction_lists", "near_and_far"]
 
 _STACK = 8 * 27 + 8 * (MAX_DEPTH + 1)  # bound on the depth-first stack of one traversal
 
@@ -247,3 +247,66 @@ def build_interaction_lists(tree: Octree) -> InteractionLists:
     x_ptr = np.concatenate([[0], np.cumsum(np.bincount(xw_idx, minlength=n))]).astype(np.int64)
 
     return InteractionLists(u_ptr, u_idx, v_ptr, v_idx, w_ptr, w_idx, x_ptr, src_leaf[order])
+
+
+def _csr_from_rows(rows, cols, n_rows):
+    """CSR ``(indptr, indices)`` of the entries ``(rows[i], cols[i])``, stable within a row."""
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return indptr, np.ascontiguousarray(cols[order], dtype=np.int64)
+
+
+def _rows(indptr):
+    return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+
+
+def near_and_far(tree: Octree, lists: InteractionLists, min_points: int):
+    """Move W and X entries that are cheaper as direct sums into the near field.
+
+    A W-list box with fewer than ``min_points`` sources (the points of an expansion surface)
+    costs less through its sources than through its multipole. An X-list leaf whose target box
+    is a leaf with fewer than ``min_points`` targets costs less at those targets than at the
+    check surface. Direct sums are exact, so accuracy can only improve. On surface data, where
+    most leaves hold a few dozen points, this removes most of the M2P and P2L work.
+
+    Parameters
+    ----------
+    tree : Octree
+    lists : InteractionLists
+    min_points : int
+        Points of one expansion surface.
+
+    Returns
+    -------
+    near, w, x : tuple of (indptr, indices), int64, indptr of shape (n_boxes + 1,)
+        ``near`` lists source *leaves* for each target leaf: U plus the moved entries, a W box
+        being replaced by its leaves that hold sources (they are contiguous in tree order).
+        ``w`` and ``x`` are what remains of W and X. Every (target leaf, source leaf) pair is
+        still covered exactly once by near + V + W + X.
+    """
+    n_src = tree.src_end - tree.src_begin
+    n_tgt = tree.tgt_end - tree.tgt_begin
+    w_rows, w_cols = _rows(lists.w_indptr), lists.w_indices
+    w_direct = n_src[w_cols] < min_points
+    x_rows, x_cols = _rows(lists.x_indptr), lists.x_indices
+    x_direct = tree.is_leaf[x_rows] & (n_tgt[x_rows] < min_points)
+
+    # Each moved W box becomes the run of source leaves whose points lie in its range.
+    src_leaves = tree.leaves[n_src[tree.leaves] > 0]
+    src_leaves = src_leaves[np.argsort(tree.src_begin[src_leaves], kind="stable")]
+    starts = tree.src_begin[src_leaves]
+    boxes = w_cols[w_direct]
+    lo = np.searchsorted(starts, tree.src_begin[boxes])
+    counts = np.searchsorted(starts, tree.src_end[boxes]) - lo
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    expanded = src_leaves[np.repeat(lo - offsets, counts) + np.arange(counts.sum())]
+
+    u_rows = _rows(lists.u_indptr)
+    near = _csr_from_rows(
+        np.concatenate([u_rows, np.repeat(w_rows[w_direct], counts), x_rows[x_direct]]),
+        np.concatenate([lists.u_indices, expanded, x_cols[x_direct]]), tree.n_boxes)
+    w = _csr_from_rows(w_rows[~w_direct], w_cols[~w_direct], tree.n_boxes)
+    x = _csr_from_rows(x_rows[~x_direct], x_cols[~x_direct], tree.n_boxes)
+    return near, w, x
+

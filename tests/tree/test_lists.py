@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fmmsolve import build_interaction_lists, build_octree
+from fmmsolve.tree.lists import InteractionLists, near_and_far
 
 from .helpers import adjacency, ancestor_or_self, tree_cases
 
@@ -59,8 +60,17 @@ def test_list_matches_definition(built, name):
         f"{len(extra)} extra, e.g. {extra[:3].tolist()}")
 
 
-def test_every_source_leaf_reaches_every_target_leaf_once(built):
+def _moved(tree, lists, min_points):
+    """The lists with cheap W and X entries moved into the near field, as InteractionLists."""
+    (u_ptr, u_idx), (w_ptr, w_idx), (x_ptr, x_idx) = near_and_far(tree, lists, min_points)
+    return InteractionLists(u_ptr, u_idx, lists.v_indptr, lists.v_indices, w_ptr, w_idx,
+                            x_ptr, x_idx)
+
+
+@pytest.mark.parametrize("min_points", [0, 5, 40, 10**9])
+def test_every_source_leaf_reaches_every_target_leaf_once(built, min_points):
     tree, lists, _ = built
+    lists = _moved(tree, lists, min_points)
     n = tree.n_boxes
     leaf = tree.is_leaf
     t_leaves = np.flatnonzero(leaf & (tree.tgt_end > tree.tgt_begin))
@@ -98,3 +108,19 @@ def test_uniform_tree_has_the_classic_list_sizes():
     assert sizes_u.max() == 27 and sizes_u.min() == 8
     assert sizes_v.max() == 189
     assert len(lists.w_indices) == 0 and len(lists.x_indices) == 0
+
+
+def test_moving_to_the_near_field_only_moves(built):
+    tree, lists, _ = built
+    kept = _moved(tree, lists, 0)
+    for name in "uwx":  # nothing is cheaper than zero points: the lists are unchanged
+        for part in ("indptr", "indices"):
+            np.testing.assert_array_equal(getattr(kept, f"{name}_{part}"),
+                                          getattr(lists, f"{name}_{part}"))
+    everything = _moved(tree, lists, 10**9)
+    assert len(everything.w_indices) == 0
+    x_rows = np.repeat(np.arange(tree.n_boxes), np.diff(everything.x_indptr))
+    assert not tree.is_leaf[x_rows].any()  # only non-leaf targets keep P2L
+    near = _dense(everything, "u", tree.n_boxes)
+    assert tree.is_leaf[np.nonzero(near)[1]].all()  # the near field lists leaves only
+
