@@ -11,6 +11,9 @@ so the disk cache would never hit and every fresh process would recompile for se
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import os
 import types
 
 import numba
@@ -58,6 +61,9 @@ def bind(template, suffix: str, bindings: dict, *, parallel: bool = False):
     """
     namespace = dict(template.__globals__)
     namespace.update(bindings)
+    # Numba keys a cache entry by its own file only. Name the copy after the bound functions'
+    # files too, so that editing a kernel module never reuses a copy compiled with the old code.
+    suffix = f"{suffix}_{_source_stamp(bindings.values())}"
     name = f"{template.__name__}__{suffix}"
     func = types.FunctionType(template.__code__, namespace, name, template.__defaults__,
                               template.__closure__)
@@ -65,3 +71,15 @@ def bind(template, suffix: str, bindings: dict, *, parallel: bool = False):
     func.__module__ = template.__module__
     func.__doc__ = template.__doc__
     return jit(func, parallel=parallel)
+
+
+def _source_stamp(objects) -> str:
+    """Short hash of the modification time and size of the files defining ``objects``."""
+    parts = []
+    for obj in objects:
+        try:
+            stat = os.stat(inspect.getsourcefile(getattr(obj, "py_func", obj)))
+            parts.append(f"{stat.st_mtime_ns}:{stat.st_size}")
+        except (TypeError, OSError):
+            parts.append("?")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:8]

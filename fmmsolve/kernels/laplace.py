@@ -18,55 +18,97 @@ __all__ = ["LAPLACE", "p2p", "p2p_gradient", "matrix"]
 INV_4PI = 1.0 / (4.0 * math.pi)
 
 
+# One column and several columns are separate compiled functions: a one-column loop nested
+# under a branch of the multi-column function lost its float32 vectorisation (25x slower).
+# The pair geometry is written out in each loop on purpose: through a shared inline helper
+# the gradient loops stopped vectorising (4x slower).
 @jit
-def p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
-    """Add sum_j G(t_i, s_j) q_cj to ``pot[c, i]`` (see :mod:`fmmsolve.kernels._kernel`)."""
-    one, zero = pot.dtype.type(1.0), pot.dtype.type(0.0)  # typed: a bare 0 would promote float32
+def _potential_one_column(sx, sy, sz, q, tx, ty, tz, pot):
+    one, zero = pot.dtype.type(1.0), pot.dtype.type(0.0)  # typed: 0 would promote float32
     scale = pot.dtype.type(INV_4PI)
-    m, ns = charges.shape
-    if m == 1:  # one column: a single fused loop, the fastest form
-        q = charges[0]
-        for i in range(tx.shape[0]):
-            xi, yi, zi = tx[i], ty[i], tz[i]
-            acc = zero
-            for j in range(ns):
-                dx = xi - sx[j]
-                dy = yi - sy[j]
-                dz = zi - sz[j]
-                r2 = dx * dx + dy * dy + dz * dz
-                inv_r = one / math.sqrt(r2)
-                if r2 == 0:  # explicit mask: no reliance on inf arithmetic
-                    inv_r = zero
-                acc += q[j] * inv_r
-            pot[0, i] += acc * scale
-        return
-    # Several columns: 1/r once per pair into a buffer, then one dot product per column.
-    w = np.empty(ns, pot.dtype)
     for i in range(tx.shape[0]):
         xi, yi, zi = tx[i], ty[i], tz[i]
-        for j in range(ns):
+        acc = zero
+        for j in range(sx.shape[0]):
             dx = xi - sx[j]
             dy = yi - sy[j]
             dz = zi - sz[j]
             r2 = dx * dx + dy * dy + dz * dz
             inv_r = one / math.sqrt(r2)
-            if r2 == 0:
+            if r2 == 0:  # explicit mask: no reliance on inf arithmetic
                 inv_r = zero
-            w[j] = inv_r
-        for c in range(m):
-            q = charges[c]
-            acc = zero
-            for j in range(ns):
-                acc += q[j] * w[j]
-            pot[c, i] += acc * scale
+            acc += q[j] * inv_r
+        pot[i] += acc * scale
 
 
 @jit
-def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
-    """Add the potential and its gradient with respect to the target to ``pot, gx, gy, gz``."""
-    one, zero = pot.dtype.type(1.0), pot.dtype.type(0.0)  # typed: a bare 0 would promote float32
+def _potential_columns(sx, sy, sz, charges, tx, ty, tz, pot):
+    # 1/r once per pair into a buffer, then one dot product per column
+    one, zero = pot.dtype.type(1.0), pot.dtype.type(0.0)
+    w = np.empty(sx.shape[0], pot.dtype)
+    for i in range(tx.shape[0]):
+        xi, yi, zi = tx[i], ty[i], tz[i]
+        for j in range(sx.shape[0]):
+            dx = xi - sx[j]
+            dy = yi - sy[j]
+            dz = zi - sz[j]
+            r2 = dx * dx + dy * dy + dz * dz
+            inv_r = one / math.sqrt(r2)
+            if r2 == 0:  # explicit mask: no reliance on inf arithmetic
+                inv_r = zero
+            w[j] = inv_r
+        for c in range(charges.shape[0]):
+            q = charges[c]
+            acc = zero
+            for j in range(sx.shape[0]):
+                acc += q[j] * w[j]
+            pot[c, i] += acc * pot.dtype.type(INV_4PI)
+
+
+@jit
+def p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
+    """Add sum_j G(t_i, s_j) q_cj to ``pot[c, i]`` (see :mod:`fmmsolve.kernels._kernel`)."""
+    if charges.shape[0] == 1:
+        _potential_one_column(sx, sy, sz, charges[0], tx, ty, tz, pot[0])
+    else:
+        _potential_columns(sx, sy, sz, charges, tx, ty, tz, pot)
+
+
+@jit
+def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, pot, gx, gy, gz):
+    one, zero = pot.dtype.type(1.0), pot.dtype.type(0.0)
     scale = pot.dtype.type(INV_4PI)
-    m, ns = charges.shape
+    for i in range(tx.shape[0]):
+        xi, yi, zi = tx[i], ty[i], tz[i]
+        acc = zero
+        ax = zero
+        ay = zero
+        az = zero
+        for j in range(sx.shape[0]):
+            dx = xi - sx[j]
+            dy = yi - sy[j]
+            dz = zi - sz[j]
+            r2 = dx * dx + dy * dy + dz * dz
+            inv_r = one / math.sqrt(r2)
+            if r2 == 0:  # explicit mask: no reliance on inf arithmetic
+                inv_r = zero
+            q_r = q[j] * inv_r
+            q_r3 = q_r * inv_r * inv_r
+            acc += q_r
+            ax -= q_r3 * dx
+            ay -= q_r3 * dy
+            az -= q_r3 * dz
+        pot[i] += acc * scale
+        gx[i] += ax * scale
+        gy[i] += ay * scale
+        gz[i] += az * scale
+
+
+@jit
+def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, pot, gx, gy, gz):
+    one, zero = pot.dtype.type(1.0), pot.dtype.type(0.0)
+    scale = pot.dtype.type(INV_4PI)
+    ns = sx.shape[0]
     w = np.empty(ns, pot.dtype)  # 1/r
     wx = np.empty(ns, pot.dtype)  # -(t - s)/r^3, per component
     wy = np.empty(ns, pot.dtype)
@@ -79,14 +121,14 @@ def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
             dz = zi - sz[j]
             r2 = dx * dx + dy * dy + dz * dz
             inv_r = one / math.sqrt(r2)
-            if r2 == 0:
+            if r2 == 0:  # explicit mask: no reliance on inf arithmetic
                 inv_r = zero
             inv_r3 = inv_r * inv_r * inv_r
             w[j] = inv_r
             wx[j] = -dx * inv_r3
             wy[j] = -dy * inv_r3
             wz[j] = -dz * inv_r3
-        for c in range(m):
+        for c in range(charges.shape[0]):
             q = charges[c]
             acc = zero
             ax = zero
@@ -101,6 +143,15 @@ def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
             gx[c, i] += ax * scale
             gy[c, i] += ay * scale
             gz[c, i] += az * scale
+
+
+@jit
+def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
+    """Add the potential and its gradient with respect to the target to ``pot, gx, gy, gz``."""
+    if charges.shape[0] == 1:
+        _gradient_one_column(sx, sy, sz, charges[0], tx, ty, tz, pot[0], gx[0], gy[0], gz[0])
+    else:
+        _gradient_columns(sx, sy, sz, charges, tx, ty, tz, pot, gx, gy, gz)
 
 
 def matrix(targets, sources, wavenumber=None):
