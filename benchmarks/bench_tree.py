@@ -8,11 +8,10 @@ Times are medians over repeats with compilation excluded (one warm-up build firs
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 
-from _common import machine, median_time
+from _common import machine
 
 CHILD = r"""
 import json, resource, sys

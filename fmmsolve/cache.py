@@ -24,6 +24,7 @@ Where: ``memory=`` of :class:`~fmmsolve.FMMOperator` takes a directory, a
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import pathlib
@@ -123,20 +124,23 @@ def load_plan(memory: joblib.Memory | None, kernel_name: str, expansion_order: i
     RuntimeWarning
         When a cache entry is damaged; it is recomputed and rewritten.
     """
-    key = (kernel_name, wavenumber, int(expansion_order), float(compression_tol),
-           np.dtype(dtype).str, surfaces.radii(), FORMAT_VERSION)
+    order, tol, dtype = int(expansion_order), float(compression_tol), np.dtype(dtype).str
     if memory is None:
-        return compute_plan(kernel_name, key[2], key[3], key[4], wavenumber, key[5])
+        return compute_plan(kernel_name, order, tol, dtype, wavenumber, surfaces.radii())
+    key = (kernel_name, wavenumber, order, tol, dtype, surfaces.radii(), FORMAT_VERSION)
     return _load_plan_from(memory.location, key, memory)
 
 
 # Plans already loaded in this process, by (cache location, key): one disk read per process.
-_IN_PROCESS: dict = {}
+# Bounded like compute_plan's memo: a high-order Plan is tens of MB.
+_IN_PROCESS: collections.OrderedDict = collections.OrderedDict()
+_IN_PROCESS_SIZE = 16
 
 
 def _load_plan_from(location, key, memory) -> Plan:
     """Disk lookup, memoised per process by (cache location, key)."""
     if (location, key) in _IN_PROCESS:
+        _IN_PROCESS.move_to_end((location, key))
         return _IN_PROCESS[(location, key)]
     memoised = memory.cache(_plan_payload)
     plan = None
@@ -151,6 +155,8 @@ def _load_plan_from(location, key, memory) -> Plan:
     if plan is None:
         plan = _plan_from_payload(memoised.call(*key)[0])  # compute and (re)write the entry
     _IN_PROCESS[(location, key)] = plan
+    if len(_IN_PROCESS) > _IN_PROCESS_SIZE:
+        _IN_PROCESS.popitem(last=False)
     return plan
 
 

@@ -131,24 +131,26 @@ class FMMOperator(LinearOperator):
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
                  expansion_order=None, leaf_size=None, dtype=None, memory="default"):
         store = cache.resolve_memory(memory)
-        self._engine = FMMEngine(sources, targets, kernel=kernel, wavenumber=wavenumber, eps=eps,
-                                 expansion_order=expansion_order, leaf_size=leaf_size,
-                                 dtype=dtype, plan_loader=functools.partial(cache.load_plan, store))
-        self.sources = np.array(sources, dtype=np.float64)
-        self.sources.flags.writeable = False
-        self.targets = None if targets is None else np.array(targets, dtype=np.float64)
-        if self.targets is not None:
-            self.targets.flags.writeable = False
-        self.kernel = self._engine.kernel.name
+        engine = FMMEngine(sources, targets, kernel=kernel, wavenumber=wavenumber, eps=eps,
+                           expansion_order=expansion_order, leaf_size=leaf_size, dtype=dtype,
+                           plan_loader=functools.partial(cache.load_plan, store))
+        self._set_fitted(engine, _read_only(sources),
+                         None if targets is None else _read_only(targets),
+                         wavenumber, leaf_size, memory)
+
+    def _set_fitted(self, engine, sources, targets, wavenumber, leaf_size, memory):
+        """Every attribute of a fitted operator; shared by ``__init__`` and :func:`load`."""
+        self._engine = engine
+        self.sources, self.targets = sources, targets
+        self.kernel = engine.kernel.name
         self.wavenumber = wavenumber
-        self.eps = self._engine.eps
+        self.eps = engine.eps
         self.leaf_size = leaf_size
         self.memory = memory
-        self._real_dtype = self._engine.real_dtype
+        self._real_dtype = engine.real_dtype
         self._transpose_op = None
         self._adjoint_op = None
-        super().__init__(self._engine.value_dtype,
-                         (self._engine.n_targets, self._engine.n_sources))
+        LinearOperator.__init__(self, engine.value_dtype, (engine.n_targets, engine.n_sources))
 
     def _params(self) -> dict:
         """Keyword arguments that rebuild this operator (the adjoint and unpickling use them)."""
@@ -162,22 +164,14 @@ class FMMOperator(LinearOperator):
     @classmethod
     def _from_engine(cls, engine, wavenumber, leaf_size, memory):
         """An operator around an engine that is already fitted (:func:`load`): sets what
-        ``__init__`` sets, with the points in the caller's order rebuilt from the tree."""
+        ``__init__`` sets (:meth:`_set_fitted`), with the points in the caller's order rebuilt
+        from the tree."""
         self = cls.__new__(cls)
-        self._engine = engine
         tree = engine.tree
-        self.sources = _input_order(tree.sources, tree.source_perm)
-        self.targets = None if tree.targets_are_sources else \
+        targets = None if tree.targets_are_sources else \
             _input_order(tree.targets, tree.target_perm)
-        self.kernel = engine.kernel.name
-        self.wavenumber = wavenumber
-        self.eps = engine.eps
-        self.leaf_size = leaf_size
-        self.memory = memory
-        self._real_dtype = engine.real_dtype
-        self._transpose_op = None
-        self._adjoint_op = None
-        LinearOperator.__init__(self, engine.value_dtype, (engine.n_targets, engine.n_sources))
+        self._set_fitted(engine, _input_order(tree.sources, tree.source_perm), targets,
+                         wavenumber, leaf_size, memory)
         return self
 
     def save(self, path):
@@ -347,6 +341,13 @@ class _Conjugated(LinearOperator):
 
     def _adjoint(self):
         return self._adjoint_op
+
+
+def _read_only(points):
+    """A read-only float64 copy of the caller's points."""
+    out = np.array(points, dtype=np.float64)
+    out.flags.writeable = False
+    return out
 
 
 def _input_order(points, perm):
