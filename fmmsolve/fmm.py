@@ -20,7 +20,7 @@ import numpy as np
 from ._config import DEFAULT_LEAF_SIZE
 from ._validation import as_points, check_positive_int, resolve_real_dtype
 from .kernels import get_kernel
-from .operators import m2l, surfaces, translations
+from .operators import dense, m2l, surfaces, translations
 from .operators.plan import Plan, compute_plan, transfer_index, transfer_vectors
 from .tree import InteractionLists, Octree, build_interaction_lists, build_octree
 from .tree.lists import near_and_far
@@ -47,10 +47,7 @@ def order_for_eps(eps: float) -> int:
                      f"to reach), got {eps!r}")
 
 
-def _rmul(x, op):
-    """``x[..., :] @ op.T`` for a stack x of shape (n, m, k) as one matrix product."""
-    n, m, k = x.shape
-    return (x.reshape(n * m, k) @ op.T).reshape(n, m, op.shape[0])
+_rmul = dense.rmul  # TEMPORARY alias for fmmsolve/field.py (in progress); remove at review
 
 
 def _octant_groups(tree, boxes):
@@ -206,6 +203,11 @@ class FMMEngine:
         pot : ndarray of shape (n_targets, m), ``value_dtype``
         grad : ndarray of shape (n_targets, m, 3), ``value_dtype``, or None
         """
+        # One level of threading: Numba's prange; BLAS single-threaded (operators/dense.py).
+        with dense.single_threaded_blas():
+            return self._evaluate(charges, gradient)
+
+    def _evaluate(self, charges, gradient):
         tree, plan, k = self.tree, self.plan, self.wavenumber
         times = {}
         clock = [time.perf_counter()]
@@ -236,12 +238,12 @@ class FMMEngine:
                 self._src, q, boxes, *self._x,
                 tree.src_begin, tree.src_end, self._centres, self._half_widths, self._surf,
                 surfaces.DOWN_CHECK, k, check)
-            local[boxes] += scale[boxes, None, None] * _rmul(_rmul(check, plan.dc2e_b),
+            local[boxes] += scale[boxes, None, None] * dense.rmul(dense.rmul(check, plan.dc2e_b),
                                                              plan.dc2e_a)
         lap("p2l")
 
         for octant, children, parents in self._l2l_groups:
-            local[children] += _rmul(local[parents], plan.l2l[octant])
+            local[children] += dense.rmul(local[parents], plan.l2l[octant])
         lap("l2l")
 
         compiled = self._compiled
@@ -295,10 +297,10 @@ class FMMEngine:
             self._src, q, leaves, tree.src_begin, tree.src_end, self._centres,
             self._half_widths, self._surf, surfaces.UP_CHECK, self.wavenumber, check)
         scale = self._c2e_scale[leaves, None, None]
-        multipole[leaves] = scale * _rmul(_rmul(check, plan.uc2e_b), plan.uc2e_a)
+        multipole[leaves] = scale * dense.rmul(dense.rmul(check, plan.uc2e_b), plan.uc2e_a)
         lap("p2m")
         for octant, children, parents in self._m2m_groups:
-            multipole[parents] += _rmul(multipole[children], plan.m2m[octant])
+            multipole[parents] += dense.rmul(multipole[children], plan.m2m[octant])
         lap("m2m")
         return multipole
 
@@ -316,7 +318,8 @@ class FMMEngine:
             ``surfaces.UP_EQUIV`` times the box half-width).
         """
         charges = np.asarray(charges)
-        return self._upward(self._to_tree_order(charges), charges.shape[1], lambda name: None)
+        with dense.single_threaded_blas():
+            return self._upward(self._to_tree_order(charges), charges.shape[1], lambda name: None)
 
     def tree_summary(self) -> dict:
         """Depth, leaf count, points per leaf and mean interaction-list sizes."""

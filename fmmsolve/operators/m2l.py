@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from .._jit import jit, prange
+from .dense import rmul, single_threaded_blas
 from .plan import Plan
 
 __all__ = ["M2LSchedule", "schedule", "apply"]
@@ -125,14 +125,15 @@ def apply(sched: M2LSchedule, plan: Plan, multipole, local):
     local : ndarray (n_boxes, m, n_surface)
         Local equivalent densities, updated in place.
     """
-    n_boxes, m, n = multipole.shape
+    n_boxes, m = multipole.shape[:2]
     k = plan.rank
-    compressed = (multipole.reshape(n_boxes * m, n) @ plan.m2l_vt.T).reshape(n_boxes, m, k)
     check = np.zeros((n_boxes, m, k), multipole.dtype)
-    # Chunks differ in work, so hand them out one at a time.
-    with threadpool_limits(1, user_api="blas"), numba.parallel_chunksize(1):
-        _translate_chunks(compressed, sched.targets, sched.sources, sched.group_ptr,
-                          sched.group_vec, sched.chunk_ptr, plan.m2l_ptr, plan.m2l_a,
-                          plan.m2l_b, check)
-    vt = sched.v_targets
-    local[vt] += (check[vt].reshape(-1, k) @ plan.m2l_u.T).reshape(len(vt), m, n)
+    with single_threaded_blas():
+        compressed = rmul(multipole, plan.m2l_vt)
+        # Chunks differ in work, so hand them out one at a time.
+        with numba.parallel_chunksize(1):
+            _translate_chunks(compressed, sched.targets, sched.sources, sched.group_ptr,
+                              sched.group_vec, sched.chunk_ptr, plan.m2l_ptr, plan.m2l_a,
+                              plan.m2l_b, check)
+        vt = sched.v_targets
+        local[vt] += rmul(check[vt], plan.m2l_u)

@@ -1,0 +1,105 @@
+"""Regenerate every recorded benchmark table with one command.
+
+    python benchmarks/run_all.py             # all scripts, about 40 minutes on 2 cores
+    python benchmarks/run_all.py --quick     # small sizes, a smoke test (prints only)
+    python benchmarks/run_all.py --only bench_fmm bench_targets
+
+Runs each script of :data:`SUITE` one after another, never two at once, and writes their
+output between the ``results`` markers of ``benchmarks/README.md``. It adds the date, the
+machine and the git commit. The text around the markers (how to read the tables, what is
+missing) is written by hand. ``--quick`` and ``--only`` print the output instead of writing it,
+so a partial run never replaces the full record.
+"""
+
+import argparse
+import datetime
+import pathlib
+import subprocess
+import sys
+
+from _common import machine
+
+HERE = pathlib.Path(__file__).resolve().parent
+README = HERE / "README.md"
+BEGIN, END = "<!-- results: begin (benchmarks/run_all.py) -->", "<!-- results: end -->"
+
+#: (title, script, full-run arguments, quick arguments)
+SUITE = [
+    ("Direct sum", "bench_direct.py", [], ["--n", "4000", "--repeats", "2"]),
+    ("Octree and interaction lists", "bench_tree.py",
+     ["--distributions", "uniform", "sphere", "clusters"],
+     ["--sizes", "20000", "--repeats", "2"]),
+    ("FMM matvec: breakdown and scaling", "bench_fmm.py", ["--sizes", "100000", "1000000"],
+     ["--sizes", "20000", "--repeats", "2"]),
+    ("Accuracy", "accuracy_table.py", [], ["--n", "2000"]),
+    ("Plan cache", "bench_cache.py", [], ["--n", "5000", "--orders", "4", "--repeats", "1"]),
+    ("Save and load", "bench_io.py", [], ["--sizes", "20000", "--repeats", "2"]),
+    ("Against the peers, cube", "bench_peers.py",
+     ["--distribution", "cube", "--ferreus-order", "6", "8"],
+     ["--n", "20000", "--repeats", "1", "--ferreus-order", "6"]),
+    ("Against the peers, sphere", "bench_peers.py",
+     ["--distribution", "sphere", "--ferreus-order", "6", "8"],
+     ["--n", "20000", "--repeats", "1", "--distribution", "sphere", "--ferreus-order", "6"]),
+    ("Targets: precision, right-hand sides, scaling, memory, start-up", "bench_targets.py", [],
+     ["--n", "20000", "--large-n", "60000", "--repeats", "1"]),
+]
+
+
+def run(script, arguments):
+    """Output of one script; stops the whole run if it fails."""
+    cmd = [sys.executable, str(HERE / script), *arguments]
+    print("running:", " ".join(cmd[1:]), file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{script} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return proc.stdout.strip()
+
+
+def section(title, script, arguments, output):
+    """Markdown for one script: the command, then its output. Markdown tables stay tables."""
+    command = " ".join(["python", f"benchmarks/{script}", *arguments])
+    table = any(line.startswith("|") for line in output.splitlines())
+    if not table:
+        body = f"```\n{output}\n```"
+    else:  # a blank line before each table, so that it renders as one
+        lines, body_lines = output.splitlines(), []
+        for i, line in enumerate(lines):
+            if line.startswith("|") and i and lines[i - 1].strip() and \
+                    not lines[i - 1].startswith("|"):
+                body_lines.append("")
+            body_lines.append(line)
+        body = "\n".join(body_lines)
+    return f"### {title}\n\n`{command}`\n\n{body}\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes; print, do not record")
+    parser.add_argument("--only", nargs="+", help="script names (without .py); print only")
+    args = parser.parse_args()
+    chosen = [s for s in SUITE if not args.only or s[1][:-3] in args.only]
+    if not chosen:
+        sys.exit(f"--only matches no script of {[s[1][:-3] for s in SUITE]}")
+    parts = []
+    for title, script, full, quick in chosen:
+        arguments = quick if args.quick else full
+        parts.append(section(title, script, arguments, run(script, arguments)))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    header = (f"Recorded {datetime.date.today().isoformat()} at commit {commit} on: "
+              f"{machine()}.\n")
+    text = "\n".join([header, *parts])
+    if args.quick or args.only:
+        print(text)
+        return
+    readme = README.read_text()
+    if BEGIN not in readme or END not in readme:
+        sys.exit(f"{README} lacks the markers {BEGIN!r} and {END!r}")
+    head, rest = readme.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    README.write_text(f"{head}{BEGIN}\n\n{text}\n{END}{tail}")
+    print(f"wrote {README}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
