@@ -80,6 +80,12 @@ def main():
     chosen = [s for s in SUITE if not args.only or s[1][:-3] in args.only]
     if not chosen:
         sys.exit(f"--only matches no script of {[s[1][:-3] for s in SUITE]}")
+    where = subprocess.run([sys.executable, "-c", "import fmmsolve; print(fmmsolve.__file__)"],
+                           cwd=HERE, capture_output=True, text=True).stdout.strip()
+    if not pathlib.Path(where).resolve().is_relative_to(HERE.parent):
+        print(f"warning: the scripts import the fmmsolve installed at {where}, not this "
+              f"checkout ({HERE.parent}); run `python -m pip install -e .` to time this one",
+              file=sys.stderr)
     parts = []
     for title, script, full, quick in chosen:
         arguments = quick if args.quick else full

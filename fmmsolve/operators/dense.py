@@ -24,6 +24,9 @@ __all__ = ["rmul", "single_threaded_blas"]
 
 #: Rows per block: enough for an efficient single-threaded product, and many blocks per thread.
 ROWS = 128
+#: Below this many rows a product runs on the calling thread: starting the threads would cost
+#: more than it saves, and on a busy machine a waking thread can wait milliseconds for a core.
+PARALLEL_ROWS = 2048
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,6 +70,8 @@ def rmul(x, op):
     n, m, k = x.shape
     flat = np.ascontiguousarray(x).reshape(n * m, k)
     out = np.empty((n * m, op.shape[0]), np.result_type(x, op))
-    if n * m:
+    if n * m >= PARALLEL_ROWS:
         _matmul_rows(flat, np.ascontiguousarray(op).T, out)
+    elif n * m:
+        np.dot(flat, op.T, out=out)
     return out.reshape(n, m, op.shape[0])

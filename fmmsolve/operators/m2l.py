@@ -92,25 +92,36 @@ def _translate_chunks(compressed, targets, sources, group_ptr, group_vec, chunk_
     ``compressed`` and ``check`` are (n_boxes, m, k); the factors are ``(sum r_v, k)``.
     """
     m, k = compressed.shape[1], compressed.shape[2]
+    r_max = 0
+    for v in range(m2l_ptr.shape[0] - 1):
+        r_max = max(r_max, m2l_ptr[v + 1] - m2l_ptr[v])
     for c in prange(chunk_ptr.shape[0] - 1):
         largest = 0
         for g in range(chunk_ptr[c], chunk_ptr[c + 1]):
             largest = max(largest, group_ptr[g + 1] - group_ptr[g])
+        # Buffers reused by every group of the chunk: the products write into them (``out``),
+        # so no array is allocated per group.
         x = np.empty((largest * m, k), compressed.dtype)
+        mid = np.empty(largest * m * r_max, compressed.dtype)
+        y = np.empty((largest * m, k), compressed.dtype)
         for g in range(chunk_ptr[c], chunk_ptr[c + 1]):
             a, b = group_ptr[g], group_ptr[g + 1]
+            rows = (b - a) * m
             for i in range(b - a):
                 s = sources[a + i]
                 for j in range(m):
                     for col in range(k):
                         x[i * m + j, col] = compressed[s, j, col]
             r0, r1 = m2l_ptr[group_vec[g]], m2l_ptr[group_vec[g] + 1]
-            y = np.dot(np.dot(x[:(b - a) * m], m2l_b[r0:r1].T), m2l_a[r0:r1])
+            t = mid[:rows * (r1 - r0)].reshape((rows, r1 - r0))
+            np.dot(x[:rows], m2l_b[r0:r1].T, t)
+            np.dot(t, m2l_a[r0:r1], y[:rows])
             for i in range(b - a):
-                t = targets[a + i]
+                t_box = targets[a + i]
                 for j in range(m):
                     for col in range(k):
-                        check[t, j, col] += y[i * m + j, col]
+                        check[t_box, j, col] += y[i * m + j, col]
+
 
 def apply(sched: M2LSchedule, plan: Plan, multipole, local):
     """``local += M2L(multipole)`` over every V-list pair.
