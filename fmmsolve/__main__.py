@@ -1,13 +1,28 @@
-"""Command line: ``python -m fmmsolve demo`` (or the ``fmmsolve`` console script).
+"""Command line: ``python -m fmmsolve <command>`` (or the ``fmmsolve`` console script).
 
-``demo`` fits the Laplace FMM on a built-in point cloud (200,000 points on a sphere by default),
-prints the fit and matvec times and the error against a sampled direct sum, and solves a
-second-kind integral equation with GMRES.
+Commands:
+
+* ``demo``: fits the Laplace FMM on a built-in point cloud (200,000 points on a sphere by
+  default). It prints the fit and matvec times and the error against a sampled direct sum,
+  then solves a second-kind integral equation with GMRES.
+* ``bench``: one benchmark table for a chosen N, eps, distribution, dtype and number of
+  right-hand sides. It gives the median matvec time, the per-operator shares and the error.
+* ``info``: versions, threads, threading layer, and the cache location and size.
+* ``cache clear``: empties the disk cache of precomputed operators.
+
+Results go to standard output. Progress goes to standard error, as the library's log lines
+(logger ``fmmsolve``) with timings. ``--quiet`` silences it, and ``--verbose`` adds the
+per-evaluation lines. A bad argument or value ends the command with one line on standard error
+and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import platform
+import statistics
 import sys
 import time
 
@@ -15,7 +30,7 @@ import numpy as np
 
 from scipy.sparse.linalg import LinearOperator, gmres
 
-from . import FMMOperator, __version__, direct
+from . import FMMOperator, __version__, cache, direct
 from .testing import DISTRIBUTIONS, point_cloud, relative_l2_error
 
 
@@ -35,9 +50,9 @@ def _timed(func, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def demo(n: int, distribution: str, eps: float, leaf_size, seed: int, out=sys.stdout) -> None:
+def demo(n: int, distribution: str, eps: float, leaf_size, seed: int, out=None) -> None:
     """Fit an FMM on ``n`` built-in points, check it against the direct sum, solve with GMRES."""
-    say = lambda *a: print(*a, file=out)  # noqa: E731
+    say = lambda *a: print(*a, file=out or sys.stdout)  # noqa: E731
     say(f"fmmsolve {__version__} demo: Laplace FMM on {n:,} points ('{distribution}'), "
         f"eps={eps:g}")
     points = point_cloud(distribution, n, seed)
@@ -81,22 +96,152 @@ def demo(n: int, distribution: str, eps: float, leaf_size, seed: int, out=sys.st
         f"{t_gmres:.2f} s, relative residual {residual:.1e}, info {info}")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="fmmsolve", description=__doc__.splitlines()[0])
+OPERATORS = ("p2m", "m2m", "m2l", "p2l", "l2l", "l2p", "m2p", "p2p")
+
+
+def bench(n: int, distribution: str, eps: float, dtype: str, rhs: int, repeats: int,
+          leaf_size, seed: int, out=None) -> None:
+    """Time fit and matvec on built-in points: medians, per-operator shares, sampled error."""
+    say = lambda *a: print(*a, file=out or sys.stdout)  # noqa: E731
+    log = logging.getLogger("fmmsolve")
+    points = point_cloud(distribution, n, seed)
+    rng = np.random.default_rng(seed)
+    charges = rng.standard_normal((n, rhs)) if rhs > 1 else rng.standard_normal(n)
+    log.info("bench: compiling on a small problem (or loading the compiled code)")
+    small = point_cloud(distribution, 2000, seed + 1)
+    FMMOperator(small, eps=eps, dtype=dtype, leaf_size=leaf_size) @ np.ones((2000, rhs))
+    A, t_fit = _timed(FMMOperator, points, eps=eps, dtype=dtype, leaf_size=leaf_size)
+    A @ charges
+    runs = []
+    for i in range(repeats):
+        log.info("bench: matvec %d of %d", i + 1, repeats)
+        pot, seconds = _timed(A.matmat if rhs > 1 else A.matvec, charges)
+        runs.append((seconds, dict(A.timings)))
+    wall = statistics.median(r[0] for r in runs)
+    shares = {o: statistics.median(r[1].get(o, 0.0) for r in runs) / wall for o in OPERATORS}
+    sample = rng.choice(n, size=min(n, 1000), replace=False)
+    log.info("bench: direct sum at %d sampled targets", len(sample))
+    exact = direct(points, points[sample], charges)
+    err = relative_l2_error(pot[sample], exact)
+    say(f"fmmsolve {__version__} bench: {n:,} points ('{distribution}'), eps {eps:g}, {dtype}, "
+        f"{rhs} right-hand side{'s' if rhs > 1 else ''}, median of {repeats}")
+    say(f"{'order':>5} {'leaves':>8} {'fit s':>7} {'matvec s':>9} {'us/pt':>7} {'error':>8}  "
+        + " ".join(f"{o:>4}" for o in OPERATORS))
+    say(f"{A.expansion_order:>5} {A.tree['n_leaves']:>8,} {t_fit:>7.3f} {wall:>9.3f} "
+        f"{wall / n * 1e6:>7.2f} {err:>8.1e}  " + " ".join(f"{shares[o]:>4.0%}" for o in OPERATORS))
+
+
+def info(out=None) -> None:
+    """Versions, threads and the cache, one fact per line."""
+    import numba
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    say = lambda *a: print(*a, file=out or sys.stdout)  # noqa: E731
+    say(f"fmmsolve        {__version__} ({os.path.dirname(os.path.abspath(__file__))})")
+    say(f"python          {platform.python_version()} ({sys.executable})")
+    say(f"numpy           {np.__version__}")
+    say(f"scipy           {scipy.__version__}")
+    say(f"numba           {numba.__version__}")
+    say(f"cpu cores       {os.cpu_count()}")
+    say(f"numba threads   {numba.get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})")
+    say(f"threading layer {_threading_layer()}")
+    for pool in (p for p in threadpool_info() if p.get("user_api") == "blas"):
+        say(f"blas            {pool.get('internal_api')} {pool.get('version')}, "
+            f"{pool.get('num_threads')} threads (held to 1 inside evaluations)")
+    memory = cache.resolve_memory("default")
+    location = memory.location if memory is not None else None
+    size = cache.cache_size("default")
+    say(f"operator cache  {location} ({size / 2**20:.1f} MiB; {cache.ENV_VAR} overrides)")
+    say(f"numba cache     {numba.config.CACHE_DIR or 'next to the package sources (__pycache__)'}")
+
+
+def _threading_layer() -> str:
+    """The layer Numba uses, starting it with a tiny parallel call if none ran yet."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        @numba.njit(parallel=True)
+        def _touch(n):
+            total = 0
+            for i in numba.prange(n):
+                total += i
+            return total
+
+        _touch(4)
+        return numba.threading_layer()
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line and exit code 2 (argparse also prints the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fmmsolve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fmmsolve {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="FMM on a built-in point cloud: error, timings, GMRES")
-    p_demo.add_argument("--n", type=_positive_int, default=200_000, help="number of points")
-    p_demo.add_argument("--distribution", choices=DISTRIBUTIONS, default="sphere")
-    p_demo.add_argument("--eps", type=float, default=1e-6, help="requested accuracy")
-    p_demo.add_argument("--leaf-size", type=_positive_int, default=None)
-    p_demo.add_argument("--seed", type=int, default=0)
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    noise.add_argument("-v", "--verbose", action="store_true", help="every evaluation's timings")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def problem(p, n):
+        p.add_argument("--n", type=_positive_int, default=n, help="number of points")
+        p.add_argument("--distribution", choices=DISTRIBUTIONS, default="sphere")
+        p.add_argument("--eps", type=float, default=1e-6, help="requested accuracy")
+        p.add_argument("--leaf-size", type=_positive_int, default=None)
+        p.add_argument("--seed", type=int, default=0)
+
+    problem(sub.add_parser("demo", help="FMM on a built-in point cloud: error, timings, GMRES"),
+            200_000)
+    p_bench = sub.add_parser("bench", help="benchmark table: medians, breakdown, error")
+    problem(p_bench, 100_000)
+    p_bench.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p_bench.add_argument("--rhs", type=_positive_int, default=1, help="right-hand sides")
+    p_bench.add_argument("--repeats", type=_positive_int, default=3)
+    sub.add_parser("info", help="versions, threads, cache location and size")
+    p_cache = sub.add_parser("cache", help="the disk cache of precomputed operators")
+    p_cache.add_argument("action", choices=["clear"])
+    return parser
+
+
+def _log_to_stderr(quiet: bool, verbose: bool) -> logging.Handler:
+    """Attach the progress handler (standard error); ``main`` removes it when it returns."""
+    logger = logging.getLogger("fmmsolve")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[fmmsolve %(relativeCreated)7.0f ms] %(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.addHandler(handler)
+    logger.setLevel(min(handler.level, logger.getEffectiveLevel()))
+    return handler
+
+
+def main(argv=None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        try:
+    logger, level = logging.getLogger("fmmsolve"), logging.getLogger("fmmsolve").level
+    handler = _log_to_stderr(args.quiet, args.verbose)
+    try:
+        if args.command == "demo":
             demo(args.n, args.distribution, args.eps, args.leaf_size, args.seed)
-        except ValueError as exc:  # bad values reach the user as one line, not a traceback
-            parser.error(str(exc))
+        elif args.command == "bench":
+            bench(args.n, args.distribution, args.eps, args.dtype, args.rhs, args.repeats,
+                  args.leaf_size, args.seed)
+        elif args.command == "info":
+            info()
+        elif args.action == "clear":
+            before = cache.cache_size("default")
+            cache.clear_cache("default")
+            print(f"cleared the operator cache ({before / 2**20:.1f} MiB)")
+    except (ValueError, OSError) as exc:  # bad values reach the user as one line
+        parser.error(str(exc))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     return 0
 
 

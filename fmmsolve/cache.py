@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import logging
 import os
 import pathlib
+import time
 import warnings
 
 import joblib
@@ -35,6 +37,8 @@ import numpy as np
 
 from .operators import surfaces
 from .operators.plan import Plan, compute_plan
+
+_log = logging.getLogger("fmmsolve")
 
 __all__ = ["FORMAT_VERSION", "ENV_VAR", "default_location", "resolve_memory", "load_plan",
            "clear_cache", "cache_size"]
@@ -144,6 +148,7 @@ def _load_plan_from(location, key, memory) -> Plan:
         return _IN_PROCESS[(location, key)]
     memoised = memory.cache(_plan_payload)
     plan = None
+    start = time.perf_counter()
     if memoised.check_call_in_cache(*key):
         try:  # load it ourselves: joblib would only log a failure and print a traceback
             plan = _plan_from_payload(memoised.call_and_shelve(*key).get())
@@ -152,8 +157,14 @@ def _load_plan_from(location, key, memory) -> Plan:
         if plan is None:
             warnings.warn(f"fmmsolve: the plan cache entry for {key} in {location} is "
                           f"damaged; recomputing it", RuntimeWarning, stacklevel=3)
+        else:
+            _log.debug("plan %s: read from %s in %.3f s", key[:5], location,
+                       time.perf_counter() - start)
     if plan is None:
+        _log.info("plan %s: computing it once for the cache in %s (a cached one loads in a "
+                  "fraction of a second)", key[:5], location)
         plan = _plan_from_payload(memoised.call(*key)[0])  # compute and (re)write the entry
+        _log.info("plan: computed and cached in %.2f s", time.perf_counter() - start)
     _IN_PROCESS[(location, key)] = plan
     if len(_IN_PROCESS) > _IN_PROCESS_SIZE:
         _IN_PROCESS.popitem(last=False)

@@ -11,6 +11,7 @@ name.
 
 from __future__ import annotations
 
+import logging
 import numbers
 import time
 from dataclasses import fields
@@ -27,6 +28,8 @@ from .tree.lists import near_and_far
 from . import _engine_state as checks
 
 __all__ = ["FMMEngine", "order_for_eps"]
+
+_log = logging.getLogger("fmmsolve")
 
 # eps -> expansion order, from the measured relative L2 error of the potential (20k points,
 # float64, worst of uniform / clusters / curve; docs/accuracy.md): p=3 1.5e-3, 4 2.0e-4,
@@ -48,6 +51,11 @@ def order_for_eps(eps: float) -> int:
 
 
 _rmul = dense.rmul  # TEMPORARY alias for fmmsolve/field.py (in progress); remove at review
+
+
+def _seconds(timings: dict) -> str:
+    """``"tree 0.21, lists 0.06"``: a timings dict for a log line."""
+    return ", ".join(f"{name} {seconds:.3f}" for name, seconds in timings.items())
 
 
 def _octant_groups(tree, boxes):
@@ -135,6 +143,9 @@ class FMMEngine:
         self.fit_timings = {"validate": t1 - t0, "tree": t2 - t1, "lists": t3 - t2,
                             "plan": t4 - t3, "bind": t5 - t4}
         self.timings = {}
+        _log.info("fit: %d sources, %d targets, order %d, depth %d, %d leaves in %.3f s (%s)",
+                  self.n_sources, self.n_targets, self.expansion_order, self.tree.depth,
+                  len(self.tree.leaves), t5 - t0, _seconds(self.fit_timings))
 
     def _bind_geometry(self):
         """Index arrays and real-dtype geometry that every evaluation reuses."""
@@ -271,6 +282,8 @@ class FMMEngine:
             out_grad[tree.target_perm] = grad.transpose(2, 0, 1)
         lap("other")
         self.timings = times
+        _log.debug("evaluate: %d column(s)%s in %.3f s (%s)", m, " with gradients" * gradient,
+                   sum(times.values()), _seconds(times))
         return out_pot, out_grad
 
     def _to_tree_order(self, charges):

@@ -1,0 +1,87 @@
+"""The command line (``python -m fmmsolve``) and the library's log lines."""
+
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fmmsolve
+from fmmsolve.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args, env=None):
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "fmmsolve", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, "PYTHONPATH": path, **(env or {})})
+
+
+def test_info_names_versions_threads_and_cache(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for word in ("fmmsolve", "numba threads", "threading layer", "operator cache", "blas"):
+        assert word in out, out
+
+
+def test_bench_prints_a_table_with_an_error_below_eps(capsys):
+    assert main(["--quiet", "bench", "--n", "4000", "--repeats", "1", "--eps", "1e-4",
+                 "--distribution", "uniform"]) == 0
+    captured = capsys.readouterr()
+    row = captured.out.strip().splitlines()[-1].split()
+    assert float(row[5]) <= 1e-4, captured.out  # order, leaves, fit, matvec, us/pt, error
+    assert captured.err == ""  # --quiet
+
+
+def test_bench_logs_progress_unless_quiet(capsys):
+    assert main(["bench", "--n", "3000", "--repeats", "1", "--rhs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "bench: matvec 1 of 1" in err and "fit:" in err
+
+
+def test_cache_clear_empties_the_cache_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(fmmsolve.cache.ENV_VAR, str(tmp_path))
+    fmmsolve.FMMOperator(np.random.default_rng(0).random((500, 3)), eps=1e-3)
+    assert fmmsolve.cache.cache_size("default") > 0
+    assert main(["cache", "clear"]) == 0
+    assert "cleared" in capsys.readouterr().out
+    left = [p.name for p in tmp_path.rglob("*") if p.is_file()]
+    assert set(left) <= {".gitignore"}, left  # joblib keeps its own .gitignore
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--n", "0"], "expected a positive integer"),
+    (["bench", "--n", "100", "--eps", "3"], "eps must be a number in (0, 1)"),
+    (["bench", "--dtype", "float16"], "invalid choice"),
+    (["cache"], "required: action"),
+    (["solve"], "invalid choice"),
+])
+def test_bad_arguments_end_in_one_line_and_exit_code_2(args, message):
+    proc = _run(*args)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("[fmmsolve")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_console_entry_point_runs_info():
+    proc = _run("info")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"numba threads\s+\d+", proc.stdout)
+
+
+def test_library_logs_fit_and_evaluation_and_prints_nothing(caplog, capsys):
+    x = np.random.default_rng(1).random((800, 3))
+    with caplog.at_level(logging.DEBUG, logger="fmmsolve"):
+        A = fmmsolve.FMMOperator(x, eps=1e-3)
+        A @ np.ones(800)
+    messages = [r.getMessage() for r in caplog.records if r.name == "fmmsolve"]
+    assert any(m.startswith("fit: 800 sources") for m in messages), messages
+    assert any(m.startswith("evaluate: 1 column") for m in messages), messages
+    assert capsys.readouterr() == ("", "")
