@@ -50,9 +50,6 @@ def order_for_eps(eps: float) -> int:
                      f"to reach), got {eps!r}")
 
 
-_rmul = dense.rmul  # TEMPORARY alias for fmmsolve/field.py (in progress); remove at review
-
-
 def _seconds(timings: dict) -> str:
     """``"tree 0.21, lists 0.06"``: a timings dict for a log line."""
     return ", ".join(f"{name} {seconds:.3f}" for name, seconds in timings.items())

@@ -1,0 +1,462 @@
+"""``FMMField``: the field of fixed sources and charges, evaluated at any new points.
+
+:class:`~fmmsolve.fmm.FMMEngine` builds one octree over sources and targets together, so new
+targets would normally mean a new tree and a new upward pass. ``FMMField`` does the source-side
+work once, when it is built: an engine over the sources alone, then the upward pass (P2M, M2M)
+and the downward pass (M2L, P2L, L2L). It keeps the multipole and the local expansion of every
+box. Evaluating at new points then needs no new tree. Each point ``y`` is located in the
+existing tree: ``B`` is the deepest box that contains it, found from its Morton key relative to
+the root cube by searching the sorted box keys level by level.
+
+* ``B`` is a leaf. The FMM's own decomposition applies unchanged: L2P of B's local expansion,
+  M2P from B's W list, and P2P from B's near list (the U list plus the W and X entries that
+  :func:`~fmmsolve.tree.lists.near_and_far` turned into direct sums; it holds B itself).
+  These are the engine's compiled passes (:mod:`fmmsolve.operators.translations`), given the new
+  points sorted by leaf, with their own per-box ranges.
+* ``B`` is an internal box (``y`` lies in one of its empty octants), or ``y`` lies outside the
+  root cube (then B is "nothing": no local expansion). B's local expansion covers every
+  source except those in B's *neighbourhood*. The neighbourhood is B and its same-level
+  colleagues with their subtrees, plus the coarser leaves adjacent to B (the root, outside the
+  cube). The reason is that V and X lists are complete for every internal box, and
+  ``near_and_far`` only rewrites the lists of leaves. The neighbourhood is summed by a bounded
+  traversal for each point. A box ``C`` is used through M2P when ``y`` is well separated from
+  it (max-norm distance from C's centre >= ``SEPARATION`` = 3 half-widths, outside its upward
+  check surface at 2.95). Otherwise the traversal recurses into C's children, and a leaf is
+  summed directly. Points inside a closed surface of sources (the interior of a sphere) fall
+  into large empty boxes. Their cost is bounded by the boxes near them, never a direct sum
+  over all sources.
+
+:meth:`FMMField.coverage` replays this decomposition as counts per source, for tests: every
+source must be counted exactly once for every point.
+
+Zero-distance pairs contribute nothing, as everywhere in fmmsolve: a point that coincides with a
+source skips it. Such a point has the source's Morton key, so it lands in the source's leaf, and
+both are taken relative to that leaf's centre, bit for bit.
+
+Pickling stores the constructor arguments and fits again when unpickled, as
+:class:`~fmmsolve.FMMOperator` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+
+import numpy as np
+
+from . import cache
+from ._config import MAX_DEPTH
+from ._jit import bind, prange
+from ._validation import as_densities, as_points, resolve_real_dtype
+from .fmm import FMMEngine
+from .kernels import get_kernel
+from .operators import dense, m2l, surfaces, translations
+from .operators.translations import _box_surface, _leaf_densities, _to_targets
+from .tree.morton import encode_array, point_keys
+
+__all__ = ["FMMField", "SEPARATION"]
+
+#: A point whose max-norm distance from a box's centre is at least this many half-widths lies
+#: outside the box's upward check surface (``surfaces.UP_CHECK`` = 2.95), where the box's
+#: multipole expansion holds to the requested accuracy (the W list's own criterion).
+SEPARATION = 3.0
+
+# Placeholders: the template reads these globals, `_traversal` binds them to a kernel.
+p2p = p2p_gradient = None
+
+
+def neighbourhood_to_targets(gradient, points, groups, start_ptr, start_idx, child_ptr,
+                             centres, half_widths, src, charges, src_begin, src_end, surf,
+                             radius, multipole, wavenumber, stack_size, pot, grad, tally):
+    """Add, at each point, the field of the boxes of its neighbourhood: M2P from the boxes it is
+    well separated from, P2P from the leaves it is not, descending in between.
+
+    ``points`` (n, 3) float64 are absolute coordinates; point ``t`` starts from the boxes
+    ``start_idx[start_ptr[groups[t]]:start_ptr[groups[t] + 1]]``. Every interaction is computed
+    in the frame of the source box. ``tally`` (n, n_sources) counts the sources (tree order)
+    each point reaches, when it has rows; it is (0, 0) otherwise.
+    """
+    counting = tally.shape[0] > 0
+    for t in prange(points.shape[0]):
+        stack = np.empty(stack_size, np.int64)
+        top = 0
+        g = groups[t]
+        for e in range(start_ptr[g], start_ptr[g + 1]):
+            stack[top] = start_idx[e]
+            top += 1
+        tgt = np.empty((3, 1), src.dtype)
+        pot_t = pot[:, t:t + 1]
+        grad_t = grad[:, :, t:t + 1]
+        while top > 0:
+            top -= 1
+            c = stack[top]
+            far = 0.0
+            for d in range(3):
+                far = max(far, abs(points[t, d] - centres[c, d]))
+                tgt[d, 0] = points[t, d] - centres[c, d]
+            is_leaf = child_ptr[c + 1] == child_ptr[c]
+            if far >= SEPARATION * half_widths[c]:
+                pts = _box_surface(surf, centres, half_widths, radius, c, c)
+                _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], multipole[c],
+                            tgt, 0, 1, wavenumber, pot_t, grad_t)
+            elif is_leaf:
+                s0, s1 = src_begin[c], src_end[c]
+                _to_targets(p2p, p2p_gradient, gradient, src[0, s0:s1], src[1, s0:s1],
+                            src[2, s0:s1], _leaf_densities(charges, s0, s1, pot.shape[0]),
+                            tgt, 0, 1, wavenumber, pot_t, grad_t)
+            else:
+                for child in range(child_ptr[c], child_ptr[c + 1]):
+                    stack[top] = child
+                    top += 1
+                continue
+            if counting:
+                for s in range(src_begin[c], src_end[c]):
+                    tally[t, s] += 1
+
+
+@functools.lru_cache(maxsize=None)
+def _traversal(kernel):
+    """:func:`neighbourhood_to_targets` compiled for ``kernel``."""
+    bindings = {"p2p": kernel.p2p, "p2p_gradient": kernel.p2p_gradient}
+    return bind(neighbourhood_to_targets, kernel.name, bindings, parallel=True)
+
+
+_OFFSETS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), np.int64)  # (27, 3)
+
+
+def _restore(sources, charges, params):
+    """Unpickle an :class:`FMMField` by fitting it again."""
+    return FMMField(sources, charges, **params)
+
+
+def _read_only(array):
+    out = np.array(array)
+    out.flags.writeable = False
+    return out
+
+
+class FMMField:
+    """The field ``phi(y) = sum_j G(y, x_j) q_j`` of fixed sources, at any points ``y``.
+
+    The tree, the plan and the expansions of every box are computed once, here; each
+    :meth:`evaluate` then costs only the work at the new points (see the module docstring).
+
+    Parameters
+    ----------
+    sources : array_like of shape (n_sources, 3)
+        Source points ``x_j``.
+    charges : array_like of shape (n_sources,) or (n_sources, m)
+        Densities ``q_j``; m columns are m fields evaluated together. Complex only for a
+        complex kernel.
+    kernel : str, default "laplace"
+        A name from :data:`fmmsolve.KERNEL_NAMES`.
+    wavenumber : scalar or None
+        Required by the Helmholtz kernels; None for ``"laplace"``.
+    eps : float, default 1e-6
+        Requested relative L2 accuracy of the field over the evaluation points, in (0, 1).
+    expansion_order : int or None
+        Overrides the order chosen from ``eps``.
+    leaf_size : int or None
+        Maximum sources per leaf; None picks a tuned default.
+    dtype : None, np.float32 or np.float64
+        Real working precision (default float64).
+    memory : "default", str, os.PathLike, joblib.Memory or None, default "default"
+        Disk cache of the precomputed operators, as for :class:`~fmmsolve.FMMOperator`.
+
+    Attributes
+    ----------
+    sources : ndarray of shape (n_sources, 3), float64, read-only
+    charges : ndarray of shape (n_sources,) or (n_sources, m), read-only
+        The value dtype: float64, float32, or complex for a complex kernel.
+    kernel : str
+    wavenumber, eps, leaf_size, memory
+        The constructor arguments.
+    expansion_order : int
+    value_dtype : numpy.dtype
+    tree : dict
+        Tree and interaction-list summary of the sources' octree.
+    fit_timings : dict of str to float
+        Seconds to build the engine (tree, lists, plan), and of the ``"upward"`` and
+        ``"downward"`` passes.
+    timings : dict of str to float
+        Seconds per stage of the last :meth:`evaluate`: ``"locate"``, ``"l2p"``, ``"m2p"``,
+        ``"p2p"``, ``"neighbourhood"``.
+
+    Examples
+    --------
+    >>> import numpy as np, fmmsolve
+    >>> x = np.random.default_rng(0).random((5000, 3))
+    >>> field = fmmsolve.FMMField(x, np.ones(5000), eps=1e-6)
+    >>> phi = field.evaluate(np.random.default_rng(1).random((100, 3)) * 4 - 2)
+    """
+
+    def __init__(self, sources, charges, *, kernel="laplace", wavenumber=None, eps=1e-6,
+                 expansion_order=None, leaf_size=None, dtype=None, memory="default"):
+        t0 = time.perf_counter()
+        src = as_points(sources, "sources")
+        kern = get_kernel(kernel)
+        q = as_densities(charges, src.shape[0], "charges",
+                         kern.value_dtype(resolve_real_dtype(dtype)))
+        store = cache.resolve_memory(memory)
+        engine = FMMEngine(src, None, kernel=kern, wavenumber=wavenumber, eps=eps,
+                           expansion_order=expansion_order, leaf_size=leaf_size, dtype=dtype,
+                           plan_loader=functools.partial(cache.load_plan, store))
+        self._engine = engine
+        self._compiled = translations.for_kernel(engine.kernel)
+        self.sources, self.charges = _read_only(src), _read_only(q)
+        self.kernel, self.wavenumber, self.eps = engine.kernel.name, wavenumber, engine.eps
+        self.leaf_size, self.memory, self._dtype = leaf_size, memory, dtype
+        self.value_dtype = engine.value_dtype
+        t1 = time.perf_counter()
+        columns = q.reshape(src.shape[0], -1)
+        self._m = columns.shape[1]
+        self._q = engine._to_tree_order(np.ascontiguousarray(columns))
+        with dense.single_threaded_blas():  # one level of threading, as in FMMEngine.evaluate
+            self._multipole = engine._upward(self._q, self._m, lambda name: None)
+            t2 = time.perf_counter()
+            self._local = self._downward()
+        t3 = time.perf_counter()
+        self.fit_timings = {"engine": t1 - t0, "upward": t2 - t1, "downward": t3 - t2}
+        self.timings = {}
+
+    def _params(self) -> dict:
+        return dict(kernel=self.kernel, wavenumber=self.wavenumber, eps=self.eps,
+                    expansion_order=self.expansion_order, leaf_size=self.leaf_size,
+                    dtype=self._dtype, memory=self.memory)
+
+    def __reduce__(self):
+        return _restore, (self.sources, self.charges, self._params())
+
+    @property
+    def expansion_order(self) -> int:
+        return int(self._engine.expansion_order)
+
+    @property
+    def n_sources(self) -> int:
+        return self._engine.n_sources
+
+    @property
+    def tree(self) -> dict:
+        return self._engine.tree_summary()
+
+    def _downward(self):
+        """M2L, P2L and L2L: the local expansion of every box, (n_boxes, m, n_surface).
+
+        The same steps as the first half of :meth:`FMMEngine.evaluate` (the tests check that
+        the field at the sources equals the engine's potentials).
+        """
+        engine, plan, tree = self._engine, self._engine.plan, self._engine.tree
+        local = np.zeros((tree.n_boxes, self._m, plan.n_surface), engine.value_dtype)
+        m2l.apply(engine._m2l, plan, self._multipole, local)
+        boxes = engine._x_boxes
+        if len(boxes):
+            check = np.zeros((len(boxes), self._m, plan.n_surface), engine.value_dtype)
+            self._compiled.x_list_to_surfaces(
+                engine._src, self._q, boxes, *engine._x, tree.src_begin, tree.src_end,
+                engine._centres, engine._half_widths, engine._surf, surfaces.DOWN_CHECK,
+                engine.wavenumber, check)
+            local[boxes] += engine._c2e_scale[boxes, None, None] * dense.rmul(
+                dense.rmul(check, plan.dc2e_b), plan.dc2e_a)
+        for octant, children, parents in engine._l2l_groups:
+            local[children] += dense.rmul(local[parents], plan.l2l[octant])
+        return local
+
+    # -- locating points -------------------------------------------------------------------------
+
+    def _locate(self, points):
+        """Deepest box holding each point, (n,) int64; -1 outside the root cube."""
+        tree = self._engine.tree
+        lower, edge = tree.center - tree.half_width, 2.0 * tree.half_width
+        inside = np.all((points >= lower) & (points < lower + edge), axis=1)
+        keys = point_keys(points, lower, edge)
+        box = np.full(len(points), -1, np.int64)
+        found = inside
+        for level in range(tree.depth + 1):  # a box exists only if its parent does
+            key = (np.int64(1) << (3 * level)) | (keys >> (3 * (MAX_DEPTH - level)))
+            pos = np.minimum(np.searchsorted(tree.keys, key), tree.n_boxes - 1)
+            found = found & (tree.keys[pos] == key)
+            if not found.any():
+                break
+            box[found] = pos[found]
+        return box
+
+    def _find(self, anchors, level):
+        """Index of the box of ``level`` at each anchor (..., 3), or -1 where there is none."""
+        tree = self._engine.tree
+        side = np.int64(1) << level
+        valid = np.all((anchors >= 0) & (anchors < side), axis=-1)
+        morton = encode_array(np.clip(anchors, 0, side - 1).reshape(-1, 3))
+        key = (np.int64(1) << (3 * level)) | morton.reshape(anchors.shape[:-1])
+        pos = np.minimum(np.searchsorted(tree.keys, key), tree.n_boxes - 1)
+        return np.where(valid & (tree.keys[pos] == key), pos, -1)
+
+    def _neighbourhoods(self, starts):
+        """CSR (ptr, idx) of the boxes each start box's traversal begins from.
+
+        ``starts`` (sorted; -1 for outside the root) are internal boxes. Row i holds the
+        colleagues of ``starts[i]`` (itself included) and the coarser leaves adjacent to it.
+        """
+        tree = self._engine.tree
+        rows, cols = [np.flatnonzero(starts < 0)], [np.zeros(int(np.sum(starts < 0)), np.int64)]
+        for level in np.unique(tree.levels[starts[starts >= 0]]):
+            sel = np.flatnonzero((starts >= 0) & (tree.levels[np.maximum(starts, 0)] == level))
+            anchor = tree.anchors[starts[sel]]
+            found = self._find(anchor[:, None, :] + _OFFSETS, level)
+            r, e = np.nonzero(found >= 0)
+            rows.append(sel[r])
+            cols.append(found[r, e])
+            for up in range(1, level + 1):  # leaves of ancestors' levels touching the box
+                found = self._find((anchor >> up)[:, None, :] + _OFFSETS, level - up)
+                box = np.maximum(found, 0)
+                lo, hi = tree.anchors[box] << up, (tree.anchors[box] + 1) << up
+                touch = np.all((lo <= anchor[:, None, :] + 1) & (anchor[:, None, :] <= hi), -1)
+                r, e = np.nonzero((found >= 0) & tree.is_leaf[box] & touch)
+                rows.append(sel[r])
+                cols.append(found[r, e])
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        order = np.argsort(rows, kind="stable")
+        ptr = np.zeros(len(starts) + 1, np.int64)
+        np.cumsum(np.bincount(rows, minlength=len(starts)), out=ptr[1:])
+        return ptr, np.ascontiguousarray(cols[order], dtype=np.int64)
+
+    def _sort(self, points):
+        """Points ordered for the passes: targets of leaves first, by leaf; then the rest (in
+        empty octants or outside the root), by box. Returns the order, boxes in that order, the
+        number of leaf targets and per-box target ranges."""
+        tree = self._engine.tree
+        box = self._locate(points)
+        at_leaf = np.zeros(len(points), bool)
+        at_leaf[box >= 0] = tree.is_leaf[box[box >= 0]]
+        order = np.lexsort((box, ~at_leaf))
+        sorted_box = box[order]
+        boxes, first, count = np.unique(sorted_box, return_index=True, return_counts=True)
+        keep = boxes >= 0
+        begin, end = np.zeros(tree.n_boxes, np.int64), np.zeros(tree.n_boxes, np.int64)
+        begin[boxes[keep]] = first[keep]
+        end[boxes[keep]] = first[keep] + count[keep]
+        return order, sorted_box, int(at_leaf.sum()), begin, end, boxes[keep]
+
+    def _traverse(self, gradient, points, boxes, tally=None):
+        """Neighbourhood sums at ``points`` (n, 3) whose deepest boxes ``boxes`` are internal
+        (or -1); returns pot (m, n) and grad (m, 3, n or 0)."""
+        engine, tree = self._engine, self._engine.tree
+        starts, groups = np.unique(boxes, return_inverse=True)
+        ptr, idx = self._neighbourhoods(starts)
+        stack = int(np.diff(ptr).max()) + 8 * (tree.depth + 2)
+        n, vdt = len(points), self.value_dtype
+        pot = np.zeros((self._m, n), vdt)
+        grad = np.zeros((self._m, 3, n if gradient else 0), vdt)
+        tally = np.zeros((0, 0), np.int64) if tally is None else tally
+        _traversal(engine.kernel)(
+            gradient, np.ascontiguousarray(points), groups.astype(np.int64).ravel(), ptr, idx,
+            tree.child_ptr, engine._centres, engine._half_widths, engine._src, self._q,
+            tree.src_begin, tree.src_end, engine._surf, surfaces.UP_EQUIV, self._multipole,
+            engine.wavenumber, stack, pot, grad, tally)
+        return pot, grad
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def evaluate(self, points, gradient=False):
+        """The field (and its gradient) at ``points``.
+
+        Parameters
+        ----------
+        points : array_like of shape (n_points, 3)
+            Any finite points: inside the sources' cloud, in empty regions, far away, or on
+            sources (a coinciding source is skipped). ``n_points`` may be 0.
+        gradient : bool, default False
+            Also return the gradient with respect to the point.
+
+        Returns
+        -------
+        pot : ndarray of shape (n_points,) or (n_points, m), ``value_dtype``
+            m is the number of charge columns; 1-D charges give 1-D potentials.
+        grad : ndarray of shape (n_points, 3) or (n_points, m, 3), ``value_dtype``
+            Only when ``gradient=True``.
+        """
+        t0 = time.perf_counter()
+        engine, tree = self._engine, self._engine.tree
+        gradient = bool(gradient)
+        y = as_points(points, "points", allow_empty=True)
+        n, m, vdt, k = len(y), self._m, self.value_dtype, engine.wavenumber
+        order, sorted_box, n_leaf, begin, end, boxes = self._sort(y)
+        ys = y[order]
+        frame = engine._centres[np.maximum(sorted_box, 0)]
+        tgt = np.ascontiguousarray((ys - frame).T, dtype=engine.real_dtype)
+        leaves = np.ascontiguousarray(boxes[tree.is_leaf[boxes]])
+        pot = np.zeros((m, n), vdt)
+        grad = np.zeros((m, 3, n if gradient else 0), vdt)
+        compiled = self._compiled
+        t1 = time.perf_counter()
+        geometry = (engine._centres, engine._half_widths, engine._surf)
+        compiled.surfaces_to_targets(gradient, tgt, boxes, begin, end, *geometry,
+                                     surfaces.DOWN_EQUIV, self._local, k, pot, grad)
+        t2 = time.perf_counter()
+        compiled.w_list_to_targets(gradient, tgt, leaves, *engine._w, begin, end, *geometry,
+                                   surfaces.UP_EQUIV, self._multipole, k, pot, grad)
+        t3 = time.perf_counter()
+        compiled.near_field(gradient, engine._src, self._q, tgt, leaves, *engine._near,
+                            tree.src_begin, tree.src_end, begin, end, engine._centres, k,
+                            pot, grad)
+        t4 = time.perf_counter()
+        if n_leaf < n:
+            p, g = self._traverse(gradient, ys[n_leaf:], sorted_box[n_leaf:])
+            pot[:, n_leaf:] += p
+            if gradient:
+                grad[:, :, n_leaf:] += g
+        t5 = time.perf_counter()
+        out_pot = np.empty((n, m), vdt)
+        out_pot[order] = pot.T
+        out_grad = None
+        if gradient:
+            out_grad = np.empty((n, m, 3), vdt)
+            out_grad[order] = grad.transpose(2, 0, 1)
+        if self.charges.ndim == 1:
+            out_pot = out_pot[:, 0]
+            out_grad = None if out_grad is None else out_grad[:, 0, :]
+        self.timings = {"locate": t1 - t0, "l2p": t2 - t1, "m2p": t3 - t2, "p2p": t4 - t3,
+                        "neighbourhood": t5 - t4, "other": time.perf_counter() - t5}
+        return (out_pot, out_grad) if gradient else out_pot
+
+    def coverage(self, points):
+        """How many times each source enters the field at each point: a test of the partition.
+
+        Replays :meth:`evaluate`'s decomposition (local expansions through the V and X lists
+        of the point's box and its ancestors, W and near lists at a leaf, the neighbourhood
+        traversal elsewhere) and counts the sources each part stands for. The field is exact
+        in structure when every count is 1. Dense output: for small tests only.
+
+        Parameters
+        ----------
+        points : array_like of shape (n_points, 3)
+
+        Returns
+        -------
+        ndarray of shape (n_points, n_sources), int64
+            Columns in the sources' order.
+        """
+        engine, tree = self._engine, self._engine.tree
+        y = as_points(points, "points", allow_empty=True)
+        order, sorted_box, n_leaf, _, _, _ = self._sort(y)
+        counts = np.zeros((len(y), tree.n_sources), np.int64)
+        lists = engine.lists
+        ranges = []
+        for b in sorted_box:
+            spans, a = [], b
+            while a >= 0:  # local expansion: V and (remaining) X of the box and its ancestors
+                spans += list(lists.get("v", a))
+                spans += list(engine._x[1][engine._x[0][a]:engine._x[0][a + 1]])
+                a = tree.parent[a]
+            if b >= 0 and tree.is_leaf[b]:
+                for ptr, idx in (engine._w, engine._near):
+                    spans += list(idx[ptr[b]:ptr[b + 1]])
+            ranges.append(spans)
+        for row, spans in enumerate(ranges):
+            for c in spans:
+                counts[row, tree.src_begin[c]:tree.src_end[c]] += 1
+        if n_leaf < len(y):
+            self._traverse(False, y[order][n_leaf:], sorted_box[n_leaf:], counts[n_leaf:])
+        out = np.empty_like(counts)
+        out[order[:, None], tree.source_perm[None, :]] = counts
+        return out
