@@ -14,7 +14,8 @@ _REAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def resolve_real_dtype(dtype, *arrays) -> np.dtype:
-    """The real working dtype: ``dtype`` if given, else float32 when every array is float32.
+    """The real working dtype: ``dtype`` if given, else float32 when every array is float32
+    (or complex64).
 
     Parameters
     ----------
@@ -29,7 +30,7 @@ def resolve_real_dtype(dtype, *arrays) -> np.dtype:
             raise ValueError(f"dtype must be np.float32 or np.float64, got {dtype!r}")
         return dt
     given = [np.asarray(a).dtype for a in arrays if a is not None]
-    if given and all(d == np.float32 for d in given):
+    if given and all(d in (np.float32, np.complex64) for d in given):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 

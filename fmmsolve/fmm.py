@@ -108,6 +108,12 @@ class FMMEngine:
         self.kernel = get_kernel(kernel)
         self._compiled = translations.for_kernel(self.kernel)
         self.wavenumber = self.kernel.check_wavenumber(wavenumber)
+        if not self.kernel.scale_invariant:
+            raise NotImplementedError(
+                f"the FMM for the {self.kernel.name!r} kernel is not available yet: its "
+                f"translation operators depend on the tree level, and only scale-invariant "
+                f"kernels ('laplace') have them so far. fmmsolve.direct computes its sums "
+                f"exactly.")
         self.real_dtype = resolve_real_dtype(dtype)
         self.value_dtype = self.kernel.value_dtype(self.real_dtype)
         if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) \

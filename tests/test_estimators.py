@@ -229,8 +229,12 @@ def test_a_second_transform_reuses_the_upward_pass(monkeypatch, rng):
 
 def test_transformer_passes_kernel_errors_through():
     X = np.random.default_rng(0).random((10, 3))
-    with pytest.raises(ValueError, match="unknown kernel 'helmholtz'"):
+    with pytest.raises(ValueError, match="unknown kernel 'stokes'"):
+        PotentialTransformer(kernel="stokes").fit(X)
+    with pytest.raises(NotImplementedError, match="not available yet"):  # no FMM for it yet
         PotentialTransformer(kernel="helmholtz", wavenumber=1.0).fit(X)
+    with pytest.raises(ValueError, match="needs a wavenumber"):
+        PotentialTransformer(kernel="helmholtz").fit(X)
     with pytest.raises(ValueError, match="wavenumber must be None"):
         PotentialTransformer(wavenumber=1.0).fit(X)
     with pytest.raises(ValueError, match="eps must be a number"):
@@ -332,8 +336,8 @@ def test_zero_data_gives_zero_density():
     ({"diagonal": "exact"}, None, "diagonal must be 'auto', a number or an array"),
     ({"diagonal": np.ones(3)}, None, r"diagonal must have shape \(10,\)"),
     ({"diagonal": np.nan}, None, "diagonal contains NaN"),
-    ({"kernel": "modified_helmholtz", "wavenumber": 1.0}, None,
-     "unknown kernel 'modified_helmholtz'"),
+    ({"kernel": "stokes"}, None, "unknown kernel 'stokes'"),
+    ({"kernel": "modified_helmholtz", "wavenumber": -1.0}, None, "real wavenumber k > 0"),
     ({"wavenumber": 3.0}, None, "wavenumber must be None"),
 ])
 def test_solver_errors_name_the_argument(params, weights, message, rng):

@@ -8,11 +8,13 @@ Nothing in this subpackage knows about trees or expansions. A kernel is looked u
 from __future__ import annotations
 
 from ._kernel import Kernel
+from .helmholtz import HELMHOLTZ
 from .laplace import LAPLACE
+from .modified_helmholtz import MODIFIED_HELMHOLTZ
 
 __all__ = ["Kernel", "get_kernel", "KERNEL_NAMES"]
 
-_REGISTRY: dict[str, Kernel] = {LAPLACE.name: LAPLACE}
+_REGISTRY: dict[str, Kernel] = {k.name: k for k in (LAPLACE, HELMHOLTZ, MODIFIED_HELMHOLTZ)}
 
 #: Names accepted by ``kernel=`` arguments.
 KERNEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)

@@ -1,0 +1,227 @@
+"""The Helmholtz kernel G(x, y) = exp(i k r) / (4 pi r), complex, with zero-distance pairs skipped.
+
+``r = |x - y|``. The wavenumber k may be complex with Im k >= 0 (a lossy medium: the wave decays
+like exp(-Im k r)). Densities and potentials are complex128 for float64 coordinates, complex64
+for float32. The kernel is not scale invariant, so translation operators depend on the tree
+level. The gradient is taken with respect to the target y:
+grad_y G = exp(i k r) (i k r - 1) (y - x) / (4 pi r^3).
+
+The loops work on real and imaginary parts separately, in the real working precision: a
+complex exponential would promote float32 work to float64. As in
+:mod:`fmmsolve.kernels.laplace`, one-column and several-column loops are separate functions.
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+import numbers
+
+import numpy as np
+
+from .._jit import jit
+from ._kernel import Kernel
+
+__all__ = ["HELMHOLTZ", "p2p", "p2p_gradient", "matrix"]
+
+INV_4PI = 1.0 / (4.0 * math.pi)
+
+
+@jit
+def _potential_one_column(sx, sy, sz, q, tx, ty, tz, k, pot):
+    real = sx.dtype.type
+    one, zero = real(1.0), real(0.0)
+    kr, ki = real(k.real), real(k.imag)
+    for i in range(tx.shape[0]):
+        xi, yi, zi = tx[i], ty[i], tz[i]
+        acc_re = zero
+        acc_im = zero
+        for j in range(sx.shape[0]):
+            dx = xi - sx[j]
+            dy = yi - sy[j]
+            dz = zi - sz[j]
+            r2 = dx * dx + dy * dy + dz * dz
+            r = math.sqrt(r2)
+            inv_r = one / r
+            if r2 == 0:  # explicit mask: no reliance on inf arithmetic
+                inv_r = zero
+            amp = math.exp(-ki * r) * inv_r
+            c = math.cos(kr * r) * amp  # exp(i k r) / r = c + i s
+            s = math.sin(kr * r) * amp
+            qr, qi = q[j].real, q[j].imag
+            acc_re += qr * c - qi * s
+            acc_im += qr * s + qi * c
+        pot[i] += complex(acc_re * real(INV_4PI), acc_im * real(INV_4PI))
+
+
+@jit
+def _potential_columns(sx, sy, sz, charges, tx, ty, tz, k, pot):
+    real = sx.dtype.type
+    one, zero = real(1.0), real(0.0)
+    kr, ki = real(k.real), real(k.imag)
+    ns = sx.shape[0]
+    wc = np.empty(ns, sx.dtype)
+    ws = np.empty(ns, sx.dtype)
+    for i in range(tx.shape[0]):
+        xi, yi, zi = tx[i], ty[i], tz[i]
+        for j in range(ns):
+            dx = xi - sx[j]
+            dy = yi - sy[j]
+            dz = zi - sz[j]
+            r2 = dx * dx + dy * dy + dz * dz
+            r = math.sqrt(r2)
+            inv_r = one / r
+            if r2 == 0:
+                inv_r = zero
+            amp = math.exp(-ki * r) * inv_r
+            wc[j] = math.cos(kr * r) * amp
+            ws[j] = math.sin(kr * r) * amp
+        for col in range(charges.shape[0]):
+            q = charges[col]
+            acc_re = zero
+            acc_im = zero
+            for j in range(ns):
+                qr, qi = q[j].real, q[j].imag
+                acc_re += qr * wc[j] - qi * ws[j]
+                acc_im += qr * ws[j] + qi * wc[j]
+            pot[col, i] += complex(acc_re * real(INV_4PI), acc_im * real(INV_4PI))
+
+
+@jit
+def p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
+    """Add sum_j G(t_i, s_j) q_cj to ``pot[c, i]`` (see :mod:`fmmsolve.kernels._kernel`)."""
+    if charges.shape[0] == 1:
+        _potential_one_column(sx, sy, sz, charges[0], tx, ty, tz, wavenumber, pot[0])
+    else:
+        _potential_columns(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot)
+
+
+@jit
+def _pair_gradient(dx, dy, dz, kr, ki, one, zero):
+    """exp(i k r)/r as (c, s) and the gradient factor (i k r - 1) exp(i k r) / r^3 as (gr, gi)."""
+    r2 = dx * dx + dy * dy + dz * dz
+    r = math.sqrt(r2)
+    inv_r = one / r
+    if r2 == 0:
+        inv_r = zero
+    amp = math.exp(-ki * r) * inv_r
+    c = math.cos(kr * r) * amp
+    s = math.sin(kr * r) * amp
+    # (i k r - 1) = (-ki r - 1) + i kr r; times (c + i s), over r^2
+    ar, ai = -ki * r - one, kr * r
+    inv_r2 = inv_r * inv_r
+    return c, s, (ar * c - ai * s) * inv_r2, (ar * s + ai * c) * inv_r2
+
+
+@jit
+def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, k, pot, gx, gy, gz):
+    real = sx.dtype.type
+    one, zero = real(1.0), real(0.0)
+    kr, ki = real(k.real), real(k.imag)
+    scale = real(INV_4PI)
+    for i in range(tx.shape[0]):
+        xi, yi, zi = tx[i], ty[i], tz[i]
+        p_re = zero
+        p_im = zero
+        x_re = zero
+        x_im = zero
+        y_re = zero
+        y_im = zero
+        z_re = zero
+        z_im = zero
+        for j in range(sx.shape[0]):
+            dx = xi - sx[j]
+            dy = yi - sy[j]
+            dz = zi - sz[j]
+            c, s, fr, fi = _pair_gradient(dx, dy, dz, kr, ki, one, zero)
+            qr, qi = q[j].real, q[j].imag
+            p_re += qr * c - qi * s
+            p_im += qr * s + qi * c
+            hr = qr * fr - qi * fi  # q times the gradient factor
+            hi = qr * fi + qi * fr
+            x_re += hr * dx
+            x_im += hi * dx
+            y_re += hr * dy
+            y_im += hi * dy
+            z_re += hr * dz
+            z_im += hi * dz
+        pot[i] += complex(p_re * scale, p_im * scale)
+        gx[i] += complex(x_re * scale, x_im * scale)
+        gy[i] += complex(y_re * scale, y_im * scale)
+        gz[i] += complex(z_re * scale, z_im * scale)
+
+
+@jit
+def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, k, pot, gx, gy, gz):
+    real = sx.dtype.type
+    one, zero = real(1.0), real(0.0)
+    kr, ki = real(k.real), real(k.imag)
+    scale = real(INV_4PI)
+    ns = sx.shape[0]
+    w = np.empty((8, ns), sx.dtype)  # c, s, then (re, im) of the gradient factor times dx, dy, dz
+    for i in range(tx.shape[0]):
+        xi, yi, zi = tx[i], ty[i], tz[i]
+        for j in range(ns):
+            dx = xi - sx[j]
+            dy = yi - sy[j]
+            dz = zi - sz[j]
+            c, s, fr, fi = _pair_gradient(dx, dy, dz, kr, ki, one, zero)
+            w[0, j] = c
+            w[1, j] = s
+            w[2, j] = fr * dx
+            w[3, j] = fi * dx
+            w[4, j] = fr * dy
+            w[5, j] = fi * dy
+            w[6, j] = fr * dz
+            w[7, j] = fi * dz
+        for col in range(charges.shape[0]):
+            q = charges[col]
+            acc = np.zeros(8, sx.dtype)
+            for j in range(ns):
+                qr, qi = q[j].real, q[j].imag
+                for p in range(4):
+                    acc[2 * p] += qr * w[2 * p, j] - qi * w[2 * p + 1, j]
+                    acc[2 * p + 1] += qr * w[2 * p + 1, j] + qi * w[2 * p, j]
+            pot[col, i] += complex(acc[0] * scale, acc[1] * scale)
+            gx[col, i] += complex(acc[2] * scale, acc[3] * scale)
+            gy[col, i] += complex(acc[4] * scale, acc[5] * scale)
+            gz[col, i] += complex(acc[6] * scale, acc[7] * scale)
+
+
+@jit
+def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
+    """Add the potential and its gradient with respect to the target to ``pot, gx, gy, gz``."""
+    if charges.shape[0] == 1:
+        _gradient_one_column(sx, sy, sz, charges[0], tx, ty, tz, wavenumber, pot[0], gx[0],
+                             gy[0], gz[0])
+    else:
+        _gradient_columns(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz)
+
+
+def matrix(targets, sources, wavenumber):
+    """Dense complex128 matrix G(t_i, s_j) of shape (n_t, n_s), zero where t_i == s_j."""
+    d = targets[:, None, :] - sources[None, :, :]
+    r = np.sqrt(np.einsum("tsk,tsk->ts", d, d))
+    g = np.divide(INV_4PI, r, out=np.zeros_like(r), where=r > 0)
+    return g * np.exp(1j * complex(wavenumber) * r)
+
+
+def _check_wavenumber(wavenumber):
+    ok = isinstance(wavenumber, numbers.Number) and not isinstance(wavenumber, bool)
+    k = complex(wavenumber) if ok else None
+    if not ok or not cmath.isfinite(k) or k.imag < 0 or k == 0:
+        raise ValueError(f"the 'helmholtz' kernel needs a wavenumber k != 0, real or complex "
+                         f"with Im k >= 0 (G = exp(i k r) / (4 pi r)), got {wavenumber!r}")
+    return k
+
+
+HELMHOLTZ = Kernel(
+    name="helmholtz",
+    is_complex=True,
+    needs_wavenumber=True,
+    scale_invariant=False,
+    p2p=p2p,
+    p2p_gradient=p2p_gradient,
+    check_wavenumber=_check_wavenumber,
+    matrix=matrix,
+)

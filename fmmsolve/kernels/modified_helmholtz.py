@@ -1,0 +1,190 @@
+"""The modified Helmholtz (Yukawa, screened Coulomb) kernel G(x, y) = exp(-k r) / (4 pi r).
+
+``r = |x - y|`` and ``k > 0`` is real; zero-distance pairs are skipped. The kernel is real but
+not scale invariant: G(s x, s y) with wavenumber k is G(x, y) with wavenumber s k, divided by s,
+so translation operators depend on the tree level. The gradient is taken with respect to the
+target y: grad_y G = -exp(-k r) (1 + k r) (y - x) / (4 pi r^3).
+
+The loops follow :mod:`fmmsolve.kernels.laplace`: one-column and several-column functions are
+separate, and each loop writes the pair geometry out (both keep the loops vectorised).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .._jit import jit
+from ._kernel import Kernel
+
+__all__ = ["MODIFIED_HELMHOLTZ", "p2p", "p2p_gradient", "matrix"]
+
+INV_4PI = 1.0 / (4.0 * math.pi)
+
+
+@jit
+def _potential_one_column(sx, sy, sz, q, tx, ty, tz, k, pot):
+    real = pot.dtype.type
+    one, zero, kk = real(1.0), real(0.0), real(k)
+    for i in range(tx.shape[0]):
+        xi, yi, zi = tx[i], ty[i], tz[i]
+        acc = zero
+        for j in range(sx.shape[0]):
+            dx = xi - sx[j]
+            dy = yi - sy[j]
+            dz = zi - sz[j]
+            r2 = dx * dx + dy * dy + dz * dz
+            r = math.sqrt(r2)
+            inv_r = one / r
+            if r2 == 0:  # explicit mask: no reliance on inf arithmetic
+                inv_r = zero
+            acc += q[j] * math.exp(-kk * r) * inv_r
+        pot[i] += acc * real(INV_4PI)
+
+
+@jit
+def _potential_columns(sx, sy, sz, charges, tx, ty, tz, k, pot):
+    real = pot.dtype.type
+    one, zero, kk = real(1.0), real(0.0), real(k)
+    w = np.empty(sx.shape[0], pot.dtype)
+    for i in range(tx.shape[0]):
+        xi, yi, zi = tx[i], ty[i], tz[i]
+        for j in range(sx.shape[0]):
+            dx = xi - sx[j]
+            dy = yi - sy[j]
+            dz = zi - sz[j]
+            r2 = dx * dx + dy * dy + dz * dz
+            r = math.sqrt(r2)
+            inv_r = one / r
+            if r2 == 0:
+                inv_r = zero
+            w[j] = math.exp(-kk * r) * inv_r
+        for c in range(charges.shape[0]):
+            q = charges[c]
+            acc = zero
+            for j in range(sx.shape[0]):
+                acc += q[j] * w[j]
+            pot[c, i] += acc * real(INV_4PI)
+
+
+@jit
+def p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
+    """Add sum_j G(t_i, s_j) q_cj to ``pot[c, i]`` (see :mod:`fmmsolve.kernels._kernel`)."""
+    if charges.shape[0] == 1:
+        _potential_one_column(sx, sy, sz, charges[0], tx, ty, tz, wavenumber, pot[0])
+    else:
+        _potential_columns(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot)
+
+
+@jit
+def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, k, pot, gx, gy, gz):
+    real = pot.dtype.type
+    one, zero, kk = real(1.0), real(0.0), real(k)
+    for i in range(tx.shape[0]):
+        xi, yi, zi = tx[i], ty[i], tz[i]
+        acc = zero
+        ax = zero
+        ay = zero
+        az = zero
+        for j in range(sx.shape[0]):
+            dx = xi - sx[j]
+            dy = yi - sy[j]
+            dz = zi - sz[j]
+            r2 = dx * dx + dy * dy + dz * dz
+            r = math.sqrt(r2)
+            inv_r = one / r
+            if r2 == 0:
+                inv_r = zero
+            g = q[j] * math.exp(-kk * r) * inv_r  # q G (without 1/4pi)
+            d = g * (one + kk * r) * inv_r * inv_r  # -q dG/dr / r
+            acc += g
+            ax -= d * dx
+            ay -= d * dy
+            az -= d * dz
+        pot[i] += acc * real(INV_4PI)
+        gx[i] += ax * real(INV_4PI)
+        gy[i] += ay * real(INV_4PI)
+        gz[i] += az * real(INV_4PI)
+
+
+@jit
+def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, k, pot, gx, gy, gz):
+    real = pot.dtype.type
+    one, zero, kk = real(1.0), real(0.0), real(k)
+    ns = sx.shape[0]
+    w = np.empty(ns, pot.dtype)
+    wx = np.empty(ns, pot.dtype)
+    wy = np.empty(ns, pot.dtype)
+    wz = np.empty(ns, pot.dtype)
+    for i in range(tx.shape[0]):
+        xi, yi, zi = tx[i], ty[i], tz[i]
+        for j in range(ns):
+            dx = xi - sx[j]
+            dy = yi - sy[j]
+            dz = zi - sz[j]
+            r2 = dx * dx + dy * dy + dz * dz
+            r = math.sqrt(r2)
+            inv_r = one / r
+            if r2 == 0:
+                inv_r = zero
+            g = math.exp(-kk * r) * inv_r
+            d = g * (one + kk * r) * inv_r * inv_r
+            w[j] = g
+            wx[j] = -d * dx
+            wy[j] = -d * dy
+            wz[j] = -d * dz
+        for c in range(charges.shape[0]):
+            q = charges[c]
+            acc = zero
+            ax = zero
+            ay = zero
+            az = zero
+            for j in range(ns):
+                acc += q[j] * w[j]
+                ax += q[j] * wx[j]
+                ay += q[j] * wy[j]
+                az += q[j] * wz[j]
+            pot[c, i] += acc * real(INV_4PI)
+            gx[c, i] += ax * real(INV_4PI)
+            gy[c, i] += ay * real(INV_4PI)
+            gz[c, i] += az * real(INV_4PI)
+
+
+@jit
+def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
+    """Add the potential and its gradient with respect to the target to ``pot, gx, gy, gz``."""
+    if charges.shape[0] == 1:
+        _gradient_one_column(sx, sy, sz, charges[0], tx, ty, tz, wavenumber, pot[0], gx[0],
+                             gy[0], gz[0])
+    else:
+        _gradient_columns(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz)
+
+
+def matrix(targets, sources, wavenumber):
+    """Dense float64 matrix G(t_i, s_j) of shape (n_t, n_s), zero where t_i == s_j."""
+    d = targets[:, None, :] - sources[None, :, :]
+    r = np.sqrt(np.einsum("tsk,tsk->ts", d, d))
+    g = np.divide(INV_4PI, r, out=np.zeros_like(r), where=r > 0)
+    return g * np.exp(-float(wavenumber) * r)
+
+
+def _check_wavenumber(wavenumber):
+    if isinstance(wavenumber, bool) or not isinstance(wavenumber, numbers.Real) \
+            or not math.isfinite(wavenumber) or wavenumber <= 0:
+        raise ValueError(f"the 'modified_helmholtz' kernel needs a real wavenumber k > 0 "
+                         f"(G = exp(-k r) / (4 pi r)), got {wavenumber!r}")
+    return float(wavenumber)
+
+
+MODIFIED_HELMHOLTZ = Kernel(
+    name="modified_helmholtz",
+    is_complex=False,
+    needs_wavenumber=True,
+    scale_invariant=False,
+    p2p=p2p,
+    p2p_gradient=p2p_gradient,
+    check_wavenumber=_check_wavenumber,
+    matrix=matrix,
+)
