@@ -22,12 +22,14 @@ def test_version_and_public_names():
         assert hasattr(fmmsolve, name), name
 
 
-def test_readme_python_snippet_runs():
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert blocks, "the README should hold a runnable example"
+@pytest.mark.parametrize("page", ["README.md", "docs/quickstart.md", "docs/guide.md"])
+def test_python_snippets_in_the_docs_run(page):
+    text = (ROOT / page).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    if page != "docs/guide.md":
+        assert blocks, f"{page} should hold a runnable example"
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})
+        exec(compile(block, page, "exec"), {})
 
 
 def test_readme_has_the_two_setup_commands():
@@ -35,6 +37,12 @@ def test_readme_has_the_two_setup_commands():
     assert "python -m pip install . && python -m fmmsolve demo" in readme
     assert 'python -m pip install ".[test]" && python -m pytest' in readme
     assert 'python -m pip install ".[test]" && python -m pytest' in (ROOT / ".ci/run").read_text()
+
+
+def test_docs_build_command_is_in_the_readme_and_ci():
+    command = 'python -m pip install ".[docs]" && python -m sphinx -W --keep-going -b html docs'
+    assert command in (ROOT / "README.md").read_text()
+    assert command in (ROOT / ".ci/run").read_text()
 
 
 def _run(*args, env=None):
