@@ -143,16 +143,16 @@ class Plan:
 
 
 def _pinv_factors(k):
-    """Two-factor pseudo-inverse ``(V / s, U^T)`` dropping s < 4 eps_mach s_max."""
+    """Two-factor pseudo-inverse ``(V / s, U^H)`` dropping s < 4 eps_mach s_max."""
     u, s, vt = scipy.linalg.svd(k, full_matrices=False)
     keep = s > 4 * np.finfo(np.float64).eps * s[0]
-    return vt[keep].T / s[keep], u[:, keep].T
+    return vt[keep].conj().T / s[keep], u[:, keep].conj().T
 
 
 def _r_factor(blocks, n):
     """R of the QR factorisation of the vertical stack of ``blocks`` (each (rows, n)), built
     a few blocks at a time so the stack is never held whole."""
-    r = np.zeros((0, n))
+    r = np.zeros((0, n), blocks[0].dtype)
     batch = []
     for i, blk in enumerate(blocks):
         batch.append(blk)
@@ -178,16 +178,21 @@ def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
     the kernel (None for Laplace).
     """
     radii = surfaces.radii() if radii is None else tuple(float(r) for r in radii)
-    if np.dtype(dtype) == np.float64:
+    real = np.finfo(np.dtype(dtype)).dtype  # "<c16" -> float64, "<c8" -> float32
+    if real == np.float64:
         return _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii)
     base = compute_plan(kernel_name, expansion_order, compression_tol, "<f8", wavenumber, radii)
-    return Plan(**{name: (np.ascontiguousarray(v, dtype=dtype)
-                          if isinstance(v, np.ndarray) and v.dtype.kind == "f"
-                          and name != "surface" else v)
-                   for name, v in vars(base).items()})
+
+    def cast(name, v):
+        if not isinstance(v, np.ndarray) or v.dtype.kind not in "fc" or name == "surface":
+            return v
+        to = real if v.dtype.kind == "f" else np.result_type(real, np.complex64)
+        return np.ascontiguousarray(v, dtype=to)  # complex128 -> complex64 for float32
+
+    return Plan(**{name: cast(name, v) for name, v in vars(base).items()})
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii):
     # Hundreds of small factorisations: BLAS threads cost more in wake-ups than they save
     # (4x slower on two cores when GEMM and LAPACK calls alternate).
@@ -198,8 +203,6 @@ def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, r
 
 def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber, radii):
     kernel = get_kernel(kernel_name)
-    if not kernel.scale_invariant:
-        raise NotImplementedError(f"kernel {kernel_name!r} needs per-level operators")
     degree = 1
     mat = lambda t, s: kernel.matrix(t, s, wavenumber)  # noqa: E731
     up_equiv, up_check, down_equiv, down_check = radii
@@ -219,16 +222,17 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
     check = down_check * surf
     k_v = [mat(check, 2.0 * v + up_equiv * surf) for v in transfer_vectors()]
     n = len(surf)
-    r_fat = _r_factor([k.T for k in k_v], n)  # [K_1 ... K_316] = R_fat^T Q^T
+    r_fat = _r_factor([k.conj().T for k in k_v], n)  # [K_1 ... K_316] = R_fat^H Q^H
     r_thin = _r_factor(k_v, n)  # [K_1; ...; K_316] = Q R_thin
-    u_fat, s_fat, _ = scipy.linalg.svd(r_fat.T)
+    u_fat, s_fat, _ = scipy.linalg.svd(r_fat.conj().T)
     _, s_thin, vt_thin = scipy.linalg.svd(r_thin)
     rank = max(int(np.sum(s_fat > compression_tol * s_fat[0])),
                int(np.sum(s_thin > compression_tol * s_thin[0])))
     # Contiguous copies: NumPy's matmul leaves BLAS for strided operands.
     u_k, vt_k = np.ascontiguousarray(u_fat[:, :rank]), np.ascontiguousarray(vt_thin[:rank])
     m2l_a, m2l_b, m2l_ptr = [], [], [0]
-    for c in [u_k.T @ k @ vt_k.T for k in k_v]:
+    # C_v = U^H K_v V; A_v^T B_v below is a plain transpose (how the factors are applied).
+    for c in [u_k.conj().T @ k @ vt_k.conj().T for k in k_v]:
         u, s, wt = scipy.linalg.svd(c)
         r = max(1, int(np.sum(s > 0.25 * compression_tol * s_fat[0])))
         m2l_a.append((u[:, :r] * s[:r]).T)
