@@ -82,7 +82,9 @@ def test_apply_matches_a_loop_over_pairs(dtype, m):
     rng = np.random.default_rng(2)
     multipole = rng.standard_normal((tree.n_boxes, m, plan.n_surface)).astype(dtype)
     local = np.zeros_like(multipole)
-    m2l.apply(engine._m2l, plan, multipole, local)
+    ((lo, hi, _, sched),) = engine._m2l  # Laplace: one pass over every level
+    assert (lo, hi) == (0, tree.n_boxes)
+    m2l.apply(sched, plan, multipole, local)
 
     expected = np.zeros((tree.n_boxes, m, plan.n_surface))
     p64 = compute_plan("laplace", 5, plan.compression_tol, "<f8")
