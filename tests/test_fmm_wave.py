@@ -50,7 +50,20 @@ def test_potential_and_gradient_meet_eps_1e6(kernel, k, rng):
     _check(kernel, k, 1e-6, CUBE, None, rng)
 
 
-@pytest.mark.parametrize("kernel, k", [("helmholtz", 5 + 1j), ("modified_helmholtz", 10.0)])
+@pytest.mark.parametrize("kernel, k", [("helmholtz", 10.0), ("modified_helmholtz", 10.0)])
+def test_deeper_trees_use_m2m_and_l2l_of_each_level(kernel, k, rng):
+    # small leaves: levels 2 and 3 both hold expansions, so M2M and L2L between levels with
+    # different plans (and the children's own check-to-equivalent maps in L2L) are exercised
+    q = _charges(kernel, len(CUBE), rng)
+    A = fmmsolve.FMMOperator(CUBE, kernel=kernel, wavenumber=k, eps=1e-3, leaf_size=30,
+                             memory=None)
+    assert A._engine.tree.depth >= 3 and A._engine._l2l_groups
+    exact = fmmsolve.direct(CUBE, None, q, kernel=kernel, wavenumber=k)
+    assert relative_l2_error(A @ q, exact) <= 1e-3
+
+
+@pytest.mark.parametrize("kernel, k", [("helmholtz", 5 + 1j), ("helmholtz", 10.0),
+                                       ("modified_helmholtz", 10.0)])
 def test_clustered_points(kernel, k, rng):
     _check(kernel, k, 1e-3, point_cloud("clusters", 3000, 1), None, rng)
 

@@ -8,6 +8,10 @@ float64 and cast to the value dtype at the end. Conventions:
 * Operators are computed for a reference box of half-width 1. For a scale-invariant kernel with
   G(s x, s y) = s^-d G(x, y) (d = 1 for Laplace), a check-to-equivalent map at half-width h is
   ``h**d`` times the reference one. M2M, L2L and M2L are the same on every level.
+* A kernel that is not scale invariant (Helmholtz) has G_k(h x, h y) = G_{k h}(x, y) / h: the
+  plan at ``wavenumber = k h`` is the plan of boxes of half-width h, with d = 1 again
+  (:mod:`fmmsolve.fmm` loads one per tree level). Its L2L ends in the children's own
+  check-to-equivalent map, computed at half-width 0.5 rather than rescaled.
 * Check-to-equivalent maps are SVD pseudo-inverses. Singular values below ``4 eps_mach s_max``
   are dropped, and the map is kept as two factors ``a @ (b @ check)`` with ``a = V / s`` and
   ``b = U^T``.
@@ -211,12 +215,22 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
     uc2e_a, uc2e_b = _pinv_factors(mat(up_check * surf, up_equiv * surf))
     dc2e_a, dc2e_b = _pinv_factors(mat(down_check * surf, down_equiv * surf))
 
+    # L2L ends in the child's downward check-to-equivalent map. For a scale-invariant kernel it
+    # is the reference one times 0.5**degree; otherwise it is the map of a half-width-0.5 box at
+    # this plan's wavenumber (the next level's plan, seen in this level's frame).
+    if kernel.scale_invariant:
+        child_a, child_b = dc2e_a, dc2e_b
+    else:
+        child_a, child_b = _pinv_factors(mat(0.5 * down_check * surf, 0.5 * down_equiv * surf))
     m2m, l2l = [], []
     for off in _octant_offsets() * 0.5:  # children have half-width 0.5
         k_up = mat(up_check * surf, off + 0.5 * up_equiv * surf)
         m2m.append(uc2e_a @ (uc2e_b @ k_up))
         k_down = mat(off + 0.5 * down_check * surf, down_equiv * surf)
-        l2l.append(0.5**degree * (dc2e_a @ (dc2e_b @ k_down)))
+        if kernel.scale_invariant:
+            l2l.append(0.5**degree * (child_a @ (child_b @ k_down)))
+        else:
+            l2l.append(child_a @ (child_b @ k_down))
 
     # M2L: reference boxes of half-width 1, so centres differ by 2 v.
     check = down_check * surf
