@@ -51,7 +51,7 @@ from ._jit import bind, prange
 from ._validation import as_densities, as_points, resolve_real_dtype
 from .fmm import FMMEngine
 from .kernels import get_kernel
-from .operators import dense, m2l, surfaces, translations
+from .operators import dense, surfaces, translations
 from .operators.translations import _box_surface, _leaf_densities, _to_targets
 from .tree.morton import encode_array, point_keys
 
@@ -241,26 +241,10 @@ class FMMField:
         return self._engine.tree_summary()
 
     def _downward(self):
-        """M2L, P2L and L2L: the local expansion of every box, (n_boxes, m, n_surface).
-
-        The same steps as the first half of :meth:`FMMEngine.evaluate` (the tests check that
-        the field at the sources equals the engine's potentials).
-        """
-        engine, plan, tree = self._engine, self._engine.plan, self._engine.tree
-        local = np.zeros((tree.n_boxes, self._m, plan.n_surface), engine.value_dtype)
-        m2l.apply(engine._m2l, plan, self._multipole, local)
-        boxes = engine._x_boxes
-        if len(boxes):
-            check = np.zeros((len(boxes), self._m, plan.n_surface), engine.value_dtype)
-            self._compiled.x_list_to_surfaces(
-                engine._src, self._q, boxes, *engine._x, tree.src_begin, tree.src_end,
-                engine._centres, engine._half_widths, engine._surf, surfaces.DOWN_CHECK,
-                engine.wavenumber, check)
-            local[boxes] += engine._c2e_scale[boxes, None, None] * dense.rmul(
-                dense.rmul(check, plan.dc2e_b), plan.dc2e_a)
-        for octant, children, parents in engine._l2l_groups:
-            local[children] += dense.rmul(local[parents], plan.l2l[octant])
-        return local
+        """M2L, P2L and L2L: the local expansion of every box, (n_boxes, m, n_surface), by
+        the engine's own downward pass (the tests check that the field at the sources equals
+        the engine's potentials)."""
+        return self._engine._downward(self._q, self._multipole, lambda name: None)
 
     # -- locating points -------------------------------------------------------------------------
 

@@ -7,6 +7,14 @@ finally L2P, M2P and P2P at the leaves. Python only sequences the passes. The po
 compiled (:mod:`fmmsolve.operators.translations`), and the matrix work is batched matrix
 products through NumPy's BLAS, outside any ``prange``. The engine never branches on the kernel's
 name.
+
+Per-level plans. A scale-invariant kernel (Laplace) has one plan, shared by every level and
+rescaled by the box half-width. A kernel that is not (Helmholtz, modified Helmholtz) obeys
+G_k(h x, h y) = G_{k h}(x, y) / h, so the reference plan (half-width 1) computed at the
+effective wavenumber ``k h_l`` is the plan of level ``l``, whose boxes have half-width ``h_l``;
+its check-to-equivalent maps still scale by ``h``. A box at level ``l`` takes its P2M, P2L and
+check-to-equivalent maps, its M2L (one pass per level: the compressed ranks differ) and the L2L
+into its children from plan ``l``; the M2M from its children into it too.
 """
 
 from __future__ import annotations
@@ -41,6 +49,26 @@ _ORDERS = ((1e-2, 3), (1e-3, 4), (1e-4, 5), (1e-5, 6), (1e-6, 7), (1e-7, 8), (1e
 _COMPRESSION_MARGIN = 0.1
 
 
+# Low-frequency range of an oscillatory kernel: expansion order -> largest |k| w_2 (w_2 the
+# width of a level-2 box) allowed. Measured for Helmholtz with real k (the worst case: no
+# decay), 3000 uniform points, depth 2, relative L2 error of the potential at the order's
+# largest-error eps (the lowest eps that gets the order):
+#   order 3 (eps 1e-2): |k| w_2 = 2.5 5.3e-3, 3.0 1.2e-2
+#   order 4 (eps 1e-3): 2.5 3.2e-4, 3.0 4.9e-4, 3.5 7.9e-4, 3.75 1.1e-3, 5.0 5.5e-3, 10 6.7
+#   order 5 (eps 1e-4): 2.5 1.8e-5, 3.0 2.4e-5, 3.5 4.0e-5
+#   order 6 (eps 1e-5): 2.5 1.9e-6, 3.0 2.9e-6, 3.5 3.6e-6
+#   order 7 (eps 1e-6): 2.75 2.1e-7, 3.1 3.2e-7, 3.5 5.3e-7, 4.0 6.1e-7
+# Each bound keeps the error at about half of eps or less. Orders not measured (8 and up,
+# eps < 1e-6) get the smallest bound.
+_MAX_KW2 = {3: 2.5, 4: 3.0, 5: 3.5, 6: 3.5, 7: 3.5}
+
+
+def max_kw2(expansion_order: int) -> float:
+    """Largest ``|k| w_2`` (wavenumber times the width of a level-2 box) at which the FMM of an
+    oscillatory kernel is measured to meet the eps that gets ``expansion_order``."""
+    return _MAX_KW2.get(int(expansion_order), min(_MAX_KW2.values()))
+
+
 def order_for_eps(eps: float) -> int:
     """Expansion order used for a requested relative accuracy ``eps``."""
     for bound, order in _ORDERS:
@@ -55,15 +83,47 @@ def _seconds(timings: dict) -> str:
     return ", ".join(f"{name} {seconds:.3f}" for name, seconds in timings.items())
 
 
-def _octant_groups(tree, boxes):
-    """Split ``boxes`` (one level) by octant: a list of (octant, boxes, their parents)."""
+def _octant_groups(tree, boxes, ops):
+    """Split ``boxes`` (one level) by octant: a list of (boxes, their parents, ``ops[octant]``)."""
     octant = tree.keys[boxes] & 7
-    return [(c, boxes[octant == c], tree.parent[boxes[octant == c]])
+    return [(boxes[octant == c], tree.parent[boxes[octant == c]], ops[c])
             for c in range(8) if np.any(octant == c)]
+
+
+def _level_half_widths(tree):
+    """Half-width of the boxes of each level 0..depth, float64 (as ``tree.box_half_widths``)."""
+    return tree.half_width / 2.0 ** np.arange(tree.depth + 1)
+
+
+def _check_frequency(kernel, wavenumber, tree, order, eps):
+    """Refuse an oscillatory kernel whose level-2 boxes are too large for its wavenumber.
+
+    M2L, M2P and P2L act from level 2 down; the operators of a level are accurate while
+    ``|k| w`` stays below :func:`max_kw2` (``w`` the box width), and deeper boxes are smaller.
+    A tree of depth < 2 computes every interaction directly, at any wavenumber.
+    """
+    if not kernel.oscillatory or tree.depth < 2:
+        return
+    width = 2.0 * float(_level_half_widths(tree)[2])
+    bound = max_kw2(order)
+    if abs(wavenumber) * width > bound:
+        raise ValueError(
+            f"the {kernel.name!r} FMM is accurate to eps={eps:g} only while |k| w_2 <= "
+            f"{bound:g}, with w_2 the width of a level-2 box; here |k| = {abs(wavenumber):g} and "
+            f"w_2 = {width:g} (a quarter of the root cube's edge, {4 * width:g}), so "
+            f"|k| w_2 = {abs(wavenumber) * width:g}. The low-frequency KIFMM does not reach "
+            f"higher frequencies; use fmmsolve.direct, or a smaller domain or wavenumber.")
 
 
 class FMMEngine:
     """A fitted FMM for fixed sources and targets.
+
+    Oscillatory kernels (``"helmholtz"``) are handled in the low-frequency range only: ``|k|``
+    times the width ``w_2`` of a level-2 box (a quarter of the root cube's edge) must not
+    exceed :func:`max_kw2` (2.5 to 3.5, by expansion order; measured for real k, and ``|k|``
+    is used for complex k). Beyond it the requested eps is not met, so the constructor raises
+    ValueError. The modified Helmholtz kernel only decays and has no such bound (measured to
+    meet eps 1e-3 up to ``k w_2 = 20`` and eps 1e-6 up to ``k w_2 = 100``).
 
     Parameters
     ----------
@@ -96,6 +156,9 @@ class FMMEngine:
     tree : Octree
     lists : InteractionLists
     plan : Plan
+        The plan of level 0 (for Laplace, of every level).
+    plans : list of Plan
+        The plan of each level 0..depth.
     timings : dict of str to float
         Seconds per operator in the last ``evaluate``.
     fit_timings : dict of str to float
@@ -108,12 +171,6 @@ class FMMEngine:
         self.kernel = get_kernel(kernel)
         self._compiled = translations.for_kernel(self.kernel)
         self.wavenumber = self.kernel.check_wavenumber(wavenumber)
-        if not self.kernel.scale_invariant:
-            raise NotImplementedError(
-                f"the FMM for the {self.kernel.name!r} kernel is not available yet: its "
-                f"translation operators depend on the tree level, and only scale-invariant "
-                f"kernels ('laplace') have them so far. fmmsolve.direct computes its sums "
-                f"exactly.")
         self.real_dtype = resolve_real_dtype(dtype)
         self.value_dtype = self.kernel.value_dtype(self.real_dtype)
         if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) \
@@ -137,9 +194,17 @@ class FMMEngine:
         t2 = time.perf_counter()
         self.lists = build_interaction_lists(self.tree)
         t3 = time.perf_counter()
+        _check_frequency(self.kernel, self.wavenumber, self.tree, self.expansion_order,
+                         self.eps)
         load = compute_plan if plan_loader is None else plan_loader
-        self.plan = load(self.kernel.name, self.expansion_order, _COMPRESSION_MARGIN * self.eps,
-                         self.value_dtype.str, self.wavenumber)
+        args = (self.kernel.name, self.expansion_order, _COMPRESSION_MARGIN * self.eps,
+                self.value_dtype.str)
+        if self.kernel.scale_invariant:  # one plan, rescaled per level
+            self.plans = [load(*args, self.wavenumber)] * (self.tree.depth + 1)
+        else:  # the plan of level l is the reference plan at the wavenumber k h_l
+            self.plans = [load(*args, wavenumber=self.wavenumber * h)
+                          for h in _level_half_widths(self.tree)]
+        self.plan = self.plans[0]
         t4 = time.perf_counter()
         self._bind_geometry()
         t5 = time.perf_counter()
@@ -157,6 +222,8 @@ class FMMEngine:
         # operators/translations.py, "Frames") in the working precision.
         self._centres = tree.box_centers()
         self._half_widths = tree.box_half_widths()
+        # Boxes of one level share a plan; for Laplace every level shares one.
+        self._shared_plan = all(p is self.plan for p in self.plans)
         # check-to-equivalent scale per box, cast once here rather than in every matvec
         self._c2e_scale = (self._half_widths ** self.plan.scale_degree).astype(self.value_dtype)
         self._surf = np.ascontiguousarray(self.plan.surface.T, dtype=real)
@@ -176,16 +243,20 @@ class FMMEngine:
         # W and X entries that are cheaper as direct sums join the near field (U).
         self._near, self._w, self._x = near_and_far(tree, lists, self.plan.n_surface)
         self._x_boxes = np.flatnonzero(np.diff(self._x[0]) > 0)
+        self._p2m_groups = self._by_plan(self._src_leaves)
+        self._p2l_groups = self._by_plan(self._x_boxes)
 
         # M2M (deepest level first, up to the root so the upward pass is complete) and L2L
         # (shallowest first, from level 2: no V or X list reaches a box above it).
         self._m2m_groups, self._l2l_groups = [], []
         for level in range(tree.depth, 0, -1):
             boxes = np.arange(tree.level_ptr[level], tree.level_ptr[level + 1])
-            self._m2m_groups += _octant_groups(tree, boxes[has_src[boxes]])
+            self._m2m_groups += _octant_groups(tree, boxes[has_src[boxes]],
+                                               self.plans[level - 1].m2m)
         for level in range(3, tree.depth + 1):
             boxes = np.arange(tree.level_ptr[level], tree.level_ptr[level + 1])
-            self._l2l_groups += _octant_groups(tree, boxes[has_tgt[boxes]])
+            self._l2l_groups += _octant_groups(tree, boxes[has_tgt[boxes]],
+                                               self.plans[level - 1].l2l)
 
         # M2L pairs, scheduled in cache-sized chunks of targets (operators/m2l.py).
         t = np.repeat(np.arange(tree.n_boxes), np.diff(lists.v_indptr))
@@ -193,7 +264,26 @@ class FMMEngine:
         vec = transfer_index(tree.anchors[s] - tree.anchors[t])
         if (vec < 0).any():
             raise ValueError("a V-list pair is not at a transfer vector")
-        self._m2l = m2l.schedule(t, s, vec, m2l.CHUNK_BOXES)
+        # One pass over all boxes with a shared plan, else one per level (its ranks differ):
+        # (first box, end box, plan, schedule of the pairs in boxes counted from the first).
+        if self._shared_plan:
+            self._m2l = [(0, tree.n_boxes, self.plan, m2l.schedule(t, s, vec, m2l.CHUNK_BOXES))]
+        else:
+            self._m2l = []
+            for level in range(2, tree.depth + 1):
+                lo, hi = tree.level_ptr[level], tree.level_ptr[level + 1]
+                pairs = (t >= lo) & (t < hi)
+                if pairs.any():
+                    self._m2l.append((lo, hi, self.plans[level], m2l.schedule(
+                        t[pairs] - lo, s[pairs] - lo, vec[pairs], m2l.CHUNK_BOXES)))
+
+    def _by_plan(self, boxes):
+        """``boxes`` split by plan: a list of (rows of ``boxes``, plan); one entry with
+        ``slice(None)`` when every level shares the plan."""
+        if self._shared_plan:
+            return [(slice(None), self.plan)]
+        levels = self.tree.levels[boxes]
+        return [(np.flatnonzero(levels == lv), self.plans[lv]) for lv in np.unique(levels)]
 
     @property
     def n_sources(self) -> int:
@@ -222,7 +312,7 @@ class FMMEngine:
             return self._evaluate(charges, gradient)
 
     def _evaluate(self, charges, gradient):
-        tree, plan, k = self.tree, self.plan, self.wavenumber
+        tree, k = self.tree, self.wavenumber
         times = {}
         clock = [time.perf_counter()]
 
@@ -232,33 +322,14 @@ class FMMEngine:
             clock[0] = now
 
         vdt = self.value_dtype
-        m, n_e = charges.shape[1], plan.n_surface
+        m = charges.shape[1]
         q = self._to_tree_order(charges)
         pot = np.zeros((m, self.n_targets), vdt)
         grad = np.zeros((m, 3, self.n_targets if gradient else 0), vdt)
-        local = np.zeros((tree.n_boxes, m, n_e), vdt)
-        scale = self._c2e_scale
         lap("other")
 
         multipole = self._upward(q, m, lap)
-
-        m2l.apply(self._m2l, plan, multipole, local)
-        lap("m2l")
-
-        boxes = self._x_boxes
-        if len(boxes):
-            check = np.zeros((len(boxes), m, n_e), vdt)
-            self._compiled.x_list_to_surfaces(
-                self._src, q, boxes, *self._x,
-                tree.src_begin, tree.src_end, self._centres, self._half_widths, self._surf,
-                surfaces.DOWN_CHECK, k, check)
-            local[boxes] += scale[boxes, None, None] * dense.rmul(dense.rmul(check, plan.dc2e_b),
-                                                             plan.dc2e_a)
-        lap("p2l")
-
-        for octant, children, parents in self._l2l_groups:
-            local[children] += dense.rmul(local[parents], plan.l2l[octant])
-        lap("l2l")
+        local = self._downward(q, multipole, lap)
 
         compiled = self._compiled
         common = (gradient, self._tgt, self._tgt_leaves)
@@ -304,21 +375,53 @@ class FMMEngine:
     def _upward(self, q, m, lap):
         """P2M at the source leaves, then M2M up to the root; returns (n_boxes, m, n) expansions
         of the m density columns ``q`` (leaf-block layout)."""
-        tree, plan, vdt = self.tree, self.plan, self.value_dtype
-        n_e = plan.n_surface
+        tree, vdt = self.tree, self.value_dtype
+        n_e = self.plan.n_surface
         multipole = np.zeros((tree.n_boxes, m, n_e), vdt)
         leaves = self._src_leaves
         check = np.zeros((len(leaves), m, n_e), vdt)
         self._compiled.points_to_surfaces(
             self._src, q, leaves, tree.src_begin, tree.src_end, self._centres,
             self._half_widths, self._surf, surfaces.UP_CHECK, self.wavenumber, check)
-        scale = self._c2e_scale[leaves, None, None]
-        multipole[leaves] = scale * dense.rmul(dense.rmul(check, plan.uc2e_b), plan.uc2e_a)
+        for rows, plan in self._p2m_groups:
+            boxes = leaves[rows]
+            scale = self._c2e_scale[boxes, None, None]
+            multipole[boxes] = scale * dense.rmul(dense.rmul(check[rows], plan.uc2e_b),
+                                                  plan.uc2e_a)
         lap("p2m")
-        for octant, children, parents in self._m2m_groups:
-            multipole[parents] += dense.rmul(multipole[children], plan.m2m[octant])
+        for children, parents, op in self._m2m_groups:
+            multipole[parents] += dense.rmul(multipole[children], op)
         lap("m2m")
         return multipole
+
+    def _downward(self, q, multipole, lap):
+        """M2L, P2L, then L2L down the levels: returns the (n_boxes, m, n) local expansions
+        from the multipoles and the densities ``q`` (leaf-block layout) of the upward pass.
+        :class:`~fmmsolve.field.FMMField` calls it too."""
+        tree, vdt, n_e = self.tree, self.value_dtype, self.plan.n_surface
+        m = multipole.shape[1]
+        local = np.zeros((tree.n_boxes, m, n_e), vdt)
+        for lo, hi, plan, sched in self._m2l:
+            m2l.apply(sched, plan, multipole[lo:hi], local[lo:hi])
+        lap("m2l")
+
+        boxes = self._x_boxes
+        if len(boxes):
+            check = np.zeros((len(boxes), m, n_e), vdt)
+            self._compiled.x_list_to_surfaces(
+                self._src, q, boxes, *self._x,
+                tree.src_begin, tree.src_end, self._centres, self._half_widths, self._surf,
+                surfaces.DOWN_CHECK, self.wavenumber, check)
+            for rows, plan in self._p2l_groups:
+                b = boxes[rows]
+                local[b] += self._c2e_scale[b, None, None] * dense.rmul(
+                    dense.rmul(check[rows], plan.dc2e_b), plan.dc2e_a)
+        lap("p2l")
+
+        for children, parents, op in self._l2l_groups:
+            local[children] += dense.rmul(local[parents], op)
+        lap("l2l")
+        return local
 
     def upward(self, charges):
         """Multipole expansions of every box (the upward pass alone, for tests and users).
@@ -361,6 +464,10 @@ class FMMEngine:
             surface radii the plan was computed for), and every other field of the three
             records as ``"tree.<field>"``, ``"lists.<field>"`` or ``"plan.<field>"``.
         """
+        if not self.kernel.scale_invariant:
+            raise NotImplementedError(
+                f"saving an FMM for the {self.kernel.name!r} kernel (one plan per tree level) "
+                f"is not supported yet; fit a new FMMOperator instead")
         attrs = {"engine.kernel": self.kernel.name, "engine.wavenumber": self.wavenumber,
                  "engine.eps": self.eps, "engine.expansion_order": self.expansion_order,
                  "engine.leaf_size": self.tree.leaf_size, "engine.real_dtype": self.real_dtype.name,
@@ -406,6 +513,9 @@ class FMMEngine:
         t0 = time.perf_counter()
         self = cls.__new__(cls)
         self.kernel = get_kernel(checks.param(attrs, "engine.kernel", str))
+        if not self.kernel.scale_invariant:
+            raise NotImplementedError(f"loading an FMM for the {self.kernel.name!r} kernel (one "
+                                      f"plan per tree level) is not supported yet")
         self._compiled = translations.for_kernel(self.kernel)
         self.wavenumber = checks.param(attrs, "engine.wavenumber", numbers.Number)
         self.real_dtype = resolve_real_dtype(checks.param(attrs, "engine.real_dtype", str))
@@ -435,6 +545,7 @@ class FMMEngine:
         self.plan = checks.record(Plan, "plan", groups, attrs, checks.PLAN_RULES, dims, {},
                                   value_dtype=self.value_dtype)
         checks.check_plan(self.plan, self.kernel.name, self.expansion_order, dims["rows"])
+        self.plans = [self.plan] * (self.tree.depth + 1)
         t1 = time.perf_counter()
         self._bind_geometry()
         self.fit_timings = {"validate": t1 - t0, "bind": time.perf_counter() - t1}

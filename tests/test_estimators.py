@@ -216,6 +216,19 @@ def test_transform_is_the_potential_and_its_gradient(rng):
     assert list(plain.get_feature_names_out()) == ["potential"]
 
 
+def test_transform_with_the_modified_helmholtz_kernel(rng):
+    x = point_cloud("uniform", 2000, rng)
+    q = rng.standard_normal(len(x))
+    y = rng.random((400, 3)) * 1.2 - 0.1
+    features = PotentialTransformer(kernel="modified_helmholtz", wavenumber=4.0, eps=1e-3,
+                                    gradient=True, memory=None).fit(x, sample_weight=q)
+    out = features.transform(y)
+    pot, grad = fmmsolve.direct(x, y, q, kernel="modified_helmholtz", wavenumber=4.0,
+                                gradient=True)
+    assert relative_l2_error(out[:, 0], pot) <= 1e-3
+    assert relative_l2_error(out[:, 1:], grad) <= 1e-2
+
+
 def test_a_second_transform_reuses_the_upward_pass(monkeypatch, rng):
     calls = []
     upward = FMMEngine._upward
@@ -231,8 +244,6 @@ def test_transformer_passes_kernel_errors_through():
     X = np.random.default_rng(0).random((10, 3))
     with pytest.raises(ValueError, match="unknown kernel 'stokes'"):
         PotentialTransformer(kernel="stokes").fit(X)
-    with pytest.raises(NotImplementedError, match="not available yet"):  # no FMM for it yet
-        PotentialTransformer(kernel="helmholtz", wavenumber=1.0).fit(X)
     with pytest.raises(ValueError, match="needs a wavenumber"):
         PotentialTransformer(kernel="helmholtz").fit(X)
     with pytest.raises(ValueError, match="wavenumber must be None"):

@@ -119,7 +119,12 @@ def test_complex_charges_need_a_complex_kernel():
 
 
 @pytest.mark.parametrize("kernel, k", [("helmholtz", 1.0), ("modified_helmholtz", 1.0)])
-def test_fmm_refuses_kernels_without_level_operators_yet(kernel, k):
-    x = np.random.default_rng(0).random((100, 3))
-    with pytest.raises(NotImplementedError, match="fmmsolve.direct"):
-        fmmsolve.FMMOperator(x, kernel=kernel, wavenumber=k)
+def test_fmm_operator_matches_the_direct_sum(kernel, k):
+    # (the accuracy grid is tests/test_fmm_wave.py)
+    x = np.random.default_rng(0).random((1000, 3))
+    q = np.random.default_rng(1).standard_normal(1000)
+    A = fmmsolve.FMMOperator(x, kernel=kernel, wavenumber=k, eps=1e-3, leaf_size=40,
+                             memory=None)
+    assert A.tree["depth"] >= 2
+    exact = fmmsolve.direct(x, None, q, kernel=kernel, wavenumber=k)
+    assert np.linalg.norm(A @ q - exact) <= 1e-3 * np.linalg.norm(exact)

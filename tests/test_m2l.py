@@ -3,17 +3,27 @@ translations, and the chunked, compiled schedule against a plain loop over V-lis
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from fmmsolve.fmm import FMMEngine
-from fmmsolve.kernels.laplace import matrix as laplace_matrix
+from fmmsolve.kernels import get_kernel
 from fmmsolve.operators import m2l, surfaces
 from fmmsolve.operators.plan import compute_plan, transfer_index, transfer_vectors
 from fmmsolve.testing import point_cloud
 
 
-@pytest.mark.parametrize("order, tol", [(4, 1e-4), (7, 1e-7)])
-def test_compressed_translations_match_the_exact_ones(order, tol):
-    plan = compute_plan("laplace", order, tol, "<f8")
+@pytest.mark.parametrize("kernel, k, order, tol", [
+    ("laplace", None, 4, 1e-4), ("laplace", None, 7, 1e-7),
+    # effective wavenumbers k h of a level's reference box (half-width 1): complex matrices
+    ("helmholtz", 1.5 + 0.3j, 5, 1e-5), ("modified_helmholtz", 2.0, 5, 1e-5)])
+def test_compressed_translations_match_the_exact_ones(kernel, k, order, tol):
+    with threadpool_limits(1, user_api="blas"):  # 316 small SVDs: threads only wait on 2 cores
+        _check_compressed_translations(kernel, k, order, tol)
+
+
+def _check_compressed_translations(kernel, k, order, tol):
+    plan = compute_plan(kernel, order, tol, "<f8", k)
+    mat = lambda t, s: get_kernel(kernel).matrix(t, s, k)  # noqa: E731
     surf = plan.surface
     check = surfaces.DOWN_CHECK * surf
     ranks = plan.m2l_ranks
@@ -21,15 +31,16 @@ def test_compressed_translations_match_the_exact_ones(order, tol):
     assert ranks.mean() < 0.5 * plan.rank  # the second stage is what makes M2L cheap
     # m2l_u folds in the downward check-to-equivalent map, so compare with the uncompressed
     # chain dc2e K_v x, both seen through the check potentials they reproduce.
-    equiv_to_check = laplace_matrix(check, surfaces.DOWN_EQUIV * surf)
+    equiv_to_check = mat(check, surfaces.DOWN_EQUIV * surf)
     dc2e = plan.dc2e_a @ plan.dc2e_b
     rng = np.random.default_rng(3)
-    k_v = [laplace_matrix(check, 2.0 * v + surfaces.UP_EQUIV * surf) for v in transfer_vectors()]
+    k_v = [mat(check, 2.0 * v + surfaces.UP_EQUIV * surf) for v in transfer_vectors()]
     s_max = max(np.linalg.norm(k, 2) for k in k_v)
     worst = 0.0  # error in units of the tolerance the compression promises: tol * s_max |x|
     for vec in (0, 57, 160, 315):
         a_v, b_v = plan.m2l_factors(vec)
-        x = rng.standard_normal(len(surf))
+        x = rng.standard_normal(len(surf)) + (1j * rng.standard_normal(len(surf))
+                                               if plan.m2l_vt.dtype.kind == "c" else 0)
         approx = equiv_to_check @ (plan.m2l_u @ (a_v.T @ (b_v @ (plan.m2l_vt @ x))))
         exact = equiv_to_check @ (dc2e @ (k_v[vec] @ x))
         worst = max(worst, np.linalg.norm(approx - exact) / (tol * s_max * np.linalg.norm(x)))
@@ -71,7 +82,9 @@ def test_apply_matches_a_loop_over_pairs(dtype, m):
     rng = np.random.default_rng(2)
     multipole = rng.standard_normal((tree.n_boxes, m, plan.n_surface)).astype(dtype)
     local = np.zeros_like(multipole)
-    m2l.apply(engine._m2l, plan, multipole, local)
+    ((lo, hi, _, sched),) = engine._m2l  # Laplace: one pass over every level
+    assert (lo, hi) == (0, tree.n_boxes)
+    m2l.apply(sched, plan, multipole, local)
 
     expected = np.zeros((tree.n_boxes, m, plan.n_surface))
     p64 = compute_plan("laplace", 5, plan.compression_tol, "<f8")

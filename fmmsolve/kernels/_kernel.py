@@ -52,6 +52,10 @@ class Kernel:
         ``matrix(targets, sources, wavenumber) -> ndarray (n_t, n_s)``: the dense kernel matrix
         in float64 (complex128 for complex kernels), zero at zero distance. Used to precompute
         translation operators; ``targets`` and ``sources`` are (n, 3) float64 arrays.
+    oscillatory : bool
+        Whether G oscillates with the wavenumber (Helmholtz). The FMM of such a kernel is a
+        low-frequency method: it refuses ``|k|`` times the width of a level-2 box beyond the
+        bound it is measured to meet (:func:`fmmsolve.fmm.max_kw2`).
     """
 
     name: str
@@ -62,6 +66,7 @@ class Kernel:
     p2p_gradient: Any
     check_wavenumber: Callable[[Any], Any]
     matrix: Callable[..., np.ndarray]
+    oscillatory: bool = False
 
     def __reduce__(self):
         # Pickle by name: the compiled dispatchers are not data.

@@ -224,4 +224,5 @@ HELMHOLTZ = Kernel(
     p2p_gradient=p2p_gradient,
     check_wavenumber=_check_wavenumber,
     matrix=matrix,
+    oscillatory=True,
 )

@@ -8,6 +8,10 @@ float64 and cast to the value dtype at the end. Conventions:
 * Operators are computed for a reference box of half-width 1. For a scale-invariant kernel with
   G(s x, s y) = s^-d G(x, y) (d = 1 for Laplace), a check-to-equivalent map at half-width h is
   ``h**d`` times the reference one. M2M, L2L and M2L are the same on every level.
+* A kernel that is not scale invariant (Helmholtz) has G_k(h x, h y) = G_{k h}(x, y) / h: the
+  plan at ``wavenumber = k h`` is the plan of boxes of half-width h, with d = 1 again
+  (:mod:`fmmsolve.fmm` loads one per tree level). Its L2L ends in the children's own
+  check-to-equivalent map, computed at half-width 0.5 rather than rescaled.
 * Check-to-equivalent maps are SVD pseudo-inverses. Singular values below ``4 eps_mach s_max``
   are dropped, and the map is kept as two factors ``a @ (b @ check)`` with ``a = V / s`` and
   ``b = U^T``.
@@ -143,16 +147,16 @@ class Plan:
 
 
 def _pinv_factors(k):
-    """Two-factor pseudo-inverse ``(V / s, U^T)`` dropping s < 4 eps_mach s_max."""
+    """Two-factor pseudo-inverse ``(V / s, U^H)`` dropping s < 4 eps_mach s_max."""
     u, s, vt = scipy.linalg.svd(k, full_matrices=False)
     keep = s > 4 * np.finfo(np.float64).eps * s[0]
-    return vt[keep].T / s[keep], u[:, keep].T
+    return vt[keep].conj().T / s[keep], u[:, keep].conj().T
 
 
 def _r_factor(blocks, n):
     """R of the QR factorisation of the vertical stack of ``blocks`` (each (rows, n)), built
     a few blocks at a time so the stack is never held whole."""
-    r = np.zeros((0, n))
+    r = np.zeros((0, n), blocks[0].dtype)
     batch = []
     for i, blk in enumerate(blocks):
         batch.append(blk)
@@ -178,16 +182,21 @@ def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
     the kernel (None for Laplace).
     """
     radii = surfaces.radii() if radii is None else tuple(float(r) for r in radii)
-    if np.dtype(dtype) == np.float64:
+    real = np.finfo(np.dtype(dtype)).dtype  # "<c16" -> float64, "<c8" -> float32
+    if real == np.float64:
         return _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii)
     base = compute_plan(kernel_name, expansion_order, compression_tol, "<f8", wavenumber, radii)
-    return Plan(**{name: (np.ascontiguousarray(v, dtype=dtype)
-                          if isinstance(v, np.ndarray) and v.dtype.kind == "f"
-                          and name != "surface" else v)
-                   for name, v in vars(base).items()})
+
+    def cast(name, v):
+        if not isinstance(v, np.ndarray) or v.dtype.kind not in "fc" or name == "surface":
+            return v
+        to = real if v.dtype.kind == "f" else np.result_type(real, np.complex64)
+        return np.ascontiguousarray(v, dtype=to)  # complex128 -> complex64 for float32
+
+    return Plan(**{name: cast(name, v) for name, v in vars(base).items()})
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii):
     # Hundreds of small factorisations: BLAS threads cost more in wake-ups than they save
     # (4x slower on two cores when GEMM and LAPACK calls alternate).
@@ -198,8 +207,6 @@ def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, r
 
 def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber, radii):
     kernel = get_kernel(kernel_name)
-    if not kernel.scale_invariant:
-        raise NotImplementedError(f"kernel {kernel_name!r} needs per-level operators")
     degree = 1
     mat = lambda t, s: kernel.matrix(t, s, wavenumber)  # noqa: E731
     up_equiv, up_check, down_equiv, down_check = radii
@@ -208,27 +215,38 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
     uc2e_a, uc2e_b = _pinv_factors(mat(up_check * surf, up_equiv * surf))
     dc2e_a, dc2e_b = _pinv_factors(mat(down_check * surf, down_equiv * surf))
 
+    # L2L ends in the child's downward check-to-equivalent map. For a scale-invariant kernel it
+    # is the reference one times 0.5**degree; otherwise it is the map of a half-width-0.5 box at
+    # this plan's wavenumber (the next level's plan, seen in this level's frame).
+    if kernel.scale_invariant:
+        child_a, child_b = dc2e_a, dc2e_b
+    else:
+        child_a, child_b = _pinv_factors(mat(0.5 * down_check * surf, 0.5 * down_equiv * surf))
     m2m, l2l = [], []
     for off in _octant_offsets() * 0.5:  # children have half-width 0.5
         k_up = mat(up_check * surf, off + 0.5 * up_equiv * surf)
         m2m.append(uc2e_a @ (uc2e_b @ k_up))
         k_down = mat(off + 0.5 * down_check * surf, down_equiv * surf)
-        l2l.append(0.5**degree * (dc2e_a @ (dc2e_b @ k_down)))
+        if kernel.scale_invariant:
+            l2l.append(0.5**degree * (child_a @ (child_b @ k_down)))
+        else:
+            l2l.append(child_a @ (child_b @ k_down))
 
     # M2L: reference boxes of half-width 1, so centres differ by 2 v.
     check = down_check * surf
     k_v = [mat(check, 2.0 * v + up_equiv * surf) for v in transfer_vectors()]
     n = len(surf)
-    r_fat = _r_factor([k.T for k in k_v], n)  # [K_1 ... K_316] = R_fat^T Q^T
+    r_fat = _r_factor([k.conj().T for k in k_v], n)  # [K_1 ... K_316] = R_fat^H Q^H
     r_thin = _r_factor(k_v, n)  # [K_1; ...; K_316] = Q R_thin
-    u_fat, s_fat, _ = scipy.linalg.svd(r_fat.T)
+    u_fat, s_fat, _ = scipy.linalg.svd(r_fat.conj().T)
     _, s_thin, vt_thin = scipy.linalg.svd(r_thin)
     rank = max(int(np.sum(s_fat > compression_tol * s_fat[0])),
                int(np.sum(s_thin > compression_tol * s_thin[0])))
     # Contiguous copies: NumPy's matmul leaves BLAS for strided operands.
     u_k, vt_k = np.ascontiguousarray(u_fat[:, :rank]), np.ascontiguousarray(vt_thin[:rank])
     m2l_a, m2l_b, m2l_ptr = [], [], [0]
-    for c in [u_k.T @ k @ vt_k.T for k in k_v]:
+    # C_v = U^H K_v V; A_v^T B_v below is a plain transpose (how the factors are applied).
+    for c in [u_k.conj().T @ k @ vt_k.conj().T for k in k_v]:
         u, s, wt = scipy.linalg.svd(c)
         r = max(1, int(np.sum(s > 0.25 * compression_tol * s_fat[0])))
         m2l_a.append((u[:, :r] * s[:r]).T)
