@@ -34,49 +34,12 @@ from .operators.plan import Plan, compute_plan, transfer_index, transfer_vectors
 from .tree import InteractionLists, Octree, build_interaction_lists, build_octree
 from .tree.lists import near_and_far
 from . import _engine_state as checks
+from .accuracy import (COMPRESSION_MARGIN, check_frequency, level_half_widths, max_kw2,
+                       order_for_eps)
 
-__all__ = ["FMMEngine", "order_for_eps"]
+__all__ = ["FMMEngine", "order_for_eps", "max_kw2"]
 
 _log = logging.getLogger("fmmsolve")
-
-# eps -> expansion order, from the measured relative L2 error of the potential (20k points,
-# float64, worst of uniform / clusters / curve; docs/accuracy.md): p=3 1.5e-3, 4 2.0e-4,
-# 5 1.8e-5, 6 1.9e-6, 7 2.5e-7, 8 3.6e-8, 9 5.2e-9, 10 2.1e-9 (stalls), 11 1.1e-10. Each eps
-# gets the lowest order whose worst error is at least 4x below it.
-_ORDERS = ((1e-2, 3), (1e-3, 4), (1e-4, 5), (1e-5, 6), (1e-6, 7), (1e-7, 8), (1e-8, 9),
-           (1e-9, 11))
-# M2L compression keeps singular values above this fraction of eps times the largest.
-_COMPRESSION_MARGIN = 0.1
-
-
-# Low-frequency range of an oscillatory kernel: expansion order -> largest |k| w_2 (w_2 the
-# width of a level-2 box) allowed. Measured for Helmholtz with real k (the worst case: no
-# decay), 3000 uniform points, depth 2, relative L2 error of the potential at the order's
-# largest-error eps (the lowest eps that gets the order):
-#   order 3 (eps 1e-2): |k| w_2 = 2.5 5.3e-3, 3.0 1.2e-2
-#   order 4 (eps 1e-3): 2.5 3.2e-4, 3.0 4.9e-4, 3.5 7.9e-4, 3.75 1.1e-3, 5.0 5.5e-3, 10 6.7
-#   order 5 (eps 1e-4): 2.5 1.8e-5, 3.0 2.4e-5, 3.5 4.0e-5
-#   order 6 (eps 1e-5): 2.5 1.9e-6, 3.0 2.9e-6, 3.5 3.6e-6
-#   order 7 (eps 1e-6): 2.75 2.1e-7, 3.1 3.2e-7, 3.5 5.3e-7, 4.0 6.1e-7
-# Each bound keeps the error at about half of eps or less. Orders not measured (8 and up,
-# eps < 1e-6) get the smallest bound.
-_MAX_KW2 = {3: 2.5, 4: 3.0, 5: 3.5, 6: 3.5, 7: 3.5}
-
-
-def max_kw2(expansion_order: int) -> float:
-    """Largest ``|k| w_2`` (wavenumber times the width of a level-2 box) at which the FMM of an
-    oscillatory kernel is measured to meet the eps that gets ``expansion_order``."""
-    return _MAX_KW2.get(int(expansion_order), min(_MAX_KW2.values()))
-
-
-def order_for_eps(eps: float) -> int:
-    """Expansion order used for a requested relative accuracy ``eps``."""
-    for bound, order in _ORDERS:
-        if eps >= bound:
-            return order
-    raise ValueError(f"eps must be at least 1e-9 (the smallest accuracy fmmsolve is measured "
-                     f"to reach), got {eps!r}")
-
 
 def _seconds(timings: dict) -> str:
     """``"tree 0.21, lists 0.06"``: a timings dict for a log line."""
@@ -88,31 +51,6 @@ def _octant_groups(tree, boxes, ops):
     octant = tree.keys[boxes] & 7
     return [(boxes[octant == c], tree.parent[boxes[octant == c]], ops[c])
             for c in range(8) if np.any(octant == c)]
-
-
-def _level_half_widths(tree):
-    """Half-width of the boxes of each level 0..depth, float64 (as ``tree.box_half_widths``)."""
-    return tree.half_width / 2.0 ** np.arange(tree.depth + 1)
-
-
-def _check_frequency(kernel, wavenumber, tree, order, eps):
-    """Refuse an oscillatory kernel whose level-2 boxes are too large for its wavenumber.
-
-    M2L, M2P and P2L act from level 2 down; the operators of a level are accurate while
-    ``|k| w`` stays below :func:`max_kw2` (``w`` the box width), and deeper boxes are smaller.
-    A tree of depth < 2 computes every interaction directly, at any wavenumber.
-    """
-    if not kernel.oscillatory or tree.depth < 2:
-        return
-    width = 2.0 * float(_level_half_widths(tree)[2])
-    bound = max_kw2(order)
-    if abs(wavenumber) * width > bound:
-        raise ValueError(
-            f"the {kernel.name!r} FMM is accurate to eps={eps:g} only while |k| w_2 <= "
-            f"{bound:g}, with w_2 the width of a level-2 box; here |k| = {abs(wavenumber):g} and "
-            f"w_2 = {width:g} (a quarter of the root cube's edge, {4 * width:g}), so "
-            f"|k| w_2 = {abs(wavenumber) * width:g}. The low-frequency KIFMM does not reach "
-            f"higher frequencies; use fmmsolve.direct, or a smaller domain or wavenumber.")
 
 
 class FMMEngine:
@@ -194,16 +132,16 @@ class FMMEngine:
         t2 = time.perf_counter()
         self.lists = build_interaction_lists(self.tree)
         t3 = time.perf_counter()
-        _check_frequency(self.kernel, self.wavenumber, self.tree, self.expansion_order,
+        check_frequency(self.kernel, self.wavenumber, self.tree, self.expansion_order,
                          self.eps)
         load = compute_plan if plan_loader is None else plan_loader
-        args = (self.kernel.name, self.expansion_order, _COMPRESSION_MARGIN * self.eps,
+        args = (self.kernel.name, self.expansion_order, COMPRESSION_MARGIN * self.eps,
                 self.value_dtype.str)
         if self.kernel.scale_invariant:  # one plan, rescaled per level
             self.plans = [load(*args, self.wavenumber)] * (self.tree.depth + 1)
         else:  # the plan of level l is the reference plan at the wavenumber k h_l
             self.plans = [load(*args, wavenumber=self.wavenumber * h)
-                          for h in _level_half_widths(self.tree)]
+                          for h in level_half_widths(self.tree)]
         self.plan = self.plans[0]
         t4 = time.perf_counter()
         self._bind_geometry()

@@ -113,7 +113,7 @@ def test_example_runs(script):
 # Lower layers never import higher ones: kernels and tree -> operators -> fmm ->
 # linear_operator -> estimators. Underscore modules and testing are shared utilities.
 LAYERS = {"kernels": 1, "tree": 1, "operators": 2, "fmm": 3, "linear_operator": 4, "cache": 4,
-          "field": 4, "io": 1, "estimators": 6, "distributed": 6, "__main__": 7}
+          "field": 4, "accuracy": 2, "io": 1, "estimators": 6, "distributed": 6, "__main__": 7}
 # The command line (__main__) and the integral-equation solver (estimators) are applications of
 # the library, like an example, so they may use SciPy's solvers themselves.
 EXTERNAL_OWNERS = {"scipy.sparse.linalg": {"linear_operator", "estimators", "__main__"},
