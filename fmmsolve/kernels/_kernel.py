@@ -24,8 +24,16 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
-__all__ = ["Kernel"]
+__all__ = ["Kernel", "inverse_distance_matrix"]
+
+
+def inverse_distance_matrix(targets, sources):
+    """``1 / (4 pi r)`` and ``r`` between every target and source, (n_t, n_s) float64 each,
+    with the first set to 0 where ``r == 0``: the common part of every kernel's dense matrix."""
+    r = cdist(np.asarray(targets, np.float64), np.asarray(sources, np.float64))
+    return np.divide(1.0 / (4.0 * np.pi), r, out=np.zeros_like(r), where=r > 0), r
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class Kernel:
     oscillatory : bool
         Whether G oscillates with the wavenumber (Helmholtz). The FMM of such a kernel is a
         low-frequency method: it refuses ``|k|`` times the width of a level-2 box beyond the
-        bound it is measured to meet (:func:`fmmsolve.fmm.max_kw2`).
+        bound it is measured to meet (:func:`fmmsolve.accuracy.max_kw2`).
     """
 
     name: str

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .._jit import jit
-from ._kernel import Kernel
+from ._kernel import Kernel, inverse_distance_matrix
 
 __all__ = ["LAPLACE", "p2p", "p2p_gradient", "matrix"]
 
@@ -156,9 +156,7 @@ def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
 
 def matrix(targets, sources, wavenumber=None):
     """Dense float64 matrix G(t_i, s_j) of shape (n_t, n_s), zero where t_i == s_j."""
-    d = targets[:, None, :] - sources[None, :, :]
-    r = np.sqrt(np.einsum("tsk,tsk->ts", d, d))
-    return np.divide(INV_4PI, r, out=np.zeros_like(r), where=r > 0)
+    return inverse_distance_matrix(targets, sources)[0]
 
 
 def _check_wavenumber(wavenumber):

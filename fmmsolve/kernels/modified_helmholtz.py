@@ -17,7 +17,7 @@ import numbers
 import numpy as np
 
 from .._jit import jit
-from ._kernel import Kernel
+from ._kernel import Kernel, inverse_distance_matrix
 
 __all__ = ["MODIFIED_HELMHOLTZ", "p2p", "p2p_gradient", "matrix"]
 
@@ -164,9 +164,7 @@ def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
 
 def matrix(targets, sources, wavenumber):
     """Dense float64 matrix G(t_i, s_j) of shape (n_t, n_s), zero where t_i == s_j."""
-    d = targets[:, None, :] - sources[None, :, :]
-    r = np.sqrt(np.einsum("tsk,tsk->ts", d, d))
-    g = np.divide(INV_4PI, r, out=np.zeros_like(r), where=r > 0)
+    g, r = inverse_distance_matrix(targets, sources)
     return g * np.exp(-float(wavenumber) * r)
 
 
