@@ -1,4 +1,6 @@
-"""Capacitance of a sphere with the FMM-backed integral-equation solver.
+"""
+Capacitance of a sphere with the integral-equation solver
+=========================================================
 
 A conducting sphere of radius R held at potential 1 carries the charge 4 pi R (with the kernel
 1 / (4 pi r)), and outside it the potential is R / |x|. The single-layer density sigma solves
