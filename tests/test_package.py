@@ -5,6 +5,7 @@ import ast
 import os
 import pathlib
 import re
+import runpy
 import subprocess
 import sys
 
@@ -108,6 +109,28 @@ def test_example_runs(script):
     proc = _run(str(script), env={"FMMSOLVE_EXAMPLE_SIZE": "small"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
+def test_example_has_a_gallery_title(script):
+    # sphinx-gallery stops the docs build on an example whose docstring opens without a title
+    doc = ast.get_docstring(ast.parse(script.read_text()), clean=False) or ""
+    title, underline = (doc.strip("\n").splitlines() + ["", ""])[:2]
+    assert title.strip() and set(underline) == {"="} and len(underline) >= len(title), \
+        f"{script.name}: the docstring must open with a title underlined with '='"
+
+
+def test_gallery_shows_but_does_not_run_examples_it_cannot(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMMSOLVE_EXAMPLE_SIZE", "small")
+    runs_here = runpy.run_path(str(ROOT / "docs" / "conf.py"))["_runs_here"]
+    cases = {"plain.py": "import numpy as np\nfrom scipy import sparse\n",
+             "missing.py": "import numpy\nimport not_installed_pkg.sub as s\n",
+             "missing_from.py": "from not_installed_pkg import x\n",
+             "lazy.py": "def main():\n    import not_installed_pkg\n",
+             "marked.py": "# fmmsolve-gallery: not executed (needs mpiexec)\nimport numpy\n"}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    assert {name for name in cases if runs_here(tmp_path / name)} == {"plain.py", "lazy.py"}
 
 
 # Lower layers never import higher ones: kernels and tree -> operators -> fmm ->
