@@ -40,6 +40,15 @@ def test_readme_has_the_two_setup_commands():
     assert 'python -m pip install ".[test]" && python -m pytest' in (ROOT / ".ci/run").read_text()
 
 
+def test_citation_file_matches_the_package():
+    text = (ROOT / "CITATION.cff").read_text()
+    assert re.search(r"^cff-version: 1\.2\.0$", text, flags=re.M)
+    for key in ("message", "title", "authors", "version", "license", "date-released"):
+        assert re.search(rf"^{key}:", text, flags=re.M), f"CITATION.cff lacks {key}"
+    version = re.search(r"^version: ['\"]?([^'\"\n]+)", text, flags=re.M).group(1)
+    assert version == fmmsolve.__version__
+
+
 def test_docs_build_command_is_in_the_readme_and_ci():
     command = 'python -m pip install ".[docs]" && python -m sphinx -W --keep-going -b html docs'
     assert command in (ROOT / "README.md").read_text()
