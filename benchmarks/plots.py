@@ -115,7 +115,7 @@ def _note(fig, text):
 def time_against_n(out):
     fmm = load("fmm_uniform.json")
     peers = [p for p in (load(f"peers_cube_{n}.json") for n in PEER_SIZES) if p]
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(9.0, 4.6))
     if fmm:
         rows = fmm["rows"]
         n = [r["n"] for r in rows]
@@ -127,11 +127,13 @@ def time_against_n(out):
             n0, t0 = direct[-1]  # the direct sum is exactly N^2 work: extrapolate the largest
             ax.loglog([n0, n[-1]], [t0, t0 * (n[-1] / n0) ** 2], "--", color=STYLE["direct"][0],
                       label="direct sum, N^2 from the largest measured")
-    for code, label in (("ferreus", "ferreus-bbfmm order 8"), ("fmm3dpy", "fmm3dpy eps 1e-6")):
+    for code, label in (("fmmsolve", "fmmsolve, timed alternating with the peers"),
+                        ("ferreus", "ferreus-bbfmm order 8"), ("fmm3dpy", "fmm3dpy eps 1e-6")):
         points = [(p["n"], r["eval"]) for p in peers for r in p["rows"] if r["code"] == code]
         if points:
             color, marker = STYLE[code]
-            ax.loglog(*zip(*points), "-" + marker, color=color, label=label)
+            style = "x" if code == "fmmsolve" else "-" + marker
+            ax.loglog(*zip(*points), style, color=color, label=label, ms=8)
     # the recorded run on the idle machine, hollow: fmmsolve, the direct sum's N^2 / rate, peers
     matvec, rate = recorded_scaling()
     if matvec:
@@ -151,7 +153,7 @@ def time_against_n(out):
     ax.set_ylabel("seconds per product (one right-hand side)")
     ax.set_title("Time against N, Laplace, float64")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     if fmm:
         _note(fig, f"filled: measured {fmm['date']} on {fmm['machine']}, under load")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -212,7 +214,8 @@ def breakdown(out):
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the matvec wall time")
     ax.set_title("Per-operator breakdown of one matvec (eps 1e-6, float64)")
-    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    ax.legend(fontsize=7, ncol=9, loc="upper center", bbox_to_anchor=(0.45, -0.13),
+              handlelength=1, columnspacing=0.8)
     _note(fig, "* recorded run of benchmarks/README.md; the others measured "
                f"{fmm['date'] if fmm else ''} under load")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
