@@ -39,9 +39,11 @@ PEER_SIZES = [20_000, 50_000, 100_000, 200_000]
 MEASUREMENTS = [
     ("fmm_uniform.json", "bench_fmm.py",
      ["--sizes", "10000", "20000", "50000", "100000", "200000", "--direct-max", "100000"]),
+    # float32 stops at 1e-4: fmmsolve refuses smaller eps in float32 since the recorded sweep
+    # (its 1e-5 points, still in results/accuracy.json and the figure, showed why)
     ("accuracy.json", "accuracy_table.py",
      ["--float64-eps", "1e-2", "1e-3", "1e-4", "1e-5", "1e-6", "1e-7", "1e-8", "1e-9",
-      "--float32-eps", "1e-2", "1e-3", "1e-4", "1e-5"]),
+      "--float32-eps", "1e-2", "1e-3", "1e-4"]),
     *[(f"peers_cube_{n}.json", "bench_peers.py",
        ["--n", str(n), "--distribution", "cube", "--ferreus-order", "8"]) for n in PEER_SIZES],
 ]

@@ -1,4 +1,6 @@
-"""Screened-Coulomb (Yukawa) energy of a charge cloud.
+"""
+Screened-Coulomb (Yukawa) energy of a charge cloud
+==================================================
 
 A ball of radius R carries the total charge Q spread uniformly; with the modified Helmholtz
 kernel G = exp(-kappa r) / (4 pi r), its potential solves -lap(phi) + kappa^2 phi = rho and, inside the
