@@ -42,7 +42,8 @@ def series(points, k, terms=40):
     for n in range(terms):
         h_1 = spherical_jn(n, k) + 1j * spherical_yn(n, k)
         h_r = spherical_jn(n, k * r) + 1j * spherical_yn(n, k * r)
-        total -= (2 * n + 1) * 1j ** n * spherical_jn(n, k) / h_1 * h_r * eval_legendre(n, cos_theta)
+        coefficient = (2 * n + 1) * 1j ** n * spherical_jn(n, k) / h_1
+        total -= coefficient * h_r * eval_legendre(n, cos_theta)
     return total
 
 

@@ -87,11 +87,13 @@ def _release(version: str) -> tuple:
 
 def _import_bempp():
     """Import ``bempp_cl.api`` after checking that the installed bempp-cl is supported."""
-    hint = f'install a supported one with pip install "fmmsolve[bempp]" (bempp-cl{SUPPORTED_VERSIONS})'
+    hint = (f'install a supported one with pip install "fmmsolve[bempp]" '
+            f"(bempp-cl{SUPPORTED_VERSIONS})")
     try:
         version = importlib.metadata.version("bempp-cl")
     except importlib.metadata.PackageNotFoundError:
-        raise ImportError(f"fmmsolve.bempp needs bempp-cl, which is not installed; {hint}") from None
+        raise ImportError(f"fmmsolve.bempp needs bempp-cl, which is not installed; "
+                          f"{hint}") from None
     if not _LOWEST <= _release(version) < _BELOW:
         raise ImportError(f"fmmsolve.bempp supports bempp-cl{SUPPORTED_VERSIONS}, but bempp-cl "
                           f"{version} is installed; {hint}")
