@@ -82,6 +82,9 @@ class FMMEngine:
         ``plan_loader(kernel_name, order, compression_tol, dtype_str, wavenumber) -> Plan``;
         None computes it (memoised in this process). :class:`~fmmsolve.FMMOperator` passes the
         disk cache of :mod:`fmmsolve.cache` here.
+    tree_options : dict or None
+        More keyword arguments of :func:`~fmmsolve.tree.build_octree` (``root``, ``min_depth``,
+        ``max_depth``), for :mod:`fmmsolve.distributed`.
 
     Attributes
     ----------
@@ -104,7 +107,8 @@ class FMMEngine:
     """
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
-                 expansion_order=None, leaf_size=None, dtype=None, plan_loader=None):
+                 expansion_order=None, leaf_size=None, dtype=None, plan_loader=None,
+                 tree_options=None):
         t0 = time.perf_counter()
         self.kernel = get_kernel(kernel)
         self._compiled = translations.for_kernel(self.kernel)
@@ -128,7 +132,7 @@ class FMMEngine:
         src = as_points(sources, "sources")
         tgt = None if targets is None else as_points(targets, "targets")
         t1 = time.perf_counter()
-        self.tree = build_octree(src, tgt, leaf_size=leaf_size)
+        self.tree = build_octree(src, tgt, leaf_size=leaf_size, **(tree_options or {}))
         t2 = time.perf_counter()
         self.lists = build_interaction_lists(self.tree)
         t3 = time.perf_counter()
@@ -231,7 +235,7 @@ class FMMEngine:
     def n_targets(self) -> int:
         return self.tree.n_targets
 
-    def evaluate(self, charges, gradient=False):
+    def evaluate(self, charges, gradient=False, far_field=None):
         """Potentials (and gradients) at the targets, in the caller's order.
 
         Parameters
@@ -239,6 +243,10 @@ class FMMEngine:
         charges : ndarray of shape (n_sources, m), ``value_dtype``, C-contiguous
             Already validated by the caller.
         gradient : bool
+        far_field : callable or None
+            ``far_field(multipole) -> (boxes, local)``, called between the passes with the
+            (n_boxes, m, n) multipoles; ``local`` (len(boxes), m, n) is added to those boxes
+            (level >= 2) before L2L: the other ranks' far field in :mod:`fmmsolve.distributed`.
 
         Returns
         -------
@@ -247,9 +255,9 @@ class FMMEngine:
         """
         # One level of threading: Numba's prange; BLAS single-threaded (operators/dense.py).
         with dense.single_threaded_blas():
-            return self._evaluate(charges, gradient)
+            return self._evaluate(charges, gradient, far_field)
 
-    def _evaluate(self, charges, gradient):
+    def _evaluate(self, charges, gradient, far_field=None):
         tree, k = self.tree, self.wavenumber
         times = {}
         clock = [time.perf_counter()]
@@ -267,7 +275,11 @@ class FMMEngine:
         lap("other")
 
         multipole = self._upward(q, m, lap)
-        local = self._downward(q, multipole, lap)
+        extra = None
+        if far_field is not None:
+            extra = far_field(multipole)
+            lap("far_field")
+        local = self._downward(q, multipole, lap, extra)
 
         compiled = self._compiled
         common = (gradient, self._tgt, self._tgt_leaves)
@@ -327,14 +339,19 @@ class FMMEngine:
             multipole[boxes] = scale * dense.rmul(dense.rmul(check[rows], plan.uc2e_b),
                                                   plan.uc2e_a)
         lap("p2m")
-        for children, parents, op in self._m2m_groups:
-            multipole[parents] += dense.rmul(multipole[children], op)
+        self._m2m(multipole)
         lap("m2m")
         return multipole
 
-    def _downward(self, q, multipole, lap):
+    def _m2m(self, multipole):
+        """M2M up the levels, in place on the (n_boxes, m, n) expansions."""
+        for children, parents, op in self._m2m_groups:
+            multipole[parents] += dense.rmul(multipole[children], op)
+
+    def _downward(self, q, multipole, lap, extra=None):
         """M2L, P2L, then L2L down the levels: returns the (n_boxes, m, n) local expansions
-        from the multipoles and the densities ``q`` (leaf-block layout) of the upward pass.
+        from the multipoles and the densities ``q`` (leaf-block layout) of the upward pass,
+        plus ``extra = (boxes, local)`` added before L2L (see :meth:`evaluate`).
         :class:`~fmmsolve.field.FMMField` calls it too."""
         tree, vdt, n_e = self.tree, self.value_dtype, self.plan.n_surface
         m = multipole.shape[1]
@@ -356,6 +373,9 @@ class FMMEngine:
                     dense.rmul(check[rows], plan.dc2e_b), plan.dc2e_a)
         lap("p2l")
 
+        if extra is not None:
+            boxes, values = extra
+            local[boxes] += values
         for children, parents, op in self._l2l_groups:
             local[children] += dense.rmul(local[parents], op)
         lap("l2l")
@@ -377,6 +397,14 @@ class FMMEngine:
         charges = np.asarray(charges)
         with dense.single_threaded_blas():
             return self._upward(self._to_tree_order(charges), charges.shape[1], lambda name: None)
+
+    def translate(self, multipole):
+        """M2M up from the leaves' (n_boxes, m, n) ``multipole`` (in place), then M2L and L2L:
+        the (n_boxes, m, n) local expansions, for trees whose leaves share one level (no W or X
+        list). :mod:`fmmsolve.distributed` runs its shared top tree with it."""
+        with dense.single_threaded_blas():
+            self._m2m(multipole)
+            return self._downward(None, multipole, lambda name: None)
 
     def tree_summary(self) -> dict:
         """Depth, leaf count, points per leaf and mean interaction-list sizes."""

@@ -116,7 +116,9 @@ LAYERS = {"kernels": 1, "tree": 1, "operators": 2, "fmm": 3, "linear_operator": 
           "field": 4, "accuracy": 2, "io": 1, "estimators": 6, "distributed": 6, "__main__": 7}
 # The command line (__main__) and the integral-equation solver (estimators) are applications of
 # the library, like an example, so they may use SciPy's solvers themselves.
-EXTERNAL_OWNERS = {"scipy.sparse.linalg": {"linear_operator", "estimators", "__main__"},
+# The distributed operator gives SciPy's solvers a LinearOperator over replicated vectors.
+EXTERNAL_OWNERS = {"scipy.sparse.linalg": {"linear_operator", "estimators", "__main__",
+                                           "distributed"},
                    "sklearn": {"estimators"}}
 
 
