@@ -5,6 +5,7 @@ import ast
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -45,10 +46,12 @@ def test_docs_build_command_is_in_the_readme_and_ci():
     assert command in (ROOT / ".ci/run").read_text()
 
 
-def _run(*args, env=None):
-    """Run Python on this checkout (not whatever fmmsolve is installed elsewhere)."""
+def _run(*args, env=None, launcher=()):
+    """Run Python on this checkout (not whatever fmmsolve is installed elsewhere), optionally
+    under a ``launcher`` such as ``mpiexec -n 2``."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([*launcher, sys.executable, *args], capture_output=True, text=True,
+                          cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": path, **(env or {})}, timeout=600)
 
 
@@ -105,7 +108,13 @@ def test_demo_rejects_bad_arguments_in_one_line(args, message):
 
 @pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_example_runs(script):
-    proc = _run(str(script), env={"FMMSOLVE_EXAMPLE_SIZE": "small"})
+    launcher = ()
+    if script.name.startswith("mpi_"):  # under mpiexec -n 2 where MPI is installed
+        pytest.importorskip("mpi4py", reason='the MPI examples need pip install "fmmsolve[mpi]"')
+        mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+        launcher = (mpiexec, "-n", "2") if mpiexec else ()
+    proc = _run(*(("-m", "mpi4py") if launcher else ()), str(script), launcher=launcher,
+                env={"FMMSOLVE_EXAMPLE_SIZE": "small"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
 

@@ -9,9 +9,10 @@ Conventions
    nonempty ones are listed, sorted by Morton number (``Partition.keys``, no placeholder bit),
    and rank ``r`` owns a contiguous run of them (``Partition.owner`` is non-decreasing),
    balanced by weight = sources + targets (:func:`assign`).
-3. ``L`` is the deepest level whose nonempty boxes hold at least ``leaf_size`` points on
-   average (cut boxes no finer than the leaves, so the ghost layer is thin), then deeper while
-   the heaviest rank carries more than :data:`BALANCE` times the mean load. A cut box is never
+3. ``L`` is the deepest level at which :data:`FULL` of the points lie in cut boxes holding at
+   least ``leaf_size / 8`` points (about the leaves' level: a thin ghost layer, and few boxes
+   forced deeper than the serial tree's leaves), then deeper while the heaviest rank carries
+   more than :data:`BALANCE` times the mean load. One rank takes level 2 (no ghosts). A cut box is never
    split between ranks, so a cluster tighter than a cut box of level ``MAX_CUT_LEVEL`` stays
    on one rank: that bounds the balance of very clustered points (stated in docs/mpi.md).
 4. A rank's *near* cut boxes are its own and those adjacent to them (closed cubes touch). It
@@ -29,12 +30,14 @@ from .._config import MAX_DEPTH
 from ..tree.morton import decode_array, encode_array, point_keys
 from ..tree.octree import _bounding_cube
 
-__all__ = ["MAX_CUT_LEVEL", "BALANCE", "Partition", "global_root", "assign", "choose_level"]
+__all__ = ["MAX_CUT_LEVEL", "BALANCE", "FULL", "Partition", "global_root", "assign", "choose_level"]
 
 #: Deepest cut level: at most 8**5 cut boxes, whose multipoles every rank sums.
 MAX_CUT_LEVEL = 5
 #: Accepted ratio of the heaviest rank's load (sources + targets) to the mean.
 BALANCE = 1.1
+#: Share of the points that must lie in cut boxes about as full as leaves (convention 3).
+FULL = 0.9
 
 _OFFSETS = np.array([(i, j, k) for k in (-1, 0, 1) for j in (-1, 0, 1) for i in (-1, 0, 1)],
                     np.int64)
@@ -98,10 +101,12 @@ def choose_level(keys, counts, size, leaf_size):
     -------
     int
     """
-    total = counts.sum()
+    if size == 1:  # no ghosts to thin: the serial tree
+        return 2
     floor = 2
-    for level in range(2, MAX_CUT_LEVEL + 1):
-        if total >= leaf_size * len(_coarsen(keys, counts, level)[0]):
+    for level in range(3, MAX_CUT_LEVEL + 1):
+        points = _coarsen(keys, counts, level)[1].max(axis=1)  # a leaf splits on either
+        if points[8 * points >= leaf_size].sum() >= FULL * points.sum():
             floor = level
     best, best_ratio = floor, np.inf
     for level in range(floor, MAX_CUT_LEVEL + 1):
