@@ -1,8 +1,12 @@
 """Shared helpers of the benchmark scripts: medians of repeated timings and machine facts."""
 
+import datetime
+import json
 import os
+import pathlib
 import platform
 import statistics
+import sys
 import time
 
 import numba
@@ -42,3 +46,13 @@ def _ran():
         return True
     except ValueError:
         return False
+
+
+def write_json(path, results):
+    """Write ``results`` (JSON-serialisable) to ``path`` with the date, machine and command,
+    for ``benchmarks/plots.py``."""
+    record = {"date": datetime.date.today().isoformat(), "machine": machine(),
+              "command": " ".join(["python", *sys.argv]), "results": results}
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")

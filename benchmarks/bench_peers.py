@@ -3,6 +3,7 @@
     python benchmarks/bench_peers.py [--n 1000000] [--distribution cube|sphere|clustered]
         [--eps 1e-6] [--dtype float64] [--rhs 1] [--repeats 3] [--samples 1000]
         [--peers fmmsolve ferreus fmm3dpy] [--ferreus-order 6 8] [--charges normal|uniform]
+        [--json PATH]
 
 All codes sum the 3-D Laplace potential phi_i = sum_{j != i} q_j / (4 pi |x_i - x_j|) at the
 sources themselves, on the same points and charges (regenerated from ``--seed``):
@@ -33,6 +34,7 @@ time: validation and reshaping outside the engine).
 
 ``--charges normal`` (default, as bench_fmm.py) gives signed charges; ``uniform`` gives positive
 charges in [0, 1), whose smooth mean field makes every code's relative error 10-100x smaller.
+``--json PATH`` also writes the medians for ``benchmarks/plots.py``.
 """
 
 import argparse
@@ -146,7 +148,7 @@ def worker(args):
     result = {"fit": t_fit, "eval": evals[-1], "pot": pot[idx].astype(np.float64).tolist(),
               "base": base, "peak": maxrss_mib()}
     if code == "fmmsolve":
-        from _common import machine
+        from _common import machine, write_json
 
         result.update(timings=state.timings, machine=machine(),
                       setting=f"eps {setting:g}, order {state.expansion_order}, {args.dtype}")
@@ -192,6 +194,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="set NUMBA/OMP/RAYON_NUM_THREADS in the workers (default: theirs)")
+    parser.add_argument("--json", help="also write the medians to this JSON file")
     parser.add_argument("--worker", choices=list(CODES), help=argparse.SUPPRESS)
     parser.add_argument("--setting", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,7 +224,7 @@ def main():
     x, q, idx = problem(args)
     ref = fmmsolve.direct(x, x[idx], q)
     norm = np.linalg.norm(ref)
-    from _common import machine
+    from _common import machine, write_json
 
     ok = [r for row in rows if row[0] == "fmmsolve" for r in runs[row] if "failed" not in r]
     print(f"machine: {ok[0]['machine'] if ok else machine()}")
@@ -254,6 +257,7 @@ def main():
                   f"{(m['fit'] + m['eval']) / (base['fit'] + base['eval']):.2f}") if base else " |"
         print(f"| {code} | {m['setting']} | {fit} | {m['eval']:.3f} | {m['error']:.1e} "
               f"| {m['peak']:.0f} | {m['base']:.0f} | {ratios} |")
+    shares = {}
     if ok:
         wall = statistics.median(r["eval"] for r in ok)
         shares = {o: statistics.median(r["timings"].get(o, 0.0) for r in ok) / wall for o in OPS}
@@ -261,6 +265,10 @@ def main():
         print()
         print("fmmsolve matvec breakdown: " + ", ".join(f"{o} {s:.0%}" for o, s in shares.items())
               + f", python {python:.1%}")
+    if args.json:
+        write_json(args.json, {"n": args.n, "distribution": args.distribution, "rhs": args.rhs,
+                               "repeats": args.repeats, "breakdown": shares,
+                               "rows": [{"code": code, **m} for (code, _), m in med.items()]})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Solve a dense N-body linear system with GMRES across MPI ranks.
+"""
+GMRES across MPI ranks
+======================
+
+Solve a dense N-body linear system with GMRES across MPI ranks.
 
 The system is a second-kind integral equation on a sphere, ``(I / 20 + A / n) u = 1``, with ``A``
 the Laplace single-layer sum over n Fibonacci-lattice points. Each rank builds only its own
@@ -13,6 +17,7 @@ rank when one raises); one rank (plain ``python``) works too. For up to 20,000 p
 also solves the system with the serial ``FMMOperator`` and prints how far the two GMRES runs
 are apart. Set ``FMMSOLVE_EXAMPLE_SIZE=small`` for a quick run.
 """
+# fmmsolve-gallery: not executed  (run it under mpiexec)
 
 import os
 import time

@@ -1,4 +1,6 @@
-"""Potential features in a scikit-learn Pipeline.
+"""
+Potential features in a scikit-learn Pipeline
+=============================================
 
 Points are drawn from a mixture of three Gaussian clusters, and the target is the log of the
 mixture's density at each point (with noise). The coordinates alone predict it poorly with a

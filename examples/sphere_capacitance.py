@@ -1,7 +1,9 @@
-"""Capacitance of a sphere with the FMM-backed integral-equation solver.
+"""
+Capacitance of a sphere with the integral-equation solver
+=========================================================
 
 A conducting sphere of radius R held at potential 1 carries the charge 4 pi R (with the kernel
-1 / (4 pi r)), and outside it the potential is R / |x|. The single-layer density sigma solves
+1 / (4 pi r)), and outside it the potential is ``R / |x|``. The single-layer density sigma solves
 ``(D + K W) sigma = 1`` on Fibonacci-lattice points with equal quadrature weights
 4 pi R^2 / n. ``IntegralEquationSolver`` builds that system on the FMM, solves it with GMRES,
 and evaluates the field anywhere. The error falls like n^-1/2 with the point quadrature.

@@ -1,4 +1,9 @@
-"""Adaptive octrees of several point clouds: depth, leaves, list sizes and build times.
+"""
+Adaptive octrees of several point clouds
+========================================
+
+Depth, leaves, mean sizes of the U, V, W and X interaction lists and build times of the
+octree on each point distribution of ``fmmsolve.testing``.
 
 Run ``python examples/tree_statistics.py``; set ``FMMSOLVE_EXAMPLE_SIZE=small`` for a quick run.
 """

@@ -1,4 +1,5 @@
-"""Consistency checks of a saved FMMEngine state (used by :meth:`FMMEngine.from_state`).
+"""A fitted FMMEngine as plain values and back (``FMMEngine.state`` and ``from_state``), with
+the consistency checks of a saved state.
 
 Tables of the dtype and shape of every array field of the tree, lists and plan, and checks of
 the links between them, so that an inconsistent file raises a clear ``ValueError`` instead of
@@ -13,7 +14,12 @@ from dataclasses import fields
 import numpy as np
 
 from ._config import MAX_DEPTH
-from .operators import surfaces
+from ._validation import resolve_real_dtype
+from .accuracy import DIPOLE_MARGIN
+from .kernels import get_kernel
+from .operators import surfaces, translations
+from .operators.plan import Plan, transfer_vectors
+from .tree import InteractionLists, Octree
 from .tree.morton import decode_array
 
 # Arrays a tree built with targets=None shares between targets and sources: stored once.
@@ -169,3 +175,72 @@ def check_plan(plan, kernel_name, order, rows):
              f"plan/m2l_ptr does not split the {rows} rows of plan/m2l_a")
     require(all(np.isfinite(v).all() for v in vars(plan).values() if isinstance(v, np.ndarray)),
              "the plan holds NaN or infinite values")
+
+
+def state_of(engine):
+    """:meth:`FMMEngine.state <fmmsolve.fmm.FMMEngine.state>` of ``engine``."""
+    if not engine.kernel.scale_invariant:
+        raise NotImplementedError(
+            f"saving an FMM for the {engine.kernel.name!r} kernel (one plan per tree level) "
+            f"is not supported yet; fit a new FMMOperator instead")
+    attrs = {"engine.kernel": engine.kernel.name, "engine.wavenumber": engine.wavenumber,
+             "engine.eps": engine.eps, "engine.dipoles": engine.dipoles,
+             "engine.expansion_order": engine.expansion_order,
+             "engine.leaf_size": engine.tree.leaf_size, "engine.real_dtype": engine.real_dtype.name,
+             "engine.radii": radii()}
+    groups = {}
+    shared = SHARED_TARGET_FIELDS if engine.tree.targets_are_sources else {}
+    for name, record in (("tree", engine.tree), ("lists", engine.lists), ("plan", engine.plan)):
+        arrays = groups[name] = {}
+        for field in fields(record):
+            value = getattr(record, field.name)
+            if isinstance(value, np.ndarray):
+                if field.name not in shared:
+                    arrays[field.name] = value
+            else:
+                attrs[f"{name}.{field.name}"] = value
+    return groups, attrs
+
+
+def restore(engine, groups, attrs):
+    """Set the fitted fields of the bare ``engine`` (kernel, parameters, tree, lists and plan)
+    from :func:`state_of`'s output, checking everything first; see
+    :meth:`FMMEngine.from_state <fmmsolve.fmm.FMMEngine.from_state>`."""
+    engine.kernel = get_kernel(param(attrs, "engine.kernel", str))
+    if not engine.kernel.scale_invariant:
+        raise NotImplementedError(f"loading an FMM for the {engine.kernel.name!r} kernel (one "
+                                  f"plan per tree level) is not supported yet")
+    engine._compiled = translations.for_kernel(engine.kernel)
+    engine.wavenumber = param(attrs, "engine.wavenumber", numbers.Number)
+    engine.real_dtype = resolve_real_dtype(param(attrs, "engine.real_dtype", str))
+    engine.value_dtype = engine.kernel.value_dtype(engine.real_dtype)
+    engine.eps = float(param(attrs, "engine.eps", numbers.Real))
+    # files written before dipole densities existed hold charges-only operators
+    engine.dipoles = param(attrs, "engine.dipoles", bool) \
+        if "engine.dipoles" in attrs else False
+    engine._design_eps = max(engine.eps / DIPOLE_MARGIN, 1e-9) if engine.dipoles else engine.eps
+    engine.expansion_order = param(attrs, "engine.expansion_order", numbers.Integral)
+    require(0 < engine.eps < 1, f"engine.eps must be in (0, 1), got {engine.eps!r}")
+    require(2 <= engine.expansion_order <= 16,
+                   f"engine.expansion_order must be in [2, 16], got {engine.expansion_order!r}")
+    saved_radii = param(attrs, "engine.radii", tuple)
+    require(saved_radii == radii(), f"the plan was computed for surface radii {saved_radii}, "
+                                    f"but this fmmsolve uses {radii()}")
+    shared_targets = param(attrs, "tree.targets_are_sources", bool)
+    shared = SHARED_TARGET_FIELDS if shared_targets else {}
+    engine.tree = record(Octree, "tree", groups, attrs, TREE_RULES, {}, shared)
+    check_tree(engine.tree)
+    leaf_size = param(attrs, "engine.leaf_size", numbers.Integral)
+    require(leaf_size == engine.tree.leaf_size,
+                   "engine.leaf_size differs from tree.leaf_size")
+    engine.lists = record(InteractionLists, "lists", groups, attrs, LISTS_RULES,
+                               {"boxes": engine.tree.n_boxes}, {})
+    for name in "uvwx":
+        check_csr(f"lists/{name}", getattr(engine.lists, f"{name}_indptr"),
+                         getattr(engine.lists, f"{name}_indices"), engine.tree.n_boxes)
+    dims = {"n": surfaces.n_surface_points(engine.expansion_order),
+            "vectors": len(transfer_vectors())}
+    engine.plan = record(Plan, "plan", groups, attrs, PLAN_RULES, dims, {},
+                              value_dtype=engine.value_dtype)
+    check_plan(engine.plan, engine.kernel.name, engine.expansion_order, dims["rows"])
+    engine.plans = [engine.plan] * (engine.tree.depth + 1)

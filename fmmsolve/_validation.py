@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["as_points", "as_densities", "resolve_real_dtype", "check_positive_int"]
+__all__ = ["as_points", "as_densities", "as_dipoles", "resolve_real_dtype", "check_positive_int"]
 
 _REAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -71,6 +71,34 @@ def as_densities(values, n: int, name: str, dtype) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
+
+
+def as_dipoles(values, n: int, name: str, dtype) -> np.ndarray:
+    """Validate dipole densities for ``n`` sources: shape ``(n, 3)`` or ``(n, m, 3)``, finite,
+    cast to ``dtype`` (complex values for a real ``dtype`` raise, as in :func:`as_densities`)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biufc":
+        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.dtype.kind == "c" and np.dtype(dtype).kind != "c":
+        raise ValueError(f"{name} is complex but the computation is real ({np.dtype(dtype)})")
+    if arr.ndim not in (2, 3) or arr.shape[0] != n or arr.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape ({n}, 3) or ({n}, m, 3), got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def check_columns(charges, dipoles) -> None:
+    """Raise ``ValueError`` unless at least one of ``charges`` (n,) / (n, m) and ``dipoles``
+    (n, 3) / (n, m, 3) is given and, if both are, they have the same columns."""
+    if charges is None and dipoles is None:
+        raise ValueError("give charges, dipoles or both; got neither")
+    if charges is not None and dipoles is not None \
+            and np.shape(charges)[1:] != np.shape(dipoles)[1:-1]:
+        raise ValueError(f"charges of shape {np.shape(charges)} and dipoles of shape "
+                         f"{np.shape(dipoles)} disagree: use (n,) with (n, 3), or (n, m) with "
+                         f"(n, m, 3)")
 
 
 def check_positive_int(value, name: str) -> int:

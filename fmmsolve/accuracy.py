@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["order_for_eps", "max_kw2", "check_frequency", "level_half_widths",
-           "COMPRESSION_MARGIN"]
+           "COMPRESSION_MARGIN", "DIPOLE_MARGIN", "FLOAT32_MIN_EPS"]
 
 # eps -> expansion order, from the measured relative L2 error of the potential (20k points,
 # float64, worst of uniform / clusters / curve; docs/accuracy.md): p=3 1.5e-3, 4 2.0e-4,
@@ -19,6 +19,20 @@ __all__ = ["order_for_eps", "max_kw2", "check_frequency", "level_half_widths",
 # gets the lowest order whose worst error is at least 4x below it.
 _ORDERS = ((1e-2, 3), (1e-3, 4), (1e-4, 5), (1e-5, 6), (1e-6, 7), (1e-7, 8), (1e-8, 9),
            (1e-9, 11))
+# Smallest eps float32 is allowed: at eps 1e-4 every test distribution is within eps (8000
+# points), at 1e-5 the sphere surface reached 1.46e-5 (rounding in the near field and in the
+# translations, whatever the order).
+FLOAT32_MIN_EPS = 1e-4
+# An FMM fit for dipole densities picks its order and compression for eps / DIPOLE_MARGIN:
+# the far field of a dipole is a derivative higher than a charge's, and an equivalent-density
+# expansion of a given order reaches a poorer relative accuracy on it. Measured (Laplace, 6000
+# uniform sources in the unit cube, 3000 targets on a sphere of radius 3 around them, where
+# every interaction is far; relative L2 of the dipole potential / its gradient at the order of
+# eps): eps 1e-3 7.9e-3 / 3.1e-2, 1e-4 7.2e-4 / 4.4e-3, 1e-5 1.4e-4 / 6.9e-4, 1e-6 1.2e-5 /
+# 1.1e-4, 1e-7 2.0e-6 / 2.6e-5, 1e-8 2.2e-7 / 2.7e-6. Two decades lower bring the potential
+# within eps and the gradient within 10 eps. Near-field-dominated sums (targets among the
+# sources) meet eps at the charges' order.
+DIPOLE_MARGIN = 100.0
 # M2L compression keeps singular values above this fraction of eps times the largest.
 COMPRESSION_MARGIN = 0.1
 

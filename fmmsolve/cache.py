@@ -8,7 +8,8 @@ arguments are the whole key:
 * the kernel name and wavenumber;
 * the expansion order, the compression tolerance and the dtype;
 * the four surface radii;
-* :data:`FORMAT_VERSION`, bumped whenever a Plan's content or layout changes.
+* :data:`FORMAT_VERSION`, bumped whenever a Plan's content or layout changes;
+* ``"no-m2l"`` for a plan without M2L operators (tree levels 0 and 1 of the wave kernels).
 
 A cached Plan therefore never answers for another configuration. Each entry carries a SHA-256
 checksum of its arrays. An entry that fails to load or fails its checksum raises a
@@ -89,12 +90,14 @@ def _checksum(arrays: dict) -> str:
 
 
 def _plan_payload(kernel_name, wavenumber, expansion_order, compression_tol, dtype, radii,
-                  format_version):
+                  format_version, *variant):
     """The memoised builder: a Plan as plain values and arrays, with their checksum.
 
     Every argument is part of the cache key; ``format_version`` is not used here otherwise.
+    ``variant`` is empty for a full plan, ``("no-m2l",)`` for one without M2L operators.
     """
-    plan = compute_plan(kernel_name, expansion_order, compression_tol, dtype, wavenumber, radii)
+    plan = compute_plan(kernel_name, expansion_order, compression_tol, dtype, wavenumber, radii,
+                        "no-m2l" not in variant)
     fields = dict(vars(plan))
     arrays = {k: v for k, v in fields.items() if isinstance(v, np.ndarray)}
     values = {k: v for k, v in fields.items() if not isinstance(v, np.ndarray)}
@@ -113,14 +116,14 @@ def _plan_from_payload(payload) -> Plan | None:
 
 
 def load_plan(memory: joblib.Memory | None, kernel_name: str, expansion_order: int,
-              compression_tol: float, dtype: str, wavenumber=None) -> Plan:
+              compression_tol: float, dtype: str, wavenumber=None, m2l=True) -> Plan:
     """The Plan for these parameters: from this process, from ``memory``, or computed.
 
     Parameters
     ----------
     memory : joblib.Memory or None
         None skips the disk (the Plan is still memoised in this process).
-    kernel_name, expansion_order, compression_tol, dtype, wavenumber
+    kernel_name, expansion_order, compression_tol, dtype, wavenumber, m2l
         As for :func:`fmmsolve.operators.plan.compute_plan`.
 
     Warns
@@ -130,8 +133,11 @@ def load_plan(memory: joblib.Memory | None, kernel_name: str, expansion_order: i
     """
     order, tol, dtype = int(expansion_order), float(compression_tol), np.dtype(dtype).str
     if memory is None:
-        return compute_plan(kernel_name, order, tol, dtype, wavenumber, surfaces.radii())
+        return compute_plan(kernel_name, order, tol, dtype, wavenumber, surfaces.radii(),
+                            bool(m2l))
     key = (kernel_name, wavenumber, order, tol, dtype, surfaces.radii(), FORMAT_VERSION)
+    if not m2l:  # keys of full plans keep their old form, so existing entries stay valid
+        key += ("no-m2l",)
     return _load_plan_from(memory.location, key, memory)
 
 

@@ -103,7 +103,7 @@ def neighbourhood_to_targets(gradient, points, groups, start_ptr, start_idx, chi
             elif is_leaf:
                 s0, s1 = src_begin[c], src_end[c]
                 _to_targets(p2p, p2p_gradient, gradient, src[0, s0:s1], src[1, s0:s1],
-                            src[2, s0:s1], _leaf_densities(charges, s0, s1, pot.shape[0]),
+                            src[2, s0:s1], _leaf_densities(charges, s0, s1, src.shape[1]),
                             tgt, 0, 1, wavenumber, pot_t, grad_t)
             else:
                 for child in range(child_ptr[c], child_ptr[c + 1]):
@@ -211,9 +211,10 @@ class FMMField:
         t1 = time.perf_counter()
         columns = q.reshape(src.shape[0], -1)
         self._m = columns.shape[1]
-        self._q = engine._to_tree_order(np.ascontiguousarray(columns))
+        self._sources = engine._sources(np.ascontiguousarray(columns), None)[0]
+        self._q = self._sources[0][1]
         with dense.single_threaded_blas():  # one level of threading, as in FMMEngine.evaluate
-            self._multipole = engine._upward(self._q, self._m, lambda name: None)
+            self._multipole = engine._upward(self._sources, self._m, lambda name: None)
             t2 = time.perf_counter()
             self._local = self._downward()
         t3 = time.perf_counter()
@@ -244,7 +245,7 @@ class FMMField:
         """M2L, P2L and L2L: the local expansion of every box, (n_boxes, m, n_surface), by
         the engine's own downward pass (the tests check that the field at the sources equals
         the engine's potentials)."""
-        return self._engine._downward(self._q, self._multipole, lambda name: None)
+        return self._engine._downward(self._sources, self._multipole, lambda name: None)
 
     # -- locating points -------------------------------------------------------------------------
 

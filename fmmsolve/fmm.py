@@ -1,28 +1,22 @@
 """The KIFMM engine: fit once (tree, lists, plan, grouped index arrays), evaluate many times.
 
 ``FMMEngine`` binds a :class:`~fmmsolve.operators.plan.Plan` to a geometry. ``evaluate`` runs
-the passes in this order: P2M, M2M up the levels, M2L (compressed, matrix products per
-transfer vector over chunks of target boxes, :mod:`fmmsolve.operators.m2l`), P2L, L2L down the levels, and
-finally L2P, M2P and P2P at the leaves. Python only sequences the passes. The point work is
-compiled (:mod:`fmmsolve.operators.translations`), and the matrix work is batched matrix
-products through NumPy's BLAS, outside any ``prange``. The engine never branches on the kernel's
-name.
+P2M, M2M up the levels, M2L (:mod:`fmmsolve.operators.m2l`), P2L, L2L down the levels, then L2P,
+M2P and P2P at the leaves. Python only sequences the passes: the point work is compiled
+(:mod:`fmmsolve.operators.translations`), the matrix work is batched BLAS products outside any
+``prange``. The engine never branches on the kernel's name.
 
-Per-level plans. A scale-invariant kernel (Laplace) has one plan, shared by every level and
-rescaled by the box half-width. A kernel that is not (Helmholtz, modified Helmholtz) obeys
-G_k(h x, h y) = G_{k h}(x, y) / h, so the reference plan (half-width 1) computed at the
-effective wavenumber ``k h_l`` is the plan of level ``l``, whose boxes have half-width ``h_l``;
-its check-to-equivalent maps still scale by ``h``. A box at level ``l`` takes its P2M, P2L and
-check-to-equivalent maps, its M2L (one pass per level: the compressed ranks differ) and the L2L
-into its children from plan ``l``; the M2M from its children into it too.
-"""
+Per-level plans. A scale-invariant kernel (Laplace) has one plan for every level, rescaled by
+the box half-width. The others obey G_k(h x, h y) = G_{k h}(x, y) / h, so the reference plan
+(half-width 1) at the effective wavenumber ``k h_l`` is the plan of level ``l`` (its
+check-to-equivalent maps still scale by ``h``). A box at level ``l`` takes its P2M, P2L,
+check-to-equivalent maps, M2L (one pass per level) and L2L into its children from plan ``l``;
+the M2M from its children into it too."""
 
 from __future__ import annotations
 
 import logging
-import numbers
 import time
-from dataclasses import fields
 
 import numpy as np
 
@@ -30,12 +24,12 @@ from ._config import DEFAULT_LEAF_SIZE
 from ._validation import as_points, check_positive_int, resolve_real_dtype
 from .kernels import get_kernel
 from .operators import dense, m2l, surfaces, translations
-from .operators.plan import Plan, compute_plan, transfer_index, transfer_vectors
-from .tree import InteractionLists, Octree, build_interaction_lists, build_octree
+from .operators.plan import compute_plan, transfer_index
+from .tree import build_interaction_lists, build_octree
 from .tree.lists import near_and_far
 from . import _engine_state as checks
-from .accuracy import (COMPRESSION_MARGIN, check_frequency, level_half_widths, max_kw2,
-                       order_for_eps)
+from .accuracy import (COMPRESSION_MARGIN, DIPOLE_MARGIN, FLOAT32_MIN_EPS, check_frequency,
+                       level_half_widths, max_kw2, order_for_eps)
 
 __all__ = ["FMMEngine", "order_for_eps", "max_kw2"]
 
@@ -72,14 +66,19 @@ class FMMEngine:
     wavenumber : scalar or None
     eps : float, default 1e-6
         Requested relative L2 accuracy of the potential, in [1e-9, 1).
+    dipoles : bool, default False
+        Whether dipole densities will be evaluated: the order and the M2L compression are then
+        chosen for ``eps / DIPOLE_MARGIN`` (:mod:`fmmsolve.accuracy`), so that dipole potentials
+        meet eps too; ``eps`` must then be at least ``DIPOLE_MARGIN * 1e-9``.
     expansion_order : int or None
         Overrides the order chosen from ``eps`` (2 to 16).
     leaf_size : int or None
         Maximum points per leaf; None picks a default for the expansion order.
     dtype : None, np.float32 or np.float64
-        Real working precision (default float64).
+        Real working precision (default float64); float32 needs eps >= 1e-4.
     plan_loader : callable or None
-        ``plan_loader(kernel_name, order, compression_tol, dtype_str, wavenumber) -> Plan``;
+        ``plan_loader(kernel_name, order, compression_tol, dtype_str, wavenumber, m2l=True)
+        -> Plan``;
         None computes it (memoised in this process). :class:`~fmmsolve.FMMOperator` passes the
         disk cache of :mod:`fmmsolve.cache` here.
     tree_options : dict or None
@@ -107,8 +106,8 @@ class FMMEngine:
     """
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
-                 expansion_order=None, leaf_size=None, dtype=None, plan_loader=None,
-                 tree_options=None):
+                 dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
+                 plan_loader=None, tree_options=None):
         t0 = time.perf_counter()
         self.kernel = get_kernel(kernel)
         self._compiled = translations.for_kernel(self.kernel)
@@ -119,8 +118,19 @@ class FMMEngine:
                 or not 0.0 < eps < 1.0:
             raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
         self.eps = float(eps)
+        if self.real_dtype == np.float32 and self.eps < FLOAT32_MIN_EPS:
+            raise ValueError(f"eps must be at least {FLOAT32_MIN_EPS:g} in float32 (rounding "
+                             f"limits it: 1.5e-5 was measured at eps 1e-5 on a sphere), got "
+                             f"{eps!r}; use dtype=np.float64")
+        self.dipoles = bool(dipoles)
+        if self.dipoles and self.eps < DIPOLE_MARGIN * 1e-9 * (1 - 1e-9):
+            raise ValueError(f"eps must be at least {DIPOLE_MARGIN * 1e-9:g} with dipoles=True "
+                             f"(their operators are built for eps / {DIPOLE_MARGIN:g}, and 1e-9 "
+                             f"is the smallest accuracy fmmsolve reaches), got {eps!r}")
+        self._design_eps = max(self.eps / DIPOLE_MARGIN, 1e-9) if self.dipoles else self.eps
+        # the accuracy the operators are built for (tighter when dipoles are evaluated)
         if expansion_order is None:
-            self.expansion_order = order_for_eps(self.eps)
+            self.expansion_order = order_for_eps(self._design_eps)
         else:
             self.expansion_order = check_positive_int(expansion_order, "expansion_order")
             if not 2 <= self.expansion_order <= 16:
@@ -139,13 +149,14 @@ class FMMEngine:
         check_frequency(self.kernel, self.wavenumber, self.tree, self.expansion_order,
                          self.eps)
         load = compute_plan if plan_loader is None else plan_loader
-        args = (self.kernel.name, self.expansion_order, COMPRESSION_MARGIN * self.eps,
+        args = (self.kernel.name, self.expansion_order, COMPRESSION_MARGIN * self._design_eps,
                 self.value_dtype.str)
         if self.kernel.scale_invariant:  # one plan, rescaled per level
             self.plans = [load(*args, self.wavenumber)] * (self.tree.depth + 1)
-        else:  # the plan of level l is the reference plan at the wavenumber k h_l
-            self.plans = [load(*args, wavenumber=self.wavenumber * h)
-                          for h in level_half_widths(self.tree)]
+        else:  # the plan of level l is the reference plan at the wavenumber k h_l; levels 0
+            # and 1 have no V list, so their plans skip the M2L operators
+            self.plans = [load(*args, wavenumber=self.wavenumber * h, m2l=level >= 2)
+                          for level, h in enumerate(level_half_widths(self.tree))]
         self.plan = self.plans[0]
         t4 = time.perf_counter()
         self._bind_geometry()
@@ -235,14 +246,17 @@ class FMMEngine:
     def n_targets(self) -> int:
         return self.tree.n_targets
 
-    def evaluate(self, charges, gradient=False, far_field=None):
+    def evaluate(self, charges, gradient=False, dipoles=None, far_field=None):
         """Potentials (and gradients) at the targets, in the caller's order.
 
         Parameters
         ----------
-        charges : ndarray of shape (n_sources, m), ``value_dtype``, C-contiguous
+        charges : ndarray of shape (n_sources, m), ``value_dtype``, C-contiguous, or None
             Already validated by the caller.
         gradient : bool
+        dipoles : ndarray of shape (n_sources, m, 3), ``value_dtype``, or None
+            Dipole densities (:mod:`fmmsolve.kernels.dipole`), with the same m columns as
+            ``charges``; at least one of the two is given.
         far_field : callable or None
             ``far_field(multipole) -> (boxes, local)``, called between the passes with the
             (n_boxes, m, n) multipoles; ``local`` (len(boxes), m, n) is added to those boxes
@@ -253,11 +267,26 @@ class FMMEngine:
         pot : ndarray of shape (n_targets, m), ``value_dtype``
         grad : ndarray of shape (n_targets, m, 3), ``value_dtype``, or None
         """
+        if dipoles is not None and not self.dipoles:
+            raise ValueError("this FMM was fit for charges only: fit it with dipoles=True to "
+                             "evaluate dipoles (they need a higher order to meet eps)")
         # One level of threading: Numba's prange; BLAS single-threaded (operators/dense.py).
         with dense.single_threaded_blas():
-            return self._evaluate(charges, gradient, far_field)
+            return self._evaluate(charges, dipoles, gradient, far_field)
 
-    def _evaluate(self, charges, gradient, far_field=None):
+    def _sources(self, charges, dipoles):
+        """The density passes of an evaluation: a list of (compiled translations, densities in
+        the leaf-block layout), one for charges and one for dipoles, as given; and m."""
+        passes = []
+        if charges is not None:
+            passes.append((self._compiled, self._to_tree_order(charges)))
+        if dipoles is not None:
+            n, m = dipoles.shape[:2]
+            passes.append((translations.for_kernel(self.kernel, dipoles=True),
+                           self._to_tree_order(dipoles.reshape(n, 3 * m))))
+        return passes, (charges.shape[1] if charges is not None else dipoles.shape[1])
+
+    def _evaluate(self, charges, dipoles, gradient, far_field=None):
         tree, k = self.tree, self.wavenumber
         times = {}
         clock = [time.perf_counter()]
@@ -268,18 +297,17 @@ class FMMEngine:
             clock[0] = now
 
         vdt = self.value_dtype
-        m = charges.shape[1]
-        q = self._to_tree_order(charges)
+        sources, m = self._sources(charges, dipoles)
         pot = np.zeros((m, self.n_targets), vdt)
         grad = np.zeros((m, 3, self.n_targets if gradient else 0), vdt)
         lap("other")
 
-        multipole = self._upward(q, m, lap)
+        multipole = self._upward(sources, m, lap)
         extra = None
         if far_field is not None:
             extra = far_field(multipole)
             lap("far_field")
-        local = self._downward(q, multipole, lap, extra)
+        local = self._downward(sources, multipole, lap, extra)
 
         compiled = self._compiled
         common = (gradient, self._tgt, self._tgt_leaves)
@@ -292,10 +320,11 @@ class FMMEngine:
             self._centres, self._half_widths, self._surf, surfaces.UP_EQUIV, multipole, k,
             pot, grad)
         lap("m2p")
-        compiled.near_field(
-            gradient, self._src, q, self._tgt, self._tgt_leaves,
-            *self._near, tree.src_begin, tree.src_end,
-            tree.tgt_begin, tree.tgt_end, self._centres, k, pot, grad)
+        for passes, q in sources:
+            passes.near_field(
+                gradient, self._src, q, self._tgt, self._tgt_leaves,
+                *self._near, tree.src_begin, tree.src_end,
+                tree.tgt_begin, tree.tgt_end, self._centres, k, pot, grad)
         lap("p2p")
 
         out_pot = np.empty((self.n_targets, m), vdt)
@@ -306,7 +335,8 @@ class FMMEngine:
             out_grad[tree.target_perm] = grad.transpose(2, 0, 1)
         lap("other")
         self.timings = times
-        _log.debug("evaluate: %d column(s)%s in %.3f s (%s)", m, " with gradients" * gradient,
+        _log.debug("evaluate: %d column(s)%s%s in %.3f s (%s)", m,
+                   " of dipoles" * (dipoles is not None), " with gradients" * gradient,
                    sum(times.values()), _seconds(times))
         return out_pot, out_grad
 
@@ -322,17 +352,18 @@ class FMMEngine:
         flat[translations.leaf_block_index(tree.src_begin, tree.src_end, tree.leaves, m)] = q
         return flat
 
-    def _upward(self, q, m, lap):
+    def _upward(self, sources, m, lap):
         """P2M at the source leaves, then M2M up to the root; returns (n_boxes, m, n) expansions
-        of the m density columns ``q`` (leaf-block layout)."""
+        of the m density columns of ``sources`` (a list from :meth:`_sources`)."""
         tree, vdt = self.tree, self.value_dtype
         n_e = self.plan.n_surface
         multipole = np.zeros((tree.n_boxes, m, n_e), vdt)
         leaves = self._src_leaves
         check = np.zeros((len(leaves), m, n_e), vdt)
-        self._compiled.points_to_surfaces(
-            self._src, q, leaves, tree.src_begin, tree.src_end, self._centres,
-            self._half_widths, self._surf, surfaces.UP_CHECK, self.wavenumber, check)
+        for passes, q in sources:
+            passes.points_to_surfaces(
+                self._src, q, leaves, tree.src_begin, tree.src_end, self._centres,
+                self._half_widths, self._surf, surfaces.UP_CHECK, self.wavenumber, check)
         for rows, plan in self._p2m_groups:
             boxes = leaves[rows]
             scale = self._c2e_scale[boxes, None, None]
@@ -348,10 +379,10 @@ class FMMEngine:
         for children, parents, op in self._m2m_groups:
             multipole[parents] += dense.rmul(multipole[children], op)
 
-    def _downward(self, q, multipole, lap, extra=None):
+    def _downward(self, sources, multipole, lap, extra=None):
         """M2L, P2L, then L2L down the levels: returns the (n_boxes, m, n) local expansions
-        from the multipoles and the densities ``q`` (leaf-block layout) of the upward pass,
-        plus ``extra = (boxes, local)`` added before L2L (see :meth:`evaluate`).
+        from the multipoles and the densities ``sources`` (from :meth:`_sources`) of the
+        upward pass, plus ``extra = (boxes, local)`` added before L2L (see :meth:`evaluate`).
         :class:`~fmmsolve.field.FMMField` calls it too."""
         tree, vdt, n_e = self.tree, self.value_dtype, self.plan.n_surface
         m = multipole.shape[1]
@@ -363,10 +394,11 @@ class FMMEngine:
         boxes = self._x_boxes
         if len(boxes):
             check = np.zeros((len(boxes), m, n_e), vdt)
-            self._compiled.x_list_to_surfaces(
-                self._src, q, boxes, *self._x,
-                tree.src_begin, tree.src_end, self._centres, self._half_widths, self._surf,
-                surfaces.DOWN_CHECK, self.wavenumber, check)
+            for passes, q in sources:
+                passes.x_list_to_surfaces(
+                    self._src, q, boxes, *self._x,
+                    tree.src_begin, tree.src_end, self._centres, self._half_widths, self._surf,
+                    surfaces.DOWN_CHECK, self.wavenumber, check)
             for rows, plan in self._p2l_groups:
                 b = boxes[rows]
                 local[b] += self._c2e_scale[b, None, None] * dense.rmul(
@@ -391,12 +423,11 @@ class FMMEngine:
         Returns
         -------
         ndarray of shape (n_boxes, m, n_surface), ``value_dtype``
-            Equivalent densities on each box's upward equivalent surface (radius
-            ``surfaces.UP_EQUIV`` times the box half-width).
+            Equivalent densities on each box's upward equivalent surface (``UP_EQUIV`` h).
         """
-        charges = np.asarray(charges)
+        sources, m = self._sources(np.asarray(charges), None)
         with dense.single_threaded_blas():
-            return self._upward(self._to_tree_order(charges), charges.shape[1], lambda name: None)
+            return self._upward(sources, m, lambda name: None)
 
     def translate(self, multipole):
         """M2M up from the leaves' (n_boxes, m, n) ``multipole`` (in place), then M2L and L2L:
@@ -404,7 +435,7 @@ class FMMEngine:
         list). :mod:`fmmsolve.distributed` runs its shared top tree with it."""
         with dense.single_threaded_blas():
             self._m2m(multipole)
-            return self._downward(None, multipole, lambda name: None)
+            return self._downward([], multipole, lambda name: None)
 
     def tree_summary(self) -> dict:
         """Depth, leaf count, points per leaf and mean interaction-list sizes."""
@@ -425,31 +456,13 @@ class FMMEngine:
             gives its shared arrays once, as the source fields.
         attrs : dict of str to scalar
             ``"engine.kernel"`` (registry name), ``"engine.wavenumber"`` (the value passed to
-            the kernel), ``"engine.eps"``, ``"engine.expansion_order"``, ``"engine.leaf_size"``,
+            the kernel), ``"engine.eps"``, ``"engine.dipoles"``, ``"engine.expansion_order"``,
+            ``"engine.leaf_size"``,
             ``"engine.real_dtype"`` (``"float64"`` or ``"float32"``), ``"engine.radii"`` (the
             surface radii the plan was computed for), and every other field of the three
             records as ``"tree.<field>"``, ``"lists.<field>"`` or ``"plan.<field>"``.
         """
-        if not self.kernel.scale_invariant:
-            raise NotImplementedError(
-                f"saving an FMM for the {self.kernel.name!r} kernel (one plan per tree level) "
-                f"is not supported yet; fit a new FMMOperator instead")
-        attrs = {"engine.kernel": self.kernel.name, "engine.wavenumber": self.wavenumber,
-                 "engine.eps": self.eps, "engine.expansion_order": self.expansion_order,
-                 "engine.leaf_size": self.tree.leaf_size, "engine.real_dtype": self.real_dtype.name,
-                 "engine.radii": checks.radii()}
-        groups = {}
-        shared = checks.SHARED_TARGET_FIELDS if self.tree.targets_are_sources else {}
-        for name, record in (("tree", self.tree), ("lists", self.lists), ("plan", self.plan)):
-            arrays = groups[name] = {}
-            for field in fields(record):
-                value = getattr(record, field.name)
-                if isinstance(value, np.ndarray):
-                    if field.name not in shared:
-                        arrays[field.name] = value
-                else:
-                    attrs[f"{name}.{field.name}"] = value
-        return groups, attrs
+        return checks.state_of(self)
 
     @classmethod
     def from_state(cls, groups, attrs):
@@ -478,40 +491,7 @@ class FMMEngine:
         """
         t0 = time.perf_counter()
         self = cls.__new__(cls)
-        self.kernel = get_kernel(checks.param(attrs, "engine.kernel", str))
-        if not self.kernel.scale_invariant:
-            raise NotImplementedError(f"loading an FMM for the {self.kernel.name!r} kernel (one "
-                                      f"plan per tree level) is not supported yet")
-        self._compiled = translations.for_kernel(self.kernel)
-        self.wavenumber = checks.param(attrs, "engine.wavenumber", numbers.Number)
-        self.real_dtype = resolve_real_dtype(checks.param(attrs, "engine.real_dtype", str))
-        self.value_dtype = self.kernel.value_dtype(self.real_dtype)
-        self.eps = float(checks.param(attrs, "engine.eps", numbers.Real))
-        self.expansion_order = checks.param(attrs, "engine.expansion_order", numbers.Integral)
-        checks.require(0 < self.eps < 1, f"engine.eps must be in (0, 1), got {self.eps!r}")
-        checks.require(2 <= self.expansion_order <= 16,
-                       f"engine.expansion_order must be in [2, 16], got {self.expansion_order!r}")
-        radii = checks.param(attrs, "engine.radii", tuple)
-        checks.require(radii == checks.radii(), f"the plan was computed for surface radii "
-                                                f"{radii}, but this fmmsolve uses {checks.radii()}")
-        shared_targets = checks.param(attrs, "tree.targets_are_sources", bool)
-        shared = checks.SHARED_TARGET_FIELDS if shared_targets else {}
-        self.tree = checks.record(Octree, "tree", groups, attrs, checks.TREE_RULES, {}, shared)
-        checks.check_tree(self.tree)
-        leaf_size = checks.param(attrs, "engine.leaf_size", numbers.Integral)
-        checks.require(leaf_size == self.tree.leaf_size,
-                       "engine.leaf_size differs from tree.leaf_size")
-        self.lists = checks.record(InteractionLists, "lists", groups, attrs, checks.LISTS_RULES,
-                                   {"boxes": self.tree.n_boxes}, {})
-        for name in "uvwx":
-            checks.check_csr(f"lists/{name}", getattr(self.lists, f"{name}_indptr"),
-                             getattr(self.lists, f"{name}_indices"), self.tree.n_boxes)
-        dims = {"n": surfaces.n_surface_points(self.expansion_order),
-                "vectors": len(transfer_vectors())}
-        self.plan = checks.record(Plan, "plan", groups, attrs, checks.PLAN_RULES, dims, {},
-                                  value_dtype=self.value_dtype)
-        checks.check_plan(self.plan, self.kernel.name, self.expansion_order, dims["rows"])
-        self.plans = [self.plan] * (self.tree.depth + 1)
+        checks.restore(self, groups, attrs)
         t1 = time.perf_counter()
         self._bind_geometry()
         self.fit_timings = {"validate": t1 - t0, "bind": time.perf_counter() - t1}

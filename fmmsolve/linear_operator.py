@@ -37,6 +37,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from . import cache
 from .fmm import FMMEngine
+from ._validation import check_columns
 from .io import OperatorFileError, read_groups, write_groups
 
 __all__ = ["FMMOperator", "load", "FORMAT_VERSION"]
@@ -78,6 +79,11 @@ class FMMOperator(LinearOperator):
         Required by the Helmholtz kernels; None for ``"laplace"``.
     eps : float, default 1e-6
         Requested relative L2 accuracy of the potential over the targets, in (0, 1).
+    dipoles : bool, default False
+        Prepare for dipole (double-layer) densities, ``A.evaluate(dipoles=d)``: the far-field
+        operators are built for ``eps / 100`` (about two orders higher; a product costs about
+        twice as much), because a dipole's far field is a derivative higher than a charge's.
+        ``eps`` must then be at least 1e-7. An operator fit without it refuses dipoles.
     expansion_order : int or None
         Overrides the expansion order chosen from ``eps``.
     leaf_size : int or None
@@ -100,7 +106,7 @@ class FMMOperator(LinearOperator):
     targets : ndarray of shape (n_targets, 3), float64, read-only, or None
     kernel : str
         The kernel's registry name.
-    wavenumber, eps, leaf_size, memory
+    wavenumber, eps, dipoles, leaf_size, memory
         The constructor arguments.
     expansion_order : int
         The order the engine uses.
@@ -129,10 +135,12 @@ class FMMOperator(LinearOperator):
     """
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
-                 expansion_order=None, leaf_size=None, dtype=None, memory="default"):
+                 dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
+                 memory="default"):
         store = cache.resolve_memory(memory)
         engine = FMMEngine(sources, targets, kernel=kernel, wavenumber=wavenumber, eps=eps,
-                           expansion_order=expansion_order, leaf_size=leaf_size, dtype=dtype,
+                           dipoles=dipoles, expansion_order=expansion_order,
+                           leaf_size=leaf_size, dtype=dtype,
                            plan_loader=functools.partial(cache.load_plan, store))
         self._set_fitted(engine, _read_only(sources),
                          None if targets is None else _read_only(targets),
@@ -145,6 +153,7 @@ class FMMOperator(LinearOperator):
         self.kernel = engine.kernel.name
         self.wavenumber = wavenumber
         self.eps = engine.eps
+        self.dipoles = engine.dipoles
         self.leaf_size = leaf_size
         self.memory = memory
         self._real_dtype = engine.real_dtype
@@ -155,7 +164,8 @@ class FMMOperator(LinearOperator):
     def _params(self) -> dict:
         """Keyword arguments that rebuild this operator (the adjoint and unpickling use them)."""
         return dict(kernel=self.kernel, wavenumber=self.wavenumber, eps=self.eps,
-                    expansion_order=self.expansion_order, leaf_size=self.leaf_size,
+                    dipoles=self.dipoles, expansion_order=self.expansion_order,
+                    leaf_size=self.leaf_size,
                     dtype=self._real_dtype, memory=self.memory)
 
     def __reduce__(self):
@@ -225,7 +235,11 @@ class FMMOperator(LinearOperator):
         """``q`` as a finite ``(n_sources, m)`` array: of ``A.dtype``, or complex if ``q`` is
         complex and the operator real."""
         _check_shape(q, self.shape[1], name)
-        arr = np.asarray(q)
+        return self._cast(q, name).reshape(self.shape[1], -1)
+
+    def _cast(self, arr, name: str) -> np.ndarray:
+        """Finite ``arr`` of ``A.dtype`` (complex if ``arr`` is complex and the operator real)."""
+        arr = np.asarray(arr)
         if arr.dtype.kind not in "biufc":
             raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
         if not np.isfinite(arr).all():
@@ -233,29 +247,52 @@ class FMMOperator(LinearOperator):
         dtype = self.dtype
         if arr.dtype.kind == "c" and dtype.kind != "c":
             dtype = np.result_type(dtype, np.complex64)
-        return arr.reshape(self.shape[1], -1).astype(dtype, copy=False)
+        return arr.astype(dtype, copy=False)
 
-    def _apply(self, q: np.ndarray, gradient: bool):
-        """One engine pass for validated ``(n_sources, m)`` densities; see the module docstring."""
-        if q.dtype == self.dtype:
-            return self._engine.evaluate(np.ascontiguousarray(q), gradient)
-        m = q.shape[1]  # complex densities, real operator: 2 m real columns in one pass
-        stacked = np.ascontiguousarray(np.concatenate([q.real, q.imag], axis=1), dtype=self.dtype)
-        pot, grad = self._engine.evaluate(stacked, gradient)
-        pot = (pot[:, :m] + 1j * pot[:, m:]).astype(q.dtype, copy=False)
+    def _dipoles(self, d) -> np.ndarray:
+        """Dipole densities as a finite ``(n_sources, m, 3)`` array, cast as in :meth:`_cast`."""
+        n, shape = self.shape[1], np.shape(d)
+        if len(shape) not in (2, 3) or shape[0] != n or shape[-1] != 3:
+            raise ValueError(f"dipoles must have shape ({n}, 3) or ({n}, m, 3), "
+                             f"got shape {shape}")
+        if 0 in shape:
+            raise ValueError(f"dipoles is empty: shape {shape}")
+        return self._cast(d, "dipoles").reshape(n, -1, 3)
+
+    def _apply(self, q, gradient: bool, d=None):
+        """One engine pass for validated ``(n_sources, m)`` charges and/or ``(n_sources, m, 3)``
+        dipoles; see the module docstring."""
+        given = [a for a in (q, d) if a is not None]
+        if all(a.dtype == self.dtype for a in given):
+            return self._engine.evaluate(None if q is None else np.ascontiguousarray(q),
+                                         gradient, d)
+        # complex densities, real operator: 2 m real columns in one pass
+        m = given[0].shape[1]
+        split = [None if a is None else np.ascontiguousarray(
+            np.concatenate([a.real, a.imag], axis=1), dtype=self.dtype) for a in (q, d)]
+        pot, grad = self._engine.evaluate(split[0], gradient, split[1])
+        dtype = np.result_type(*given)
+        pot = (pot[:, :m] + 1j * pot[:, m:]).astype(dtype, copy=False)
         if grad is not None:
-            grad = (grad[:, :m] + 1j * grad[:, m:]).astype(q.dtype, copy=False)
+            grad = (grad[:, :m] + 1j * grad[:, m:]).astype(dtype, copy=False)
         return pot, grad
 
-    def evaluate(self, q, gradient=False):
-        """Potentials (and gradients with respect to the target) of densities ``q``.
+    def evaluate(self, q=None, gradient=False, *, dipoles=None):
+        """Potentials (and gradients with respect to the target) of charges ``q`` and/or
+        dipoles.
+
+        The result is sum_j G(y_i, x_j) q_j + grad_x G(y_i, x_j) . d_j: the single-layer sum
+        of the charges plus the double-layer sum of the dipoles (the gradient taken with
+        respect to the source point).
 
         Parameters
         ----------
-        q : array_like of shape (n_sources,) or (n_sources, m)
-            Densities in the sources' order; finite. Cast to ``A.dtype`` (complex ``q`` for a
+        q : array_like of shape (n_sources,) or (n_sources, m), or None
+            Charges in the sources' order; finite. Cast to ``A.dtype`` (complex ``q`` for a
             real operator gives complex results).
         gradient : bool, default False
+        dipoles : array_like of shape (n_sources, 3) or (n_sources, m, 3), or None
+            Dipole densities d_j, cast like ``q``; with ``q``, of the same columns.
 
         Returns
         -------
@@ -263,9 +300,11 @@ class FMMOperator(LinearOperator):
         grad : ndarray of shape (n_targets, 3) or (n_targets, m, 3)
             Only when ``gradient=True``.
         """
-        arr = self._densities(q, "q")
-        pot, grad = self._apply(arr, bool(gradient))
-        if np.ndim(q) == 1:
+        check_columns(q, dipoles)
+        arr = None if q is None else self._densities(q, "q")
+        d = None if dipoles is None else self._dipoles(dipoles)
+        pot, grad = self._apply(arr, bool(gradient), d)
+        if (np.ndim(q) == 1) if q is not None else (np.ndim(dipoles) == 2):
             pot = pot[:, 0]
             grad = None if grad is None else grad[:, 0, :]
         return (pot, grad) if gradient else pot

@@ -58,6 +58,7 @@ def test_cache_clear_empties_the_cache_directory(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("args, message", [
     (["bench", "--n", "0"], "expected a positive integer"),
     (["bench", "--n", "100", "--eps", "3"], "eps must be a number in (0, 1)"),
+    (["bench", "--n", "100", "--dtype", "float32"], "eps must be at least 0.0001 in float32"),
     (["bench", "--dtype", "float16"], "invalid choice"),
     (["cache"], "required: action"),
     (["solve"], "invalid choice"),

@@ -25,10 +25,10 @@ def _charges(kernel, n, rng, m=None):
     return q + 1j * rng.standard_normal(shape) if kernel == "helmholtz" else q
 
 
-def _check(kernel, k, eps, sources, targets, rng, dtype=None):
+def _check(kernel, k, eps, sources, targets, rng, dtype=None, leaf_size=None):
     q = _charges(kernel, len(sources), rng)
     A = fmmsolve.FMMOperator(sources, targets, kernel=kernel, wavenumber=k, eps=eps,
-                             dtype=dtype, memory=None)
+                             dtype=dtype, leaf_size=leaf_size, memory=None)
     assert A._engine.tree.depth >= 2  # the far field is really used
     pot, grad = A.evaluate(q, gradient=True)
     exact, exact_grad = fmmsolve.direct(sources, targets, q, kernel=kernel, wavenumber=k,
@@ -45,9 +45,15 @@ def test_potential_and_gradient_meet_eps_1e3(kernel, k, rng):
     assert A.dtype == (np.complex128 if kernel == "helmholtz" else np.float64)
 
 
-@pytest.mark.parametrize("kernel, k", [("helmholtz", 10.0), ("modified_helmholtz", 10.0)])
+@pytest.mark.parametrize("kernel, k", CASES)
 def test_potential_and_gradient_meet_eps_1e6(kernel, k, rng):
     _check(kernel, k, 1e-6, CUBE, None, rng)
+
+
+@pytest.mark.expensive  # order 11: a complex plan per level takes minutes
+@pytest.mark.parametrize("kernel, k", CASES)
+def test_potential_and_gradient_meet_eps_1e9(kernel, k, rng):
+    _check(kernel, k, 1e-9, CUBE, None, rng, leaf_size=100)
 
 
 @pytest.mark.parametrize("kernel, k", [("helmholtz", 10.0), ("modified_helmholtz", 10.0)])
@@ -115,16 +121,21 @@ def test_levels_have_their_own_plans_and_m2l_passes():
 
 
 def test_plan_loader_keys_each_level_by_its_effective_wavenumber():
-    calls = []
 
-    def loader(*args, wavenumber=None):
+    calls, with_m2l = [], []
+
+    def loader(*args, wavenumber=None, m2l=True):
         calls.append(wavenumber)
-        return compute_plan(*args, wavenumber)
+        with_m2l.append(m2l)
+        return compute_plan(*args, wavenumber, None, m2l)
 
     engine = FMMEngine(CUBE, kernel="modified_helmholtz", wavenumber=3.0, eps=1e-3,
                        plan_loader=loader)
     h = engine.tree.half_width / 2.0 ** np.arange(engine.tree.depth + 1)
     np.testing.assert_allclose(calls, 3.0 * h, rtol=1e-15)
+    # levels 0 and 1 have no V list: their plans skip the M2L operators
+    assert with_m2l == [level >= 2 for level in range(engine.tree.depth + 1)]
+    assert engine.plans[0].rank == 0 and engine.plans[2].rank > 0
 
 
 def test_refuses_wavenumbers_beyond_the_low_frequency_range():

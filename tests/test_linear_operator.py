@@ -43,9 +43,9 @@ def _count_evaluations(monkeypatch, op):
     """Record the number of columns of every ``engine.evaluate`` call of ``op``."""
     calls, evaluate = [], op._engine.evaluate
 
-    def spy(charges, gradient=False):
+    def spy(charges, gradient=False, dipoles=None):
         calls.append(charges.shape[1])
-        return evaluate(charges, gradient)
+        return evaluate(charges, gradient, dipoles)
 
     monkeypatch.setattr(op._engine, "evaluate", spy)
     return calls
@@ -270,6 +270,11 @@ def test_pickle_keeps_float32(sources, rng):
 
 
 # 8. errors -------------------------------------------------------------------------------------
+
+def test_float32_refuses_eps_below_its_measured_reach(sources):
+    with pytest.raises(ValueError, match="eps must be at least 0.0001 in float32"):
+        FMMOperator(sources, eps=1e-5, dtype=np.float32)
+
 
 def test_bad_densities(rect):
     n = rect.shape[1]

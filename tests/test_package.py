@@ -5,6 +5,7 @@ import ast
 import os
 import pathlib
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,15 @@ def test_readme_has_the_two_setup_commands():
     assert "python -m pip install . && python -m fmmsolve demo" in readme
     assert 'python -m pip install ".[test]" && python -m pytest' in readme
     assert 'python -m pip install ".[test]" && python -m pytest' in (ROOT / ".ci/run").read_text()
+
+
+def test_citation_file_matches_the_package():
+    text = (ROOT / "CITATION.cff").read_text()
+    assert re.search(r"^cff-version: 1\.2\.0$", text, flags=re.M)
+    for key in ("message", "title", "authors", "version", "license", "date-released"):
+        assert re.search(rf"^{key}:", text, flags=re.M), f"CITATION.cff lacks {key}"
+    version = re.search(r"^version: ['\"]?([^'\"\n]+)", text, flags=re.M).group(1)
+    assert version == fmmsolve.__version__
 
 
 def test_docs_build_command_is_in_the_readme_and_ci():
@@ -117,6 +127,28 @@ def test_example_runs(script):
                 env={"FMMSOLVE_EXAMPLE_SIZE": "small"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
+def test_example_has_a_gallery_title(script):
+    # sphinx-gallery stops the docs build on an example whose docstring opens without a title
+    doc = ast.get_docstring(ast.parse(script.read_text()), clean=False) or ""
+    title, underline = (doc.strip("\n").splitlines() + ["", ""])[:2]
+    assert title.strip() and set(underline) == {"="} and len(underline) >= len(title), \
+        f"{script.name}: the docstring must open with a title underlined with '='"
+
+
+def test_gallery_shows_but_does_not_run_examples_it_cannot(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMMSOLVE_EXAMPLE_SIZE", "small")
+    runs_here = runpy.run_path(str(ROOT / "docs" / "conf.py"))["_runs_here"]
+    cases = {"plain.py": "import numpy as np\nfrom scipy import sparse\n",
+             "missing.py": "import numpy\nimport not_installed_pkg.sub as s\n",
+             "missing_from.py": "from not_installed_pkg import x\n",
+             "lazy.py": "def main():\n    import not_installed_pkg\n",
+             "marked.py": "# fmmsolve-gallery: not executed (needs mpiexec)\nimport numpy\n"}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    assert {name for name in cases if runs_here(tmp_path / name)} == {"plain.py", "lazy.py"}
 
 
 # Lower layers never import higher ones: kernels and tree -> operators -> fmm ->

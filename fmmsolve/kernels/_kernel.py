@@ -16,6 +16,9 @@ any layout. All densities and outputs have the kernel's value dtype. Results are
 ``pot`` (and ``gx, gy, gz``, the gradient with respect to the target), and pairs at zero
 distance contribute nothing. Kernels should evaluate each pair's geometry once for all m
 columns: that is what makes many right-hand sides cheaper than m products.
+
+Dipole sources (:mod:`fmmsolve.kernels.dipole`) have block functions of the same signature whose
+densities are (3 m, n_s): rows ``3 c, 3 c + 1, 3 c + 2`` hold the x, y, z components of column c.
 """
 
 from __future__ import annotations
@@ -60,6 +63,11 @@ class Kernel:
         ``matrix(targets, sources, wavenumber) -> ndarray (n_t, n_s)``: the dense kernel matrix
         in float64 (complex128 for complex kernels), zero at zero distance. Used to precompute
         translation operators; ``targets`` and ``sources`` are (n, 3) float64 arrays.
+    radial : numba dispatcher
+        ``radial(r2, wavenumber) -> (f1, f2)``: float64 (complex128 for complex kernels) pair
+        factors with grad_y G = f1 (y - x) and Hessian f2 (y - x)(y - x)^T + f1 I, both 0 at
+        ``r2 == 0``. The dipole block functions (:mod:`fmmsolve.kernels.dipole`) are built on
+        it.
     oscillatory : bool
         Whether G oscillates with the wavenumber (Helmholtz). The FMM of such a kernel is a
         low-frequency method: it refuses ``|k|`` times the width of a level-2 box beyond the
@@ -74,6 +82,7 @@ class Kernel:
     p2p_gradient: Any
     check_wavenumber: Callable[[Any], Any]
     matrix: Callable[..., np.ndarray]
+    radial: Any
     oscillatory: bool = False
 
     def __reduce__(self):

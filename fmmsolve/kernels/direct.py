@@ -12,8 +12,8 @@ import functools
 import numpy as np
 
 from .._jit import bind, prange
-from .._validation import as_densities, as_points, resolve_real_dtype
-from . import get_kernel
+from .._validation import as_densities, as_dipoles, as_points, check_columns, resolve_real_dtype
+from . import dipole, get_kernel
 
 __all__ = ["direct"]
 
@@ -44,16 +44,20 @@ def _direct_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, g
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(kernel):
-    """(potential, gradient) direct sums compiled for ``kernel``."""
-    bindings = {"p2p": kernel.p2p, "p2p_gradient": kernel.p2p_gradient}
-    return tuple(bind(t, kernel.name, bindings, parallel=True)
+def _compiled(kernel, dipoles=False):
+    """(potential, gradient) direct sums compiled for the charges (or dipoles) of ``kernel``."""
+    blocks = dipole.blocks(kernel) if dipoles else kernel
+    bindings = {"p2p": blocks.p2p, "p2p_gradient": blocks.p2p_gradient}
+    if dipoles:  # `radial` too, for the source stamp (see fmmsolve._jit.bind)
+        bindings["radial"] = kernel.radial
+    suffix = f"{kernel.name}_dipole" if dipoles else kernel.name
+    return tuple(bind(t, suffix, bindings, parallel=True)
                  for t in (_direct_potential, _direct_gradient))
 
 
-def direct(sources, targets, charges, *, kernel="laplace", wavenumber=None, gradient=False,
-           dtype=None):
-    """Exact potentials (and gradients) phi(y_i) = sum_j G(y_i, x_j) q_j.
+def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wavenumber=None,
+           gradient=False, dtype=None):
+    """Exact potentials (and gradients) phi(y_i) = sum_j G(y_i, x_j) q_j + grad_x G(y_i, x_j) . d_j.
 
     Pairs with y_i == x_j (zero distance) are skipped, so ``targets=None`` gives the
     self-interaction without the singular diagonal.
@@ -64,8 +68,11 @@ def direct(sources, targets, charges, *, kernel="laplace", wavenumber=None, grad
         Source points x_j.
     targets : array_like of shape (n_targets, 3) or None
         Target points y_i; None means the sources themselves.
-    charges : array_like of shape (n_sources,) or (n_sources, m)
+    charges : array_like of shape (n_sources,) or (n_sources, m), or None
         Densities q_j; with m columns, m sums are computed.
+    dipoles : array_like of shape (n_sources, 3) or (n_sources, m, 3), or None
+        Dipole (double-layer) densities d_j, alone or with the charges (then with the same
+        columns); the gradient is taken with respect to the source point x_j.
     kernel : str, default "laplace"
         A name from :data:`fmmsolve.kernels.KERNEL_NAMES`.
     wavenumber : scalar or None
@@ -84,26 +91,34 @@ def direct(sources, targets, charges, *, kernel="laplace", wavenumber=None, grad
     """
     kern = get_kernel(kernel)
     k = kern.check_wavenumber(wavenumber)
-    real = resolve_real_dtype(dtype, sources, targets, charges)
+    check_columns(charges, dipoles)
+    real = resolve_real_dtype(dtype, sources, targets, charges, dipoles)
     value = kern.value_dtype(real)
     src = as_points(sources, "sources", real)
     tgt = src if targets is None else as_points(targets, "targets", real)
-    q = as_densities(charges, src.shape[0], "charges", value)
+    n = src.shape[0]
+    q = None if charges is None else as_densities(charges, n, "charges", value)
+    d = None if dipoles is None else as_dipoles(dipoles, n, "dipoles", value)
 
     s_soa = np.ascontiguousarray(src.T)
     t_soa = s_soa if targets is None else np.ascontiguousarray(tgt.T)
-    columns = q[:, None] if q.ndim == 1 else q
-    n_t, m = t_soa.shape[1], columns.shape[1]
+    one_column = (q.ndim == 1) if q is not None else (d.ndim == 2)
+    m = 1 if one_column else (q if q is not None else d).shape[1]
+    n_t = t_soa.shape[1]
     pot = np.zeros((m, n_t), dtype=value)
     grad = np.zeros((m, 3, n_t), dtype=value) if gradient else None
-    potential_sum, gradient_sum = _compiled(kern)
-    q_rows = np.ascontiguousarray(columns.T)  # (m, n_sources): the block functions' layout
-    if gradient:
-        gradient_sum(*s_soa, q_rows, *t_soa, k, pot, grad[:, 0], grad[:, 1], grad[:, 2])
-    else:
-        potential_sum(*s_soa, q_rows, *t_soa, k, pot)
+    # The block functions' layouts: (m, n_sources) charges, (3 m, n_sources) dipoles.
+    for rows, dipole_rows in ((q, False), (d, True)):
+        if rows is None:
+            continue
+        rows = np.ascontiguousarray(rows.reshape(n, -1).T)
+        potential_sum, gradient_sum = _compiled(kern, dipole_rows)
+        if gradient:
+            gradient_sum(*s_soa, rows, *t_soa, k, pot, grad[:, 0], grad[:, 1], grad[:, 2])
+        else:
+            potential_sum(*s_soa, rows, *t_soa, k, pot)
 
-    if q.ndim == 1:
+    if one_column:
         pot = pot[0]
         grad = None if grad is None else np.ascontiguousarray(grad[0].T)
     else:

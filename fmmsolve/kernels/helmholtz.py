@@ -22,7 +22,7 @@ import numpy as np
 from .._jit import jit
 from ._kernel import Kernel, inverse_distance_matrix
 
-__all__ = ["HELMHOLTZ", "p2p", "p2p_gradient", "matrix"]
+__all__ = ["HELMHOLTZ", "p2p", "p2p_gradient", "radial", "matrix"]
 
 INV_4PI = 1.0 / (4.0 * math.pi)
 
@@ -198,6 +198,19 @@ def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
         _gradient_columns(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz)
 
 
+@jit
+def radial(r2, wavenumber):
+    """Pair factors ``(G'(r) / r, (G''(r) - G'(r) / r) / r^2)`` at ``r2 = r^2``, complex128, both
+    0 when ``r2 == 0`` (see :func:`fmmsolve.kernels.laplace.radial`)."""
+    if r2 == 0:  # explicit mask: no reliance on inf arithmetic
+        return 0j, 0j
+    r = math.sqrt(r2)
+    ikr = 1j * wavenumber * r
+    g = cmath.exp(ikr) * (INV_4PI / r)
+    inv_r2 = 1.0 / r2
+    return g * (ikr - 1.0) * inv_r2, g * (3.0 - 3.0 * ikr + ikr * ikr) * inv_r2 * inv_r2
+
+
 def matrix(targets, sources, wavenumber):
     """Dense complex128 matrix G(t_i, s_j) of shape (n_t, n_s), zero where t_i == s_j."""
     g, r = inverse_distance_matrix(targets, sources)
@@ -222,5 +235,6 @@ HELMHOLTZ = Kernel(
     p2p_gradient=p2p_gradient,
     check_wavenumber=_check_wavenumber,
     matrix=matrix,
+    radial=radial,
     oscillatory=True,
 )

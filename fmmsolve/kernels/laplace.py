@@ -13,7 +13,7 @@ import numpy as np
 from .._jit import jit
 from ._kernel import Kernel, inverse_distance_matrix
 
-__all__ = ["LAPLACE", "p2p", "p2p_gradient", "matrix"]
+__all__ = ["LAPLACE", "p2p", "p2p_gradient", "radial", "matrix"]
 
 INV_4PI = 1.0 / (4.0 * math.pi)
 
@@ -154,6 +154,18 @@ def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
         _gradient_columns(sx, sy, sz, charges, tx, ty, tz, pot, gx, gy, gz)
 
 
+@jit
+def radial(r2, wavenumber):
+    """Pair factors ``(G'(r) / r, (G''(r) - G'(r) / r) / r^2)`` at ``r2 = r^2``, in float64, both
+    0 when ``r2 == 0``: grad_y G = f1 (y - x) and the Hessian is f2 (y - x)(y - x)^T + f1 I.
+    The dipole sums of :mod:`fmmsolve.kernels.dipole` are written in these."""
+    if r2 == 0:  # explicit mask: no reliance on inf arithmetic
+        return 0.0, 0.0
+    inv_r2 = 1.0 / r2
+    g = INV_4PI * math.sqrt(inv_r2)
+    return -g * inv_r2, 3.0 * g * inv_r2 * inv_r2
+
+
 def matrix(targets, sources, wavenumber=None):
     """Dense float64 matrix G(t_i, s_j) of shape (n_t, n_s), zero where t_i == s_j."""
     return inverse_distance_matrix(targets, sources)[0]
@@ -174,4 +186,5 @@ LAPLACE = Kernel(
     p2p_gradient=p2p_gradient,
     check_wavenumber=_check_wavenumber,
     matrix=matrix,
+    radial=radial,
 )

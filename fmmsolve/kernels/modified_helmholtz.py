@@ -19,7 +19,7 @@ import numpy as np
 from .._jit import jit
 from ._kernel import Kernel, inverse_distance_matrix
 
-__all__ = ["MODIFIED_HELMHOLTZ", "p2p", "p2p_gradient", "matrix"]
+__all__ = ["MODIFIED_HELMHOLTZ", "p2p", "p2p_gradient", "radial", "matrix"]
 
 INV_4PI = 1.0 / (4.0 * math.pi)
 
@@ -162,6 +162,19 @@ def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
         _gradient_columns(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz)
 
 
+@jit
+def radial(r2, wavenumber):
+    """Pair factors ``(G'(r) / r, (G''(r) - G'(r) / r) / r^2)`` at ``r2 = r^2``, in float64, both
+    0 when ``r2 == 0`` (see :func:`fmmsolve.kernels.laplace.radial`)."""
+    if r2 == 0:  # explicit mask: no reliance on inf arithmetic
+        return 0.0, 0.0
+    r = math.sqrt(r2)
+    kr = wavenumber * r
+    g = math.exp(-kr) * (INV_4PI / r)
+    inv_r2 = 1.0 / r2
+    return -g * (1.0 + kr) * inv_r2, g * (3.0 + 3.0 * kr + kr * kr) * inv_r2 * inv_r2
+
+
 def matrix(targets, sources, wavenumber):
     """Dense float64 matrix G(t_i, s_j) of shape (n_t, n_s), zero where t_i == s_j."""
     g, r = inverse_distance_matrix(targets, sources)
@@ -185,4 +198,5 @@ MODIFIED_HELMHOLTZ = Kernel(
     p2p_gradient=p2p_gradient,
     check_wavenumber=_check_wavenumber,
     matrix=matrix,
+    radial=radial,
 )

@@ -33,6 +33,8 @@ float64 and cast to the value dtype at the end. Conventions:
 from __future__ import annotations
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,19 +175,23 @@ def _octant_offsets():
 
 @functools.lru_cache(maxsize=16)
 def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
-                 dtype: str, wavenumber=None, radii=None) -> Plan:
+                 dtype: str, wavenumber=None, radii=None, m2l=True) -> Plan:
     """The :class:`Plan` (see the module docstring) with matrices of ``dtype``.
 
     Arguments must be hashable; results are memoised in memory (the disk cache is
     :mod:`fmmsolve.cache`). ``radii`` is ``(up_equiv, up_check, down_equiv, down_check)`` in box
     half-widths, default :func:`~fmmsolve.operators.surfaces.radii`; ``wavenumber`` is passed to
-    the kernel (None for Laplace).
+    the kernel (None for Laplace). ``m2l=False`` leaves the M2L operators empty (rank 0, every
+    ``r_v`` 0): the plans of tree levels 0 and 1, which no V list reaches, skip most of the
+    work.
     """
     radii = surfaces.radii() if radii is None else tuple(float(r) for r in radii)
     real = np.finfo(np.dtype(dtype)).dtype  # "<c16" -> float64, "<c8" -> float32
     if real == np.float64:
-        return _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii)
-    base = compute_plan(kernel_name, expansion_order, compression_tol, "<f8", wavenumber, radii)
+        return _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii,
+                               m2l)
+    base = compute_plan(kernel_name, expansion_order, compression_tol, "<f8", wavenumber, radii,
+                        m2l)
 
     def cast(name, v):
         if not isinstance(v, np.ndarray) or v.dtype.kind not in "fc" or name == "surface":
@@ -197,15 +203,16 @@ def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
 
 
 @functools.lru_cache(maxsize=16)
-def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii):
+def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii, m2l):
     # Hundreds of small factorisations: BLAS threads cost more in wake-ups than they save
     # (4x slower on two cores when GEMM and LAPACK calls alternate).
     with threadpool_limits(1, user_api="blas"):
         return _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber,
-                                      radii)
+                                      radii, m2l)
 
 
-def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber, radii):
+def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber, radii,
+                           m2l=True):
     kernel = get_kernel(kernel_name)
     degree = 1
     mat = lambda t, s: kernel.matrix(t, s, wavenumber)  # noqa: E731
@@ -232,6 +239,31 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
         else:
             l2l.append(child_a @ (child_b @ k_down))
 
+    n = len(surf)
+    if m2l:
+        m2l_vt, m2l_ptr, m2l_a, m2l_b, m2l_u = _m2l_operators(
+            mat, surf, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b)
+    else:
+        dtype = uc2e_a.dtype
+        m2l_vt, m2l_a, m2l_b = (np.zeros((0, n), dtype) for _ in range(3))
+        m2l_ptr, m2l_u = np.zeros(len(transfer_vectors()) + 1, np.int64), np.zeros((n, 0), dtype)
+    cast = np.ascontiguousarray
+    return Plan(
+        kernel_name=kernel.name,
+        expansion_order=int(expansion_order),
+        compression_tol=float(compression_tol),
+        scale_degree=degree,
+        surface=surf,
+        uc2e_a=cast(uc2e_a), uc2e_b=cast(uc2e_b),
+        dc2e_a=cast(dc2e_a), dc2e_b=cast(dc2e_b),
+        m2m=cast(np.stack(m2m)), l2l=cast(np.stack(l2l)),
+        m2l_vt=cast(m2l_vt), m2l_ptr=m2l_ptr, m2l_a=cast(m2l_a), m2l_b=cast(m2l_b),
+        m2l_u=cast(m2l_u),
+    )
+
+
+def _m2l_operators(mat, surf, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b):
+    """The compressed M2L of the module docstring: ``(m2l_vt, m2l_ptr, m2l_a, m2l_b, m2l_u)``."""
     # M2L: reference boxes of half-width 1, so centres differ by 2 v.
     check = down_check * surf
     k_v = [mat(check, 2.0 * v + up_equiv * surf) for v in transfer_vectors()]
@@ -244,26 +276,18 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
                int(np.sum(s_thin > compression_tol * s_thin[0])))
     # Contiguous copies: NumPy's matmul leaves BLAS for strided operands.
     u_k, vt_k = np.ascontiguousarray(u_fat[:, :rank]), np.ascontiguousarray(vt_thin[:rank])
-    m2l_a, m2l_b, m2l_ptr = [], [], [0]
-    # C_v = U^H K_v V; A_v^T B_v below is a plain transpose (how the factors are applied).
-    for c in [u_k.conj().T @ k @ vt_k.conj().T for k in k_v]:
-        u, s, wt = scipy.linalg.svd(c)
-        r = max(1, int(np.sum(s > 0.25 * compression_tol * s_fat[0])))
-        m2l_a.append((u[:, :r] * s[:r]).T)
-        m2l_b.append(wt[:r])
-        m2l_ptr.append(m2l_ptr[-1] + r)
-    m2l_u = dc2e_a @ (dc2e_b @ u_k)
+    threshold = 0.25 * compression_tol * s_fat[0]
 
-    cast = np.ascontiguousarray
-    return Plan(
-        kernel_name=kernel.name,
-        expansion_order=int(expansion_order),
-        compression_tol=float(compression_tol),
-        scale_degree=degree,
-        surface=surf,
-        uc2e_a=cast(uc2e_a), uc2e_b=cast(uc2e_b),
-        dc2e_a=cast(dc2e_a), dc2e_b=cast(dc2e_b),
-        m2m=cast(np.stack(m2m)), l2l=cast(np.stack(l2l)),
-        m2l_vt=cast(vt_k), m2l_ptr=np.array(m2l_ptr, dtype=np.int64),
-        m2l_a=cast(np.vstack(m2l_a)), m2l_b=cast(np.vstack(m2l_b)), m2l_u=cast(m2l_u),
-    )
+    def factors(k):
+        # C_v = U^H K_v V; A_v^T B_v is a plain transpose (how the factors are applied)
+        u, s, wt = scipy.linalg.svd(u_k.conj().T @ k @ vt_k.conj().T)
+        r = max(1, int(np.sum(s > threshold)))
+        return (u[:, :r] * s[:r]).T, wt[:r]
+
+    # 316 independent factorisations, each single-threaded: one task per core (LAPACK releases
+    # the GIL), the only parallelism in the precomputation.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        m2l_a, m2l_b = zip(*pool.map(factors, k_v))
+    m2l_ptr = np.concatenate([[0], np.cumsum([len(a) for a in m2l_a])])
+    m2l_u = dc2e_a @ (dc2e_b @ u_k)
+    return vt_k, m2l_ptr.astype(np.int64), np.vstack(m2l_a), np.vstack(m2l_b), m2l_u

@@ -29,6 +29,7 @@ import functools
 import types
 
 from .._jit import bind, jit, prange
+from ..kernels import dipole
 
 __all__ = ["for_kernel", "leaf_block_index"]
 
@@ -60,8 +61,10 @@ def _points_in_frame(pts, s0, s1, centres, box, frame):
 
 
 @jit(inline="always")
-def _leaf_densities(charges, s0, s1, m):
-    """The C-contiguous (m, s1 - s0) block of leaf ``[s0, s1)`` in the leaf-block layout."""
+def _leaf_densities(charges, s0, s1, n_sources):
+    """The C-contiguous (m, s1 - s0) block of leaf ``[s0, s1)`` in the leaf-block layout of
+    ``n_sources`` sources (m is 3 times the columns for dipoles)."""
+    m = charges.shape[0] // n_sources
     return charges[m * s0:m * s1].reshape((m, s1 - s0))
 
 
@@ -83,7 +86,7 @@ def points_to_surfaces(src, charges, boxes, src_begin, src_end, centres, half_wi
         pts = _box_surface(surf, centres, half_widths, radius, b, b)
         s0, s1 = src_begin[b], src_end[b]
         p2p(src[0, s0:s1], src[1, s0:s1], src[2, s0:s1],
-            _leaf_densities(charges, s0, s1, out.shape[1]), pts[0], pts[1], pts[2], wavenumber,
+            _leaf_densities(charges, s0, s1, src.shape[1]), pts[0], pts[1], pts[2], wavenumber,
             out[i])
 
 
@@ -98,7 +101,7 @@ def x_list_to_surfaces(src, charges, boxes, x_ptr, x_idx, src_begin, src_end, ce
             a = x_idx[e]
             s0, s1 = src_begin[a], src_end[a]
             s = _points_in_frame(src, s0, s1, centres, a, b)
-            p2p(s[0], s[1], s[2], _leaf_densities(charges, s0, s1, out.shape[1]),
+            p2p(s[0], s[1], s[2], _leaf_densities(charges, s0, s1, src.shape[1]),
                 pts[0], pts[1], pts[2], wavenumber, out[i])
 
 
@@ -136,7 +139,7 @@ def near_field(gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,
             s0, s1 = src_begin[a], src_end[a]
             s = _points_in_frame(src, s0, s1, centres, a, b)
             _to_targets(p2p, p2p_gradient, gradient, s[0], s[1], s[2],
-                        _leaf_densities(charges, s0, s1, pot.shape[0]), tgt, tgt_begin[b],
+                        _leaf_densities(charges, s0, s1, src.shape[1]), tgt, tgt_begin[b],
                         tgt_end[b], wavenumber, pot, grad)
 
 
@@ -145,14 +148,21 @@ _TEMPLATES = (points_to_surfaces, x_list_to_surfaces, surfaces_to_targets, w_lis
 
 
 @functools.lru_cache(maxsize=None)
-def for_kernel(kernel):
-    """The translation templates above compiled for ``kernel``.
+def for_kernel(kernel, dipoles=False):
+    """The translation templates above compiled for ``kernel``, for charges or (``dipoles``)
+    for dipole densities in the leaf-block layout of 3 m columns
+    (:mod:`fmmsolve.kernels.dipole`). Only P2M, P2L and P2P read densities; the other passes
+    are the same either way.
 
     Returns a namespace whose attributes are named and called like the templates.
     """
-    bindings = {"p2p": kernel.p2p, "p2p_gradient": kernel.p2p_gradient}
+    blocks = dipole.blocks(kernel) if dipoles else kernel
+    bindings = {"p2p": blocks.p2p, "p2p_gradient": blocks.p2p_gradient}
+    if dipoles:  # `radial` too, for the source stamp (see fmmsolve._jit.bind)
+        bindings["radial"] = kernel.radial
+    suffix = f"{kernel.name}_dipole" if dipoles else kernel.name
     return types.SimpleNamespace(**{
-        t.__name__: bind(t, kernel.name, bindings, parallel=True) for t in _TEMPLATES
+        t.__name__: bind(t, suffix, bindings, parallel=True) for t in _TEMPLATES
     })
 
 
