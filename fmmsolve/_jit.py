@@ -25,10 +25,13 @@ __all__ = ["jit", "bind", "prange"]
 prange = numba.prange
 
 
-def jit(func=None, *, parallel: bool = False, inline: str = "never"):
-    """Compile ``func`` with fmmsolve's settings; usable as ``@jit`` or ``@jit(parallel=True)``."""
+def jit(func=None, *, parallel: bool = False, inline: str = "never", cache: bool = True):
+    """Compile ``func`` with fmmsolve's settings; usable as ``@jit`` or ``@jit(parallel=True)``.
+
+    ``cache=False`` only for functions Numba cannot cache (numba-mpi calls hold ctypes pointers).
+    """
     options = dict(
-        cache=_config.NUMBA_CACHE,
+        cache=_config.NUMBA_CACHE and cache,
         fastmath=set(_config.NUMBA_FASTMATH),
         error_model=_config.NUMBA_ERROR_MODEL,
         parallel=parallel,

@@ -1,21 +1,17 @@
 """The KIFMM engine: fit once (tree, lists, plan, grouped index arrays), evaluate many times.
 
 ``FMMEngine`` binds a :class:`~fmmsolve.operators.plan.Plan` to a geometry. ``evaluate`` runs
-the passes in this order: P2M, M2M up the levels, M2L (compressed, matrix products per
-transfer vector over chunks of target boxes, :mod:`fmmsolve.operators.m2l`), P2L, L2L down the levels, and
-finally L2P, M2P and P2P at the leaves. Python only sequences the passes. The point work is
-compiled (:mod:`fmmsolve.operators.translations`), and the matrix work is batched matrix
-products through NumPy's BLAS, outside any ``prange``. The engine never branches on the kernel's
-name.
+P2M, M2M up the levels, M2L (:mod:`fmmsolve.operators.m2l`), P2L, L2L down the levels, then L2P,
+M2P and P2P at the leaves. Python only sequences the passes: the point work is compiled
+(:mod:`fmmsolve.operators.translations`), the matrix work is batched BLAS products outside any
+``prange``. The engine never branches on the kernel's name.
 
-Per-level plans. A scale-invariant kernel (Laplace) has one plan, shared by every level and
-rescaled by the box half-width. A kernel that is not (Helmholtz, modified Helmholtz) obeys
-G_k(h x, h y) = G_{k h}(x, y) / h, so the reference plan (half-width 1) computed at the
-effective wavenumber ``k h_l`` is the plan of level ``l``, whose boxes have half-width ``h_l``;
-its check-to-equivalent maps still scale by ``h``. A box at level ``l`` takes its P2M, P2L and
-check-to-equivalent maps, its M2L (one pass per level: the compressed ranks differ) and the L2L
-into its children from plan ``l``; the M2M from its children into it too.
-"""
+Per-level plans. A scale-invariant kernel (Laplace) has one plan for every level, rescaled by
+the box half-width. The others obey G_k(h x, h y) = G_{k h}(x, y) / h, so the reference plan
+(half-width 1) at the effective wavenumber ``k h_l`` is the plan of level ``l`` (its
+check-to-equivalent maps still scale by ``h``). A box at level ``l`` takes its P2M, P2L,
+check-to-equivalent maps, M2L (one pass per level) and L2L into its children from plan ``l``;
+the M2M from its children into it too."""
 
 from __future__ import annotations
 
@@ -85,6 +81,9 @@ class FMMEngine:
         -> Plan``;
         None computes it (memoised in this process). :class:`~fmmsolve.FMMOperator` passes the
         disk cache of :mod:`fmmsolve.cache` here.
+    tree_options : dict or None
+        More keyword arguments of :func:`~fmmsolve.tree.build_octree` (``root``, ``min_depth``,
+        ``max_depth``), for :mod:`fmmsolve.distributed`.
 
     Attributes
     ----------
@@ -108,7 +107,7 @@ class FMMEngine:
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
-                 plan_loader=None):
+                 plan_loader=None, tree_options=None):
         t0 = time.perf_counter()
         self.kernel = get_kernel(kernel)
         self._compiled = translations.for_kernel(self.kernel)
@@ -143,7 +142,7 @@ class FMMEngine:
         src = as_points(sources, "sources")
         tgt = None if targets is None else as_points(targets, "targets")
         t1 = time.perf_counter()
-        self.tree = build_octree(src, tgt, leaf_size=leaf_size)
+        self.tree = build_octree(src, tgt, leaf_size=leaf_size, **(tree_options or {}))
         t2 = time.perf_counter()
         self.lists = build_interaction_lists(self.tree)
         t3 = time.perf_counter()
@@ -247,7 +246,7 @@ class FMMEngine:
     def n_targets(self) -> int:
         return self.tree.n_targets
 
-    def evaluate(self, charges, gradient=False, dipoles=None):
+    def evaluate(self, charges, gradient=False, dipoles=None, far_field=None):
         """Potentials (and gradients) at the targets, in the caller's order.
 
         Parameters
@@ -258,6 +257,10 @@ class FMMEngine:
         dipoles : ndarray of shape (n_sources, m, 3), ``value_dtype``, or None
             Dipole densities (:mod:`fmmsolve.kernels.dipole`), with the same m columns as
             ``charges``; at least one of the two is given.
+        far_field : callable or None
+            ``far_field(multipole) -> (boxes, local)``, called between the passes with the
+            (n_boxes, m, n) multipoles; ``local`` (len(boxes), m, n) is added to those boxes
+            (level >= 2) before L2L: the other ranks' far field in :mod:`fmmsolve.distributed`.
 
         Returns
         -------
@@ -266,11 +269,10 @@ class FMMEngine:
         """
         if dipoles is not None and not self.dipoles:
             raise ValueError("this FMM was fit for charges only: fit it with dipoles=True to "
-                             "evaluate dipole densities (their operators need a higher order to "
-                             "meet eps)")
+                             "evaluate dipoles (they need a higher order to meet eps)")
         # One level of threading: Numba's prange; BLAS single-threaded (operators/dense.py).
         with dense.single_threaded_blas():
-            return self._evaluate(charges, dipoles, gradient)
+            return self._evaluate(charges, dipoles, gradient, far_field)
 
     def _sources(self, charges, dipoles):
         """The density passes of an evaluation: a list of (compiled translations, densities in
@@ -284,7 +286,7 @@ class FMMEngine:
                            self._to_tree_order(dipoles.reshape(n, 3 * m))))
         return passes, (charges.shape[1] if charges is not None else dipoles.shape[1])
 
-    def _evaluate(self, charges, dipoles, gradient):
+    def _evaluate(self, charges, dipoles, gradient, far_field=None):
         tree, k = self.tree, self.wavenumber
         times = {}
         clock = [time.perf_counter()]
@@ -301,7 +303,11 @@ class FMMEngine:
         lap("other")
 
         multipole = self._upward(sources, m, lap)
-        local = self._downward(sources, multipole, lap)
+        extra = None
+        if far_field is not None:
+            extra = far_field(multipole)
+            lap("far_field")
+        local = self._downward(sources, multipole, lap, extra)
 
         compiled = self._compiled
         common = (gradient, self._tgt, self._tgt_leaves)
@@ -364,15 +370,19 @@ class FMMEngine:
             multipole[boxes] = scale * dense.rmul(dense.rmul(check[rows], plan.uc2e_b),
                                                   plan.uc2e_a)
         lap("p2m")
-        for children, parents, op in self._m2m_groups:
-            multipole[parents] += dense.rmul(multipole[children], op)
+        self._m2m(multipole)
         lap("m2m")
         return multipole
 
-    def _downward(self, sources, multipole, lap):
+    def _m2m(self, multipole):
+        """M2M up the levels, in place on the (n_boxes, m, n) expansions."""
+        for children, parents, op in self._m2m_groups:
+            multipole[parents] += dense.rmul(multipole[children], op)
+
+    def _downward(self, sources, multipole, lap, extra=None):
         """M2L, P2L, then L2L down the levels: returns the (n_boxes, m, n) local expansions
         from the multipoles and the densities ``sources`` (from :meth:`_sources`) of the
-        upward pass.
+        upward pass, plus ``extra = (boxes, local)`` added before L2L (see :meth:`evaluate`).
         :class:`~fmmsolve.field.FMMField` calls it too."""
         tree, vdt, n_e = self.tree, self.value_dtype, self.plan.n_surface
         m = multipole.shape[1]
@@ -395,6 +405,9 @@ class FMMEngine:
                     dense.rmul(check[rows], plan.dc2e_b), plan.dc2e_a)
         lap("p2l")
 
+        if extra is not None:
+            boxes, values = extra
+            local[boxes] += values
         for children, parents, op in self._l2l_groups:
             local[children] += dense.rmul(local[parents], op)
         lap("l2l")
@@ -410,13 +423,19 @@ class FMMEngine:
         Returns
         -------
         ndarray of shape (n_boxes, m, n_surface), ``value_dtype``
-            Equivalent densities on each box's upward equivalent surface (radius
-            ``surfaces.UP_EQUIV`` times the box half-width).
+            Equivalent densities on each box's upward equivalent surface (``UP_EQUIV`` h).
         """
-        charges = np.asarray(charges)
+        sources, m = self._sources(np.asarray(charges), None)
         with dense.single_threaded_blas():
-            return self._upward(self._sources(charges, None)[0], charges.shape[1],
-                                lambda name: None)
+            return self._upward(sources, m, lambda name: None)
+
+    def translate(self, multipole):
+        """M2M up from the leaves' (n_boxes, m, n) ``multipole`` (in place), then M2L and L2L:
+        the (n_boxes, m, n) local expansions, for trees whose leaves share one level (no W or X
+        list). :mod:`fmmsolve.distributed` runs its shared top tree with it."""
+        with dense.single_threaded_blas():
+            self._m2m(multipole)
+            return self._downward([], multipole, lambda name: None)
 
     def tree_summary(self) -> dict:
         """Depth, leaf count, points per leaf and mean interaction-list sizes."""

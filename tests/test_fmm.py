@@ -135,3 +135,33 @@ def test_leaf_block_layout(rng):
     for leaf in tree.leaves:
         s0, s1 = tree.src_begin[leaf], tree.src_end[leaf]
         np.testing.assert_array_equal(flat[m * s0:m * s1].reshape(m, s1 - s0), q[s0:s1].T)
+
+
+def test_far_field_hook_and_translate_add_the_far_boxes(rng):
+    """The distributed FMM's split on one process: the sources adjacent to one level-2 box go
+    through the engine; the other level-2 boxes' multipoles go through ``translate`` on a tree
+    of box centres and enter by the ``far_field`` hook. Together: the direct sum."""
+    root = (np.full(3, 0.5), 0.5)
+    src, tgt = rng.random((3000, 3)), rng.random((400, 3)) * 0.25  # targets in box (0, 0, 0)
+    q = rng.standard_normal(3000)
+    cut = {"root": root, "min_depth": 2}
+    near = (np.floor(src / 0.25) <= 1).all(axis=1)  # in a box adjacent to (0, 0, 0)
+    full = FMMEngine(src, eps=1e-6, tree_options=cut)
+    tree = full.tree
+    level2 = np.arange(tree.level_ptr[2], tree.level_ptr[3])
+    far = level2[(tree.anchors[level2] > 1).any(axis=1)]
+    top = FMMEngine(full.tree.box_centers()[far], [[0.125, 0.125, 0.125]], leaf_size=1,
+                    eps=1e-6, tree_options={**cut, "max_depth": 2})
+    assert top.tree.levels[top.tree.leaves].min() == 2
+    multipole = np.zeros((top.tree.n_boxes, 1, top.plan.n_surface))
+    multipole[np.searchsorted(top.tree.keys, tree.keys[far])] = full.upward(q[:, None])[far]
+    local = top.translate(multipole)[np.searchsorted(top.tree.keys, [64])]  # key of (0, 0, 0)
+    engine = FMMEngine(src[near], tgt, eps=1e-6, tree_options=cut)
+    box = np.searchsorted(engine.tree.keys, [64])
+    calls = []
+    pot, _ = engine.evaluate(q[near][:, None],
+                             far_field=lambda mult: calls.append(mult.shape) or (box, local))
+    assert calls == [(engine.tree.n_boxes, 1, engine.plan.n_surface)]
+    assert relative_l2_error(pot[:, 0], fmmsolve.direct(src, tgt, q)) <= 1e-6
+    near_only, _ = engine.evaluate(q[near][:, None])
+    assert relative_l2_error(near_only[:, 0], fmmsolve.direct(src, tgt, q)) > 1e-2

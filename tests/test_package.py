@@ -6,6 +6,7 @@ import os
 import pathlib
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 
@@ -55,10 +56,12 @@ def test_docs_build_command_is_in_the_readme_and_ci():
     assert command in (ROOT / ".ci/run").read_text()
 
 
-def _run(*args, env=None):
-    """Run Python on this checkout (not whatever fmmsolve is installed elsewhere)."""
+def _run(*args, env=None, launcher=()):
+    """Run Python on this checkout (not whatever fmmsolve is installed elsewhere), optionally
+    under a ``launcher`` such as ``mpiexec -n 2``."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([*launcher, sys.executable, *args], capture_output=True, text=True,
+                          cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": path, **(env or {})}, timeout=600)
 
 
@@ -121,7 +124,13 @@ OPTIONAL_EXAMPLES = {"sphere_scattering.py": "bempp_cl"}
 def test_example_runs(script):
     if script.name in OPTIONAL_EXAMPLES:
         pytest.importorskip(OPTIONAL_EXAMPLES[script.name])
-    proc = _run(str(script), env={"FMMSOLVE_EXAMPLE_SIZE": "small"})
+    launcher = ()
+    if script.name.startswith("mpi_"):  # under mpiexec -n 2 where MPI is installed
+        pytest.importorskip("mpi4py", reason='the MPI examples need pip install "fmmsolve[mpi]"')
+        mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+        launcher = (mpiexec, "-n", "2") if mpiexec else ()
+    proc = _run(*(("-m", "mpi4py") if launcher else ()), str(script), launcher=launcher,
+                env={"FMMSOLVE_EXAMPLE_SIZE": "small"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
 
@@ -155,7 +164,9 @@ LAYERS = {"kernels": 1, "tree": 1, "operators": 2, "fmm": 3, "linear_operator": 
           "__main__": 7}
 # The command line (__main__) and the integral-equation solver (estimators) are applications of
 # the library, like an example, so they may use SciPy's solvers themselves.
-EXTERNAL_OWNERS = {"scipy.sparse.linalg": {"linear_operator", "estimators", "__main__"},
+# The distributed operator gives SciPy's solvers a LinearOperator over replicated vectors.
+EXTERNAL_OWNERS = {"scipy.sparse.linalg": {"linear_operator", "estimators", "__main__",
+                                           "distributed"},
                    "sklearn": {"estimators"}, "bempp_cl": {"bempp"}}
 
 

@@ -168,13 +168,32 @@ def _bounding_cube(points_list):
     return center, half
 
 
+def _check_root(root, points_list):
+    """Validate an explicit root cube ``(center, half_width)`` against the points."""
+    try:
+        center, half = root
+        center = np.asarray(center, np.float64).reshape(3)
+        half = float(half)
+    except (TypeError, ValueError):
+        raise ValueError(f"root must be a pair (center of shape (3,), half_width), "
+                         f"got {root!r}") from None
+    if not (np.isfinite(center).all() and np.isfinite(half) and half > 0):
+        raise ValueError(f"root must have a finite center and a positive half_width, got {root!r}")
+    for p in points_list:
+        if len(p) and ((p < center - half).any() or (p >= center + half).any()):
+            raise ValueError("root does not hold every point: points must lie in "
+                             "[center - half_width, center + half_width)")
+    return center, half
+
+
 def _sort_by_key(points, lower, edge):
     keys = point_keys(points, lower, edge)
     perm = np.argsort(keys, kind="stable")
     return keys[perm], perm, np.ascontiguousarray(points[perm].T)
 
 
-def build_octree(sources, targets=None, *, leaf_size=DEFAULT_LEAF_SIZE, max_depth=MAX_DEPTH):
+def build_octree(sources, targets=None, *, leaf_size=DEFAULT_LEAF_SIZE, max_depth=MAX_DEPTH,
+                 root=None, min_depth=0):
     """Build the adaptive octree of ``sources`` and ``targets``.
 
     Parameters
@@ -187,6 +206,14 @@ def build_octree(sources, targets=None, *, leaf_size=DEFAULT_LEAF_SIZE, max_dept
         Maximum number of sources, and of targets, in a leaf above ``max_depth``.
     max_depth : int, default 20
         Deepest level allowed, 0 <= max_depth <= 20.
+    root : tuple (center, half_width) or None
+        The root cube: ``center`` of shape (3,) and ``half_width`` > 0, which must hold every
+        point strictly inside its upper faces. None (default) takes the smallest cube holding
+        the points, slightly enlarged. The distributed FMM passes the cube of all ranks' points
+        so that every rank's tree has the same boxes.
+    min_depth : int, default 0
+        Every box above this level that holds a point is split, whatever its count, so each
+        point lies in a box of level ``min_depth`` (at most ``max_depth``).
 
     Returns
     -------
@@ -196,10 +223,17 @@ def build_octree(sources, targets=None, *, leaf_size=DEFAULT_LEAF_SIZE, max_dept
     if isinstance(max_depth, bool) or not isinstance(max_depth, (int, np.integer)) \
             or not 0 <= max_depth <= MAX_DEPTH:
         raise ValueError(f"max_depth must be an integer in [0, {MAX_DEPTH}], got {max_depth!r}")
+    if isinstance(min_depth, bool) or not isinstance(min_depth, (int, np.integer)) \
+            or not 0 <= min_depth <= max_depth:
+        raise ValueError(f"min_depth must be an integer in [0, max_depth={max_depth}], "
+                         f"got {min_depth!r}")
     src = as_points(sources, "sources")
     tgt = None if targets is None else as_points(targets, "targets")
 
-    center, half = _bounding_cube([src] if tgt is None else [src, tgt])
+    if root is None:
+        center, half = _bounding_cube([src] if tgt is None else [src, tgt])
+    else:
+        center, half = _check_root(root, [src] if tgt is None else [src, tgt])
     lower, edge = center - half, 2.0 * half
     s_keys, s_perm, s_sorted = _sort_by_key(src, lower, edge)
     if tgt is None:
@@ -218,6 +252,8 @@ def build_octree(sources, targets=None, *, leaf_size=DEFAULT_LEAF_SIZE, max_dept
     for level in range(max_depth + 1):
         k, sr, tr = keys[-1], s_rng[-1], t_rng[-1]
         split = ((sr[:, 1] - sr[:, 0]) > leaf_size) | ((tr[:, 1] - tr[:, 0]) > leaf_size)
+        if level < min_depth:  # every stored box holds a point
+            split[:] = True
         if level == max_depth:
             split[:] = False
         counts = np.zeros(len(k), np.int64)

@@ -138,3 +138,28 @@ def test_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         build_octree(args.pop("sources"), **args)
+
+
+def test_explicit_root_and_min_depth(rng):
+    """The distributed FMM's trees: a given root cube, and every point at least min_depth deep."""
+    src = rng.random((300, 3)) * 0.5
+    default = build_octree(src, leaf_size=50)
+    same = build_octree(src, leaf_size=50, root=(default.center, default.half_width))
+    for name in ("keys", "src_begin", "src_end", "source_perm"):
+        np.testing.assert_array_equal(getattr(same, name), getattr(default, name))
+    tree = build_octree(src, leaf_size=50, root=([0.5, 0.5, 0.5], 0.5), min_depth=4)
+    assert tree.half_width == 0.5 and np.array_equal(tree.center, [0.5, 0.5, 0.5])
+    assert tree.levels[tree.leaves].min() >= 4
+    assert (tree.anchors[tree.levels == 1] == 0).all()  # the points fill one octant
+    n_src = tree.src_end[tree.leaves] - tree.src_begin[tree.leaves]
+    assert n_src.sum() == 300 and n_src.min() >= 1
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(root=([0.0, 0.0, 0.0], 0.5)), "root does not hold every point"),
+    (dict(root=([0.5, 0.5, 0.5], -1.0)), "positive half_width"),
+    (dict(root="cube"), "root must be a pair"),
+    (dict(min_depth=5, max_depth=4), r"min_depth must be an integer in \[0, max_depth=4\]")])
+def test_bad_root_or_min_depth(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_octree(np.random.default_rng(0).random((10, 3)), **kwargs)
