@@ -148,7 +148,7 @@ def worker(args):
     result = {"fit": t_fit, "eval": evals[-1], "pot": pot[idx].astype(np.float64).tolist(),
               "base": base, "peak": maxrss_mib()}
     if code == "fmmsolve":
-        from _common import machine, write_json
+        from _common import machine
 
         result.update(timings=state.timings, machine=machine(),
                       setting=f"eps {setting:g}, order {state.expansion_order}, {args.dtype}")
