@@ -38,6 +38,8 @@ numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 autodoc_default_options = {"members": False}
 autodoc_typehints = "none"
+# The API page documents fmmsolve.distributed whether or not the mpi extra is installed.
+autodoc_mock_imports = ["mpi4py", "numba_mpi"]
 
 html_theme = "alabaster"
 html_title = f"fmmsolve {release}"
