@@ -10,7 +10,8 @@ The block functions follow the convention of :mod:`fmmsolve.kernels._kernel` exc
 densities, (3 m, n_s) with the x, y, z components of column c in rows 3 c to 3 c + 2. The pair
 factors are computed in float64 (complex128) for every working precision and added to the
 outputs in their own dtype: dipole sums are written once for all kernels, not tuned per kernel
-and precision like the charge loops.
+and precision like the charge loops. As there, the potential and gradient loops each write the
+pair geometry out, so that the potential-only loop does no gradient work.
 """
 
 from __future__ import annotations
