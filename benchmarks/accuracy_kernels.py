@@ -35,6 +35,8 @@ def main():
     parser.add_argument("--eps", type=float, nargs="+", default=[1e-3, 1e-6, 1e-9])
     parser.add_argument("--targets", nargs="+", default=["self", "far"])
     parser.add_argument("--leaf-size", type=int, default=100)
+    parser.add_argument("--cases", type=int, nargs="+", default=list(range(len(CASES))),
+                        help="indices into CASES (default: all)")
     args = parser.parse_args()
     src = point_cloud("uniform", args.n, 0)
     rng = np.random.default_rng(1)
@@ -43,7 +45,7 @@ def main():
     print("| kernel | k | targets | density | " + " | ".join(f"eps {e:g}" for e in args.eps)
           + " | depth (last) |")
     print("|---|---|---|---|" + "---|" * len(args.eps) + "---|")
-    for kernel, k in CASES:
+    for kernel, k in (CASES[i] for i in args.cases):
         for where in args.targets:
             tgt = None if where == "self" else shell(args.n // 2, 2)
             kk = k if (where == "self" or k is None or kernel != "helmholtz") else k / 5
