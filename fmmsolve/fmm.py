@@ -54,8 +54,8 @@ class FMMEngine:
     times the width ``w_2`` of a level-2 box (a quarter of the root cube's edge) must not
     exceed :func:`max_kw2` (2.5 to 3.5, by expansion order; measured for real k, and ``|k|``
     is used for complex k). Beyond it the requested eps is not met, so the constructor raises
-    ValueError. The modified Helmholtz kernel only decays and has no such bound (measured to
-    meet eps 1e-3 up to ``k w_2 = 20`` and eps 1e-6 up to ``k w_2 = 100``).
+    ValueError. The modified Helmholtz kernel meets eps up to ``k w_2 = 100`` with targets among
+    the sources, but not on targets far from every source (known defect, docs/guide.md).
 
     Parameters
     ----------

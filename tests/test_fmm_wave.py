@@ -168,3 +168,11 @@ def test_field_at_the_sources_and_new_points(rng):
     y = rng.random((300, 3)) * 1.4 - 0.2  # inside and just outside the root
     exact = fmmsolve.direct(CUBE, y, q, kernel="helmholtz", wavenumber=5 + 1j)
     assert relative_l2_error(field.evaluate(y), exact) <= 1e-3
+
+
+@pytest.mark.xfail(strict=True, reason="known defect: the screened kernel's relative error is not "
+                   "bounded on targets far from every source (docs/guide.md)")
+def test_modified_helmholtz_far_targets_meet_eps(rng):
+    d = np.random.default_rng(3).standard_normal((1500, 3))
+    far = 0.5 + 3.0 * d / np.linalg.norm(d, axis=1, keepdims=True)  # sphere of radius 3
+    _check("modified_helmholtz", 10.0, 1e-3, CUBE, far, rng)
