@@ -41,7 +41,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, gmres
 
 import fmmsolve
-from fmmsolve.testing import relative_l2_error
+from fmmsolve.testing import fibonacci_sphere, relative_l2_error
 
 SIZES = (1000, 4000) if os.environ.get("FMMSOLVE_EXAMPLE_SIZE") == "small" else (2000, 8000, 32000)
 AXES = np.array([1.0, 0.75, 0.5])  # semi-axes a, b, c
@@ -50,11 +50,7 @@ CHARGE = np.array([1.2, 0.9, 0.6])  # x0, outside the ellipsoid
 
 def ellipsoid(n):
     """Surface points (n, 3), outward unit normals (n, 3) and quadrature weights (n,)."""
-    i = np.arange(n) + 0.5
-    z = 1 - 2 * i / n
-    t = np.pi * (1 + 5 ** 0.5) * i
-    s = np.sqrt(1 - z * z)
-    sphere = np.stack([s * np.cos(t), s * np.sin(t), z], axis=1)
+    sphere = fibonacci_sphere(n)
     normals = sphere / AXES
     stretch = np.linalg.norm(normals, axis=1)  # area of the map's image per unit sphere area
     weights = 4 * np.pi / n * np.prod(AXES) * stretch

@@ -28,6 +28,7 @@ from scipy.sparse.linalg import aslinearoperator, gmres, LinearOperator
 
 import fmmsolve
 from fmmsolve.distributed import DistributedFMMOperator
+from fmmsolve.testing import fibonacci_sphere
 
 N = 3000 if os.environ.get("FMMSOLVE_EXAMPLE_SIZE") == "small" else 40000
 EPS = 1e-8
@@ -36,11 +37,7 @@ SOLVER = dict(rtol=1e-10, restart=30, maxiter=10, callback_type="pr_norm")
 
 def lattice(indices, n):
     """Points ``indices`` of an n-point Fibonacci lattice on the unit sphere."""
-    i = indices + 0.5
-    z = 1 - 2 * i / n
-    t = np.pi * (1 + 5 ** 0.5) * i
-    s = np.sqrt(1 - z * z)
-    return np.stack([s * np.cos(t), s * np.sin(t), z], axis=1)
+    return fibonacci_sphere(n, indices)
 
 
 def solve(A, n):

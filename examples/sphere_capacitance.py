@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from fmmsolve import IntegralEquationSolver
+from fmmsolve.testing import fibonacci_sphere
 
 SIZES = (500, 2000) if os.environ.get("FMMSOLVE_EXAMPLE_SIZE") == "small" else (2000, 8000, 32000)
 RADIUS = 2.0
@@ -25,12 +26,7 @@ RADIUS = 2.0
 
 def sphere(n, radius):
     """Fibonacci-lattice points on a sphere and equal quadrature weights."""
-    i = np.arange(n) + 0.5
-    z = 1 - 2 * i / n
-    t = np.pi * (1 + 5 ** 0.5) * i
-    s = np.sqrt(1 - z * z)
-    points = radius * np.stack([s * np.cos(t), s * np.sin(t), z], axis=1)
-    return points, np.full(n, 4 * np.pi * radius ** 2 / n)
+    return radius * fibonacci_sphere(n), np.full(n, 4 * np.pi * radius ** 2 / n)
 
 
 def main():

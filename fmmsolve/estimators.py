@@ -320,10 +320,9 @@ class IntegralEquationSolver(RegressorMixin, TransformerMixin, _PointEstimator, 
     --------
     >>> import numpy as np
     >>> from fmmsolve import IntegralEquationSolver
+    >>> from fmmsolve.testing import fibonacci_sphere
     >>> n = 2000
-    >>> i = np.arange(n) + 0.5
-    >>> z, t = 1 - 2 * i / n, np.pi * (1 + 5 ** 0.5) * i
-    >>> x = np.c_[np.sqrt(1 - z**2) * np.cos(t), np.sqrt(1 - z**2) * np.sin(t), z]
+    >>> x = fibonacci_sphere(n)
     >>> w = np.full(n, 4 * np.pi / n)
     >>> model = IntegralEquationSolver().fit(x, np.ones(n), sample_weight=w)
     >>> round(float(np.sum(w * model.density_) / (4 * np.pi)), 2)   # capacitance of a sphere

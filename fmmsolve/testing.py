@@ -8,7 +8,29 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DISTRIBUTIONS", "point_cloud", "relative_l2_error"]
+__all__ = ["DISTRIBUTIONS", "point_cloud", "relative_l2_error", "fibonacci_sphere"]
+
+
+def fibonacci_sphere(n, indices=None):
+    """Points of the n-point Fibonacci lattice on the unit sphere: nearly equal areas, so the
+    weights 4 pi / n make a quadrature rule (the boundary examples and tests use it).
+
+    Parameters
+    ----------
+    n : int
+        Size of the lattice.
+    indices : array_like of int or None
+        Which lattice points (default all ``n``, in order).
+
+    Returns
+    -------
+    ndarray of shape (len(indices), 3), float64
+    """
+    i = (np.arange(n) if indices is None else np.asarray(indices)) + 0.5
+    z = 1 - 2 * i / n
+    t = np.pi * (1 + 5 ** 0.5) * i
+    s = np.sqrt(1 - z * z)
+    return np.stack([s * np.cos(t), s * np.sin(t), z], axis=1)
 
 
 def _rng(seed):

@@ -26,19 +26,23 @@ import fmmsolve
 from fmmsolve import IntegralEquationSolver, PotentialTransformer
 from fmmsolve.estimators import patch_self_integral
 from fmmsolve.fmm import FMMEngine
-from fmmsolve.testing import point_cloud, relative_l2_error
+from fmmsolve.testing import fibonacci_sphere, point_cloud, relative_l2_error
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def sphere(n, radius=1.0):
     """Fibonacci-lattice points on a sphere and equal quadrature weights 4 pi R^2 / n."""
-    i = np.arange(n) + 0.5
-    z = 1 - 2 * i / n
-    t = np.pi * (1 + 5 ** 0.5) * i
-    s = np.sqrt(1 - z * z)
-    x = radius * np.stack([s * np.cos(t), s * np.sin(t), z], axis=1)
-    return x, np.full(n, 4 * np.pi * radius ** 2 / n)
+    return radius * fibonacci_sphere(n), np.full(n, 4 * np.pi * radius ** 2 / n)
+
+
+def test_fibonacci_sphere_is_a_quadrature_rule():
+    n = 4000
+    x = fibonacci_sphere(n)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-14)
+    # equal weights 4 pi / n integrate z^2 over the sphere: 4 pi / 3
+    assert abs(4 * np.pi / n * np.sum(x[:, 2] ** 2) - 4 * np.pi / 3) < 1e-5
+    np.testing.assert_array_equal(fibonacci_sphere(n, [3, 17]), x[[3, 17]])
 
 
 def _dense(x, y=None):
