@@ -15,7 +15,7 @@ import numpy as np
 
 from ._config import MAX_DEPTH
 from ._validation import resolve_real_dtype
-from .accuracy import DIPOLE_MARGIN
+from .accuracy import design_eps
 from .kernels import get_kernel
 from .operators import surfaces, translations
 from .operators.plan import Plan, transfer_vectors
@@ -218,7 +218,7 @@ def restore(engine, groups, attrs):
     # files written before dipole densities existed hold charges-only operators
     engine.dipoles = param(attrs, "engine.dipoles", bool) \
         if "engine.dipoles" in attrs else False
-    engine._design_eps = max(engine.eps / DIPOLE_MARGIN, 1e-9) if engine.dipoles else engine.eps
+    engine._design_eps = design_eps(engine.eps, engine.dipoles)
     engine.expansion_order = param(attrs, "engine.expansion_order", numbers.Integral)
     require(0 < engine.eps < 1, f"engine.eps must be in (0, 1), got {engine.eps!r}")
     require(2 <= engine.expansion_order <= 16,

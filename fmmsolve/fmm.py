@@ -28,8 +28,8 @@ from .operators.plan import compute_plan, transfer_index
 from .tree import build_interaction_lists, build_octree
 from .tree.lists import near_and_far
 from . import _engine_state as checks
-from .accuracy import (COMPRESSION_MARGIN, DIPOLE_MARGIN, FLOAT32_MIN_EPS, check_frequency,
-                       level_half_widths, max_kw2, order_for_eps)
+from .accuracy import (COMPRESSION_MARGIN, check_eps, check_frequency, check_order, design_eps,
+                       level_half_widths, max_kw2, order_for_eps, screening_margin)
 
 __all__ = ["FMMEngine", "order_for_eps", "max_kw2"]
 
@@ -55,7 +55,8 @@ class FMMEngine:
     exceed :func:`max_kw2` (2.5 to 3.5, by expansion order; measured for real k, and ``|k|``
     is used for complex k). Beyond it the requested eps is not met, so the constructor raises
     ValueError. The modified Helmholtz kernel meets eps up to ``k w_2 = 100`` with targets among
-    the sources, but not on targets far from every source (known defect, docs/guide.md).
+    the sources; for targets far from every source a decaying kernel needs a higher order, which
+    :func:`~fmmsolve.accuracy.screening_margin` picks, or warns where it cannot.
 
     Parameters
     ----------
@@ -69,7 +70,7 @@ class FMMEngine:
     dipoles : bool, default False
         Whether dipole densities will be evaluated: the order and the M2L compression are then
         chosen for ``eps / DIPOLE_MARGIN`` (:mod:`fmmsolve.accuracy`), so that dipole potentials
-        meet eps too; ``eps`` must then be at least ``DIPOLE_MARGIN * 1e-9``.
+        meet eps too (order 15 at eps 1e-9).
     expansion_order : int or None
         Overrides the order chosen from ``eps`` (2 to 16).
     leaf_size : int or None
@@ -84,6 +85,10 @@ class FMMEngine:
     tree_options : dict or None
         More keyword arguments of :func:`~fmmsolve.tree.build_octree` (``root``, ``min_depth``,
         ``max_depth``), for :mod:`fmmsolve.distributed`.
+    screening : bool, default True
+        Tighten the order for targets far from every source when the kernel decays
+        (:func:`~fmmsolve.accuracy.screening_margin`); :mod:`fmmsolve.distributed` turns it off,
+        as every rank must use the same order.
 
     Attributes
     ----------
@@ -107,34 +112,19 @@ class FMMEngine:
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
-                 plan_loader=None, tree_options=None):
+                 plan_loader=None, tree_options=None, screening=True):
         t0 = time.perf_counter()
         self.kernel = get_kernel(kernel)
         self._compiled = translations.for_kernel(self.kernel)
         self.wavenumber = self.kernel.check_wavenumber(wavenumber)
         self.real_dtype = resolve_real_dtype(dtype)
         self.value_dtype = self.kernel.value_dtype(self.real_dtype)
-        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) \
-                or not 0.0 < eps < 1.0:
-            raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
-        self.eps = float(eps)
-        if self.real_dtype == np.float32 and self.eps < FLOAT32_MIN_EPS:
-            raise ValueError(f"eps must be at least {FLOAT32_MIN_EPS:g} in float32 (rounding "
-                             f"limits it: 1.5e-5 was measured at eps 1e-5 on a sphere), got "
-                             f"{eps!r}; use dtype=np.float64")
-        self.dipoles = bool(dipoles)
-        if self.dipoles and self.eps < DIPOLE_MARGIN * 1e-9 * (1 - 1e-9):
-            raise ValueError(f"eps must be at least {DIPOLE_MARGIN * 1e-9:g} with dipoles=True "
-                             f"(their operators are built for eps / {DIPOLE_MARGIN:g}, and 1e-9 "
-                             f"is the smallest accuracy fmmsolve reaches), got {eps!r}")
-        self._design_eps = max(self.eps / DIPOLE_MARGIN, 1e-9) if self.dipoles else self.eps
+        self.eps, self.dipoles = check_eps(eps, self.real_dtype), bool(dipoles)
         # the accuracy the operators are built for (tighter when dipoles are evaluated)
-        if expansion_order is None:
-            self.expansion_order = order_for_eps(self._design_eps)
-        else:
-            self.expansion_order = check_positive_int(expansion_order, "expansion_order")
-            if not 2 <= self.expansion_order <= 16:
-                raise ValueError(f"expansion_order must be in [2, 16], got {expansion_order!r}")
+        self._design_eps = design_eps(self.eps, self.dipoles)
+        chosen = expansion_order is None
+        self.expansion_order = order_for_eps(self.eps, self.dipoles) if chosen \
+            else check_order(expansion_order)
         if leaf_size is None:
             # about one surface's worth of points per leaf balances near and far field
             leaf_size = max(DEFAULT_LEAF_SIZE, surfaces.n_surface_points(self.expansion_order))
@@ -146,6 +136,12 @@ class FMMEngine:
         t2 = time.perf_counter()
         self.lists = build_interaction_lists(self.tree)
         t3 = time.perf_counter()
+        # decaying kernels, targets far from every source: tighten the operators' accuracy
+        margin = screening_margin(self.kernel, self.wavenumber, self.tree, self.lists,
+                                  self._design_eps) if chosen and screening else 1.0
+        if margin > 1.0:
+            self._design_eps = design_eps(self.eps, self.dipoles, margin)
+            self.expansion_order = order_for_eps(self.eps, self.dipoles, margin)
         check_frequency(self.kernel, self.wavenumber, self.tree, self.expansion_order,
                          self.eps)
         load = compute_plan if plan_loader is None else plan_loader

@@ -83,7 +83,8 @@ class FMMOperator(LinearOperator):
         Prepare for dipole (double-layer) densities, ``A.evaluate(dipoles=d)``: the far-field
         operators are built for ``eps / 100`` (about two orders higher; a product costs about
         twice as much), because a dipole's far field is a derivative higher than a charge's.
-        ``eps`` must then be at least 1e-7. An operator fit without it refuses dipoles.
+        At eps 1e-9 that is order 15, whose operators take minutes to precompute (once: they
+        are cached on disk). An operator fit without it refuses dipoles.
     expansion_order : int or None
         Overrides the expansion order chosen from ``eps``.
     leaf_size : int or None

@@ -113,8 +113,11 @@ def test_gradient_accuracy(rng):
 
 def test_order_for_eps():
     assert [order_for_eps(e) for e in (0.5, 1e-3, 1e-6, 1e-9)] == [3, 4, 7, 11]
-    with pytest.raises(ValueError, match="at least 1e-9"):
-        order_for_eps(1e-12)
+    # dipoles: the order of eps / 100, down to the measured order 15 at eps 1e-9
+    assert [order_for_eps(e, dipoles=True) for e in (1e-3, 1e-7, 1e-8, 1e-9)] == [6, 11, 12, 15]
+    for dipoles in (False, True):
+        with pytest.raises(ValueError, match="at least 1e-09"):
+            order_for_eps(9.9e-10, dipoles)
 
 
 def test_timings_cover_every_operator(rng):

@@ -185,7 +185,8 @@ class DistributedFMMOperator:
             if len(my_src) or len(my_tgt):  # placeholders: a zero charge, a discarded target
                 engine = FMMEngine(my_src if len(my_src) else my_tgt[:1],
                                    my_tgt if len(my_tgt) else my_src[:1], **options,
-                                   tree_options={"root": part.root, "min_depth": part.level})
+                                   tree_options={"root": part.root, "min_depth": part.level},
+                                   screening=False)  # one order on every rank
             return engine, TopTree(part, comm.rank, top_options)
 
         if memory is None:

@@ -72,6 +72,11 @@ class Kernel:
         Whether G oscillates with the wavenumber (Helmholtz). The FMM of such a kernel is a
         low-frequency method: it refuses ``|k|`` times the width of a level-2 box beyond the
         bound it is measured to meet (:func:`fmmsolve.accuracy.max_kw2`).
+    decay : callable
+        ``decay(k) -> float``: the rate d >= 0 of the exponential decay of ``|G| r``, e^(-d r)
+        (k for modified Helmholtz, Im k for Helmholtz, 0 for Laplace). The FMM tightens its
+        accuracy by it for targets far from every source
+        (:func:`fmmsolve.accuracy.screening_margin`).
     """
 
     name: str
@@ -84,6 +89,7 @@ class Kernel:
     matrix: Callable[..., np.ndarray]
     radial: Any
     oscillatory: bool = False
+    decay: Callable[[Any], float] = lambda k: 0.0
 
     def __reduce__(self):
         # Pickle by name: the compiled dispatchers are not data.

@@ -237,4 +237,5 @@ HELMHOLTZ = Kernel(
     matrix=matrix,
     radial=radial,
     oscillatory=True,
+    decay=lambda k: max(float(np.imag(k)), 0.0),  # |G| r = exp(-Im(k) r)
 )

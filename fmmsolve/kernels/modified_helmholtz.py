@@ -199,4 +199,5 @@ MODIFIED_HELMHOLTZ = Kernel(
     check_wavenumber=_check_wavenumber,
     matrix=matrix,
     radial=radial,
+    decay=float,  # |G| r = exp(-k r)
 )
