@@ -48,7 +48,9 @@ def test_direct_sum_matches_dense_oracle(kernel, k, m, rng):
     assert np.linalg.norm(pot - ref_pot) <= 1e-13 * np.linalg.norm(ref_pot)
     assert np.linalg.norm(grad - ref_grad) <= 1e-13 * np.linalg.norm(ref_grad)
     alone = fmmsolve.direct(sources, targets, charges, kernel=kernel, wavenumber=k)
-    np.testing.assert_allclose(alone, pot, rtol=1e-13, atol=0)
+    # rounding is relative to the terms, not to a sum that cancels (seen: 1.1e-13 relative
+    # on an entry 1000x below the largest)
+    np.testing.assert_allclose(alone, pot, rtol=1e-13, atol=1e-13 * np.abs(pot).max())
 
 
 @pytest.mark.parametrize("kernel, k", CASES[1:2] + CASES[4:5])
