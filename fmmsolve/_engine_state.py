@@ -15,7 +15,6 @@ import numpy as np
 
 from ._config import MAX_DEPTH
 from ._validation import resolve_real_dtype
-from .accuracy import design_eps
 from .kernels import get_kernel
 from .operators import surfaces, translations
 from .operators.plan import Plan, transfer_vectors
@@ -177,12 +176,17 @@ def check_plan(plan, kernel_name, order, rows):
              "the plan holds NaN or infinite values")
 
 
+def plan_groups(kernel, depth):
+    """Group name of the plan of each level 0..depth: ``"plan"`` for level 0 (and for every
+    level of a scale-invariant kernel, which shares one plan), ``"plan_<l>"`` for level l >= 1
+    of the others (the plan of level l is the reference plan at the wavenumber ``k h_l``)."""
+    if kernel.scale_invariant:
+        return ["plan"] * (depth + 1)
+    return ["plan"] + [f"plan_{level}" for level in range(1, depth + 1)]
+
+
 def state_of(engine):
     """:meth:`FMMEngine.state <fmmsolve.fmm.FMMEngine.state>` of ``engine``."""
-    if not engine.kernel.scale_invariant:
-        raise NotImplementedError(
-            f"saving an FMM for the {engine.kernel.name!r} kernel (one plan per tree level) "
-            f"is not supported yet; fit a new FMMOperator instead")
     attrs = {"engine.kernel": engine.kernel.name, "engine.wavenumber": engine.wavenumber,
              "engine.eps": engine.eps, "engine.dipoles": engine.dipoles,
              "engine.expansion_order": engine.expansion_order,
@@ -190,7 +194,9 @@ def state_of(engine):
              "engine.radii": radii()}
     groups = {}
     shared = SHARED_TARGET_FIELDS if engine.tree.targets_are_sources else {}
-    for name, record in (("tree", engine.tree), ("lists", engine.lists), ("plan", engine.plan)):
+    records = [("tree", engine.tree), ("lists", engine.lists)]
+    records += dict(zip(plan_groups(engine.kernel, engine.tree.depth), engine.plans)).items()
+    for name, record in records:
         arrays = groups[name] = {}
         for field in fields(record):
             value = getattr(record, field.name)
@@ -207,9 +213,6 @@ def restore(engine, groups, attrs):
     from :func:`state_of`'s output, checking everything first; see
     :meth:`FMMEngine.from_state <fmmsolve.fmm.FMMEngine.from_state>`."""
     engine.kernel = get_kernel(param(attrs, "engine.kernel", str))
-    if not engine.kernel.scale_invariant:
-        raise NotImplementedError(f"loading an FMM for the {engine.kernel.name!r} kernel (one "
-                                  f"plan per tree level) is not supported yet")
     engine._compiled = translations.for_kernel(engine.kernel)
     engine.wavenumber = param(attrs, "engine.wavenumber", numbers.Number)
     engine.real_dtype = resolve_real_dtype(param(attrs, "engine.real_dtype", str))
@@ -218,7 +221,6 @@ def restore(engine, groups, attrs):
     # files written before dipole densities existed hold charges-only operators
     engine.dipoles = param(attrs, "engine.dipoles", bool) \
         if "engine.dipoles" in attrs else False
-    engine._design_eps = design_eps(engine.eps, engine.dipoles)
     engine.expansion_order = param(attrs, "engine.expansion_order", numbers.Integral)
     require(0 < engine.eps < 1, f"engine.eps must be in (0, 1), got {engine.eps!r}")
     require(2 <= engine.expansion_order <= 16,
@@ -238,9 +240,19 @@ def restore(engine, groups, attrs):
     for name in "uvwx":
         check_csr(f"lists/{name}", getattr(engine.lists, f"{name}_indptr"),
                          getattr(engine.lists, f"{name}_indices"), engine.tree.n_boxes)
-    dims = {"n": surfaces.n_surface_points(engine.expansion_order),
-            "vectors": len(transfer_vectors())}
-    engine.plan = record(Plan, "plan", groups, attrs, PLAN_RULES, dims, {},
-                              value_dtype=engine.value_dtype)
-    check_plan(engine.plan, engine.kernel.name, engine.expansion_order, dims["rows"])
-    engine.plans = [engine.plan] * (engine.tree.depth + 1)
+    n = surfaces.n_surface_points(engine.expansion_order)
+    names = plan_groups(engine.kernel, engine.tree.depth)
+    plans = {}
+    for name in dict.fromkeys(names):  # each distinct plan once, level order
+        dims = {"n": n, "vectors": len(transfer_vectors())}
+        plans[name] = record(Plan, name, groups, attrs, PLAN_RULES, dims, {},
+                             value_dtype=engine.value_dtype)
+        check_plan(plans[name], engine.kernel.name, engine.expansion_order, dims["rows"])
+    engine.plans = [plans[name] for name in names]
+    engine.plan = engine.plans[0]
+    # a level with V-list pairs needs M2L operators (levels 0 and 1 are saved without them)
+    levels = engine.tree.levels[np.repeat(np.arange(engine.tree.n_boxes),
+                                          np.diff(engine.lists.v_indptr))]
+    for level in np.unique(levels):
+        require(engine.plans[level].rank > 0,
+                f"{names[level]} has no M2L operators, but level {level} has V-list pairs")

@@ -45,7 +45,7 @@ __all__ = ["FORMAT_VERSION", "ENV_VAR", "default_location", "resolve_memory", "l
            "clear_cache", "cache_size"]
 
 #: Bump whenever the content or layout of a Plan changes: old entries then never match.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: plans without M2L hold (0, 0) factors, as their rank 0 says
 #: Environment variable that overrides the default cache directory.
 ENV_VAR = "FMMSOLVE_CACHE_DIR"
 

@@ -157,14 +157,6 @@ def test_refuses_wavenumbers_beyond_the_low_frequency_range():
                                                    wavenumber=1e3)) <= 1e-12
 
 
-def test_saving_is_refused_for_now(tmp_path):
-    A = fmmsolve.FMMOperator(CUBE[:300], kernel="modified_helmholtz", wavenumber=1.0,
-                             eps=1e-3, memory=None)
-    with pytest.raises(NotImplementedError, match="saving .* not supported yet"):
-        A.save(tmp_path / "a.h5")
-    assert not (tmp_path / "a.h5").exists()
-
-
 def test_field_at_the_sources_and_new_points(rng):
     q = _charges("helmholtz", len(CUBE), rng)
     field = fmmsolve.FMMField(CUBE, q, kernel="helmholtz", wavenumber=5 + 1j, eps=1e-3,

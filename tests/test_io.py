@@ -162,6 +162,50 @@ def test_targets_shared_with_sources_are_stored_once(saved):
         assert f["tree/targets"].shape == (3, M)
 
 
+WAVE_CASES = {"helmholtz": (5 + 1j, None), "modified_helmholtz": (3.0, "targets")}
+
+
+@pytest.mark.parametrize("kernel", WAVE_CASES)
+def test_wave_kernels_round_trip_with_a_plan_per_level(kernel, tmp_path, rng, monkeypatch):
+    k, targets = WAVE_CASES[kernel]
+    x = point_cloud("uniform", 2000, seed=3)
+    y = None if targets is None else point_cloud("uniform", 700, seed=4) * 1.2 - 0.1
+    op = FMMOperator(x, y, kernel=kernel, wavenumber=k, eps=1e-3, dipoles=True, leaf_size=40,
+                     memory=None)
+    assert op.tree["depth"] >= 3  # levels 0 and 1 (no M2L) and two levels with their own
+    op.save(tmp_path / "wave.h5")
+    with h5py.File(tmp_path / "wave.h5", "r") as f:
+        assert {name for name in f if name.startswith("plan")} == \
+            {"plan"} | {f"plan_{level}" for level in range(1, op.tree["depth"] + 1)}
+    _forbid_fitting(monkeypatch)
+    loaded = fmmsolve.load(tmp_path / "wave.h5")
+    monkeypatch.undo()
+    assert {**loaded._params(), "memory": None} == op._params() and loaded.dtype == op.dtype
+    q = rng.standard_normal(op.shape[1]) + 1j * rng.standard_normal(op.shape[1])
+    d = rng.standard_normal((op.shape[1], 3))
+    for got, expected in zip(loaded.evaluate(q, dipoles=d, gradient=True),
+                             op.evaluate(q, dipoles=d, gradient=True)):
+        assert np.array_equal(got, expected)
+
+    # every level's plan is checked: a missing one, and one without the M2L its level needs
+    for edit, message in [(lambda f: f.__delitem__("plan_2"), "missing group 'plan_2'"),
+                          (_plan_without_m2l("plan_2", "plan_1"), "plan_2 has no M2L")]:
+        shutil.copy(tmp_path / "wave.h5", tmp_path / "edited.h5")
+        with h5py.File(tmp_path / "edited.h5", "a") as f:
+            edit(f)
+        with _raises_naming(tmp_path / "edited.h5", message):
+            fmmsolve.load(tmp_path / "edited.h5")
+
+
+def _plan_without_m2l(name, donor):
+    """Replace the M2L arrays of plan ``name`` by those of ``donor`` (a plan of level 0 or 1)."""
+    def edit(f):
+        for field in ("m2l_vt", "m2l_ptr", "m2l_a", "m2l_b", "m2l_u"):
+            del f[name][field]
+            f[name][field] = f[donor][field][()]
+    return edit
+
+
 # -- atomic writes --------------------------------------------------------------------------------
 
 def _fail_after(monkeypatch, n_calls):

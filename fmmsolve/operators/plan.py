@@ -244,8 +244,9 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
         m2l_vt, m2l_ptr, m2l_a, m2l_b, m2l_u = _m2l_operators(
             mat, surf, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b)
     else:
-        dtype = uc2e_a.dtype
-        m2l_vt, m2l_a, m2l_b = (np.zeros((0, n), dtype) for _ in range(3))
+        dtype = uc2e_a.dtype  # rank k = 0: shapes (k, n), (0, k), (0, k), (n, k)
+        m2l_vt, m2l_a, m2l_b = np.zeros((0, n), dtype), np.zeros((0, 0), dtype), \
+            np.zeros((0, 0), dtype)
         m2l_ptr, m2l_u = np.zeros(len(transfer_vectors()) + 1, np.int64), np.zeros((n, 0), dtype)
     cast = np.ascontiguousarray
     return Plan(
