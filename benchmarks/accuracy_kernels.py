@@ -3,8 +3,9 @@ potential and of its gradient against ``fmmsolve.direct``.
 
 Sources are uniform in the unit cube. Targets are either the sources themselves ("self", the
 near field dominates) or a sphere of radius 3 around the cube ("far": every interaction goes
-through the expansions; there the wavenumbers are divided by 5 to stay inside the
-low-frequency bound of the larger root cube). Charges are evaluated on operators fit for them;
+through the expansions, and for a decaying kernel through boxes no wider than 1 / d or direct
+sums; there the Helmholtz wavenumbers are divided by 5 to stay inside the low-frequency bound
+of the larger root cube). Charges are evaluated on operators fit for them;
 dipoles on operators fit with ``dipoles=True`` (built for eps / 100: order 15 at eps 1e-9).
 
     python benchmarks/accuracy_kernels.py [--n 3000] [--eps 1e-3 1e-6 1e-9] [--leaf-size 100]

@@ -7,7 +7,6 @@ scikit-learn.
 """
 
 from ._version import __version__
-from .accuracy import AccuracyWarning
 from .cache import clear_cache
 from .field import FMMField
 from .kernels import KERNEL_NAMES, get_kernel
@@ -20,7 +19,6 @@ _LAZY = {"PotentialTransformer": "estimators", "IntegralEquationSolver": "estima
 
 __all__ = [
     "__version__",
-    "AccuracyWarning",
     "clear_cache",
     "direct",
     "FMMOperator",

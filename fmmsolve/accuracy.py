@@ -8,19 +8,13 @@ comments say on what); change them only with a new measurement.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ._validation import check_positive_int
 
-__all__ = ["order_for_eps", "design_eps", "check_eps", "check_order", "max_kw2", "check_frequency", "level_half_widths",
-           "screening_margin", "AccuracyWarning", "COMPRESSION_MARGIN", "DIPOLE_MARGIN",
-           "FLOAT32_MIN_EPS", "MIN_EPS", "MAX_SCREENING_EXPONENT"]
-
-
-class AccuracyWarning(UserWarning):
-    """The FMM cannot promise the requested eps for these points (the message says why)."""
+__all__ = ["order_for_eps", "design_eps", "check_eps", "check_order", "max_kw2",
+           "check_frequency", "level_half_widths", "max_expansion_half_width",
+           "COMPRESSION_MARGIN", "DIPOLE_MARGIN", "DECAY_WIDTH", "FLOAT32_MIN_EPS", "MIN_EPS"]
 
 # eps -> expansion order, from the measured relative L2 error of the potential (20k points,
 # float64, worst of uniform / clusters / curve; benchmarks/accuracy_table.py): p=3 1.5e-3, 4 2.0e-4,
@@ -95,23 +89,21 @@ def check_order(expansion_order) -> int:
     return order
 
 
-def design_eps(eps: float, dipoles: bool = False, margin: float = 1.0) -> float:
+def design_eps(eps: float, dipoles: bool = False) -> float:
     """The accuracy the operators are built for: ``eps``, divided by ``DIPOLE_MARGIN`` for an
-    FMM that evaluates dipole densities and by a :func:`screening_margin`."""
-    return (eps / DIPOLE_MARGIN if dipoles else eps) / margin
+    FMM that evaluates dipole densities."""
+    return eps / DIPOLE_MARGIN if dipoles else eps
 
 
-def order_for_eps(eps: float, dipoles: bool = False, margin: float = 1.0) -> int:
+def order_for_eps(eps: float, dipoles: bool = False) -> int:
     """Expansion order used for a requested relative accuracy ``eps`` (at least
-    :data:`MIN_EPS`), of charges only or also of dipoles, tightened by ``margin``."""
+    :data:`MIN_EPS`), of charges only or also of dipoles."""
     if eps < MIN_EPS * (1 - 1e-9):
         raise ValueError(f"eps must be at least {MIN_EPS:g} (the smallest accuracy fmmsolve is "
                          f"measured to reach), got {eps!r}")
-    target = design_eps(eps, dipoles, margin) * (1 + 1e-9)  # 1e-9 / 100 is a hair above 1e-11
-    for bound, order in _ORDERS:
-        if target >= bound:
-            return order
-    return _ORDERS[-1][1]  # a screening margin beyond the table: screening_margin warned
+    target = design_eps(eps, dipoles) * (1 + 1e-9)  # 1e-9 / 100 is a hair above 1e-11
+    # MIN_EPS / DIPOLE_MARGIN is the last row's bound: the search always ends in the table
+    return next(order for bound, order in _ORDERS if target >= bound)
 
 
 def level_half_widths(tree):
@@ -139,58 +131,24 @@ def check_frequency(kernel, wavenumber, tree, order, eps):
             f"higher frequencies; use fmmsolve.direct, or a smaller domain or wavenumber.")
 
 
-# Targets far from every source, with a kernel that decays as e^(-d r): each expansion is fit
-# to a field that varies by about e^(d w) across a box of width w, and its error is relative to
-# the field's largest value there, so the error at the weak end grows by up to e^(2 d w) (an
-# upward and a downward fit). Measured (modified Helmholtz, 2000 uniform sources in the unit
-# cube, 1500 targets on a sphere of radius 3 around them, w = 1.5; relative L2 error of the
-# potential by order 4 / 5 / 6 / 7 / 9 / 11, Laplace 2.0e-4 at 4 and 1.1e-10 at 11):
-#   k = 1 (2 d w = 3): 1.2e-3 / 7.9e-5 / 7.5e-6 / 1.2e-6 / 2.9e-8 / 2.1e-9
-#   k = 3 (2 d w = 9): 1.3e-2 / 2.3e-3 / 3.4e-4 / 8.2e-5 / 2.9e-6 / 7.7e-8
-#   k = 10 (2 d w = 30): of order 1 at orders 4 and 7.
-# Dividing eps by e^(2 d w) meets it in the measured range; beyond it the FMM warns.
-MAX_SCREENING_EXPONENT = 9.0
+# Targets away from the sources, with a kernel that decays as e^(-d r): an expansion is fit to
+# a field that falls by about e^(-d w) across its box of width w, and its error is relative to
+# the field's largest value there. Where the potential at a target comes mostly through such
+# expansions (no source near it), its relative error grows by up to e^(2 d w) (an upward and a
+# downward fit). Measured at the order of eps (modified Helmholtz, 2000 uniform sources in the
+# unit cube, 1500 targets on a sphere of radius 3 around them, w = 1.5): k = 1 (2 d w = 3) gave
+# 2.2e-3 at eps 1e-3, k = 3 1.3e-2, k = 10 errors of order 1. So such targets take their far
+# field from boxes with d w <= DECAY_WIDTH only (fmmsolve.tree.lists.narrow_far_field, and
+# FMMField at any new point). Measured with it, on the same sphere (3000 sources): k = 1
+# 4.5e-5 at eps 1e-3 and 2.2e-8 at 1e-6; k = 3 and 10 are summed directly there (their source
+# leaves are wider than 1 / k); FMMField with M2P from the root (d w = 3, k = 3) gave 5.4e-3 at
+# eps 1e-3 and 3.7e-6 at 1e-6, with DECAY_WIDTH 2.7e-4 and 4.6e-8.
+DECAY_WIDTH = 1.0
 
 
-def screening_margin(kernel, wavenumber, tree, lists, design: float) -> float:
-    """The factor ``e^(2 d w)`` by which eps is divided for targets far from every source.
-
-    ``d`` is the kernel's decay rate (:attr:`fmmsolve.kernels.Kernel.decay`) and ``w`` the
-    width of the coarsest box whose expansions reach a target leaf with no source in a leaf
-    adjacent to it (empty U list): such targets get their whole potential through expansions.
-    Targets among the sources get most of theirs from the direct near field, and need no
-    margin. Returns 1.0 when there are no such leaves. Warns with :class:`AccuracyWarning`
-    when ``2 d w`` exceeds :data:`MAX_SCREENING_EXPONENT` (and returns 1.0: the error can be of
-    order 1 whatever the order), or when ``design`` (the accuracy the operators would be built
-    for otherwise) divided by the factor is finer than the finest order's (and returns the
-    factor that reaches that order).
-    """
+def max_expansion_half_width(kernel, wavenumber) -> float:
+    """Half-width of the widest box whose expansions may reach a target away from the sources:
+    ``DECAY_WIDTH / (2 d)`` for a kernel that decays at the rate d > 0
+    (:attr:`fmmsolve.kernels.Kernel.decay`), infinite for the others."""
     decay = kernel.decay(wavenumber)
-    if decay <= 0.0 or tree.targets_are_sources or tree.depth < 2:
-        return 1.0
-    has_targets = tree.tgt_end > tree.tgt_begin
-    leaves = tree.leaves[has_targets[tree.leaves]]
-    box = leaves[np.diff(lists.u_indptr)[leaves] == 0]  # far-only target leaves
-    if len(box) == 0:
-        return 1.0
-    reached = np.diff(lists.v_indptr) + np.diff(lists.x_indptr) + np.diff(lists.w_indptr)
-    coarsest = np.full(len(box), tree.depth)
-    for _ in range(tree.depth + 1):  # climb to the root: the coarsest level expansions reach
-        hit = reached[box] > 0
-        coarsest[hit] = np.minimum(coarsest[hit], tree.levels[box[hit]])
-        box = np.maximum(tree.parent[box], 0)
-    width = 2.0 * float(level_half_widths(tree)[coarsest.min()])
-    exponent, finest = 2.0 * decay * width, _ORDERS[-1][0]
-    if exponent <= MAX_SCREENING_EXPONENT and design / np.exp(exponent) >= finest:
-        return float(np.exp(exponent))
-    why = (f"eps is met there only while 2 d w <= {MAX_SCREENING_EXPONENT:g}, and here it is "
-           f"{exponent:g}; of order 1 was measured at 30" if exponent > MAX_SCREENING_EXPONENT
-           else f"that needs operators built for {design / np.exp(exponent):.1e}, finer than "
-                f"the finest order's {finest:g}")
-    warnings.warn(AccuracyWarning(
-        f"some targets are far from every source (the {kernel.name!r} kernel decays at the "
-        f"rate d = {decay:g}): their potential comes through boxes of width w = {width:g}, "
-        f"across which it falls by e^(-d w), and the relative error there grows by up to "
-        f"e^(2 d w); {why}. Their relative error may be above eps: use fmmsolve.direct for "
-        f"them, a larger eps, or targets nearer the sources."), stacklevel=4)
-    return 1.0 if exponent > MAX_SCREENING_EXPONENT else design / finest
+    return 0.5 * DECAY_WIDTH / decay if decay > 0 else np.inf

@@ -21,9 +21,10 @@ the root cube by searching the sorted box keys level by level.
   ``near_and_far`` only rewrites the lists of leaves. The neighbourhood is summed by a bounded
   traversal for each point. A box ``C`` is used through M2P when ``y`` is well separated from
   it (max-norm distance from C's centre >= ``SEPARATION`` = 3 half-widths, outside its upward
-  check surface at 2.95) and, for a kernel that decays, C is narrow enough for its multipole to
-  hold relative to the decaying field (``DECAY_WIDTH``). Otherwise the traversal recurses into
-  C's children, and a leaf is summed directly. Points inside a closed surface of sources (the interior of a sphere) fall
+  check surface at 2.95) and, for a kernel that decays at the rate d, C is narrow enough for
+  its multipole to hold relative to the decaying field (d w <= ``DECAY_WIDTH``,
+  :mod:`fmmsolve.accuracy`). Otherwise the traversal recurses into C's children, and a leaf
+  is summed directly. Points inside a closed surface of sources (the interior of a sphere) fall
   into large empty boxes. Their cost is bounded by the boxes near them, never a direct sum
   over all sources.
 
@@ -50,25 +51,15 @@ from . import cache
 from ._config import MAX_DEPTH
 from ._jit import bind, prange
 from ._validation import as_densities, as_points, resolve_real_dtype
+from .accuracy import DECAY_WIDTH, max_expansion_half_width
 from .fmm import FMMEngine
 from .kernels import get_kernel
 from .operators import dense, surfaces, translations
+from .operators.surfaces import SEPARATION
 from .operators.translations import _box_surface, _leaf_densities, _to_targets
 from .tree.morton import encode_array, point_keys
 
 __all__ = ["FMMField", "SEPARATION", "DECAY_WIDTH"]
-
-#: A point whose max-norm distance from a box's centre is at least this many half-widths lies
-#: outside the box's upward check surface (``surfaces.UP_CHECK`` = 2.95), where the box's
-#: multipole expansion holds to the requested accuracy (the W list's own criterion).
-SEPARATION = 3.0
-#: With a kernel that decays as e^(-d r), M2P from a box of width w is used only while
-#: d w <= DECAY_WIDTH; larger boxes are opened. A multipole expansion is accurate relative to
-#: its field's largest value on the check surface, which falls by about e^(-d w) across the
-#: box, so at a far point its relative error grows by that factor. Measured (modified
-#: Helmholtz, 2000 sources in the unit cube, 1000 points on a sphere of radius 3 around it,
-#: M2P from the root, d w = 3 for k = 3): 5.4e-3 at eps 1e-3, 3.7e-6 at 1e-6.
-DECAY_WIDTH = 1.0
 
 # Placeholders: the template reads these globals, `_traversal` binds them to a kernel.
 p2p = p2p_gradient = None
@@ -85,7 +76,8 @@ def neighbourhood_to_targets(gradient, points, groups, start_ptr, start_idx, chi
     ``start_idx[start_ptr[groups[t]]:start_ptr[groups[t] + 1]]``. Every interaction is computed
     in the frame of the source box. ``tally`` (n, n_sources) counts the sources (tree order)
     each point reaches, when it has rows; it is (0, 0) otherwise. Boxes of half-width above
-    ``max_m2p_half_width`` are never used through M2P (:data:`DECAY_WIDTH`).
+    ``max_m2p_half_width`` are never used through M2P
+    (:func:`~fmmsolve.accuracy.max_expansion_half_width`).
     """
     counting = tally.shape[0] > 0
     for t in prange(points.shape[0]):
@@ -218,8 +210,7 @@ class FMMField:
         self.kernel, self.wavenumber, self.eps = engine.kernel.name, wavenumber, engine.eps
         self.leaf_size, self.memory, self._dtype = leaf_size, memory, dtype
         self.value_dtype = engine.value_dtype
-        decay = engine.kernel.decay(engine.wavenumber)
-        self._max_m2p_half_width = 0.5 * DECAY_WIDTH / decay if decay > 0 else np.inf
+        self._max_m2p_half_width = max_expansion_half_width(engine.kernel, engine.wavenumber)
         t1 = time.perf_counter()
         columns = q.reshape(src.shape[0], -1)
         self._m = columns.shape[1]

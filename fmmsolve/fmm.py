@@ -26,10 +26,10 @@ from .kernels import get_kernel
 from .operators import dense, m2l, surfaces, translations
 from .operators.plan import compute_plan, transfer_index
 from .tree import build_interaction_lists, build_octree
-from .tree.lists import near_and_far
+from .tree.lists import leaves_away_from_sources, narrow_far_field, near_and_far
 from . import _engine_state as checks
 from .accuracy import (COMPRESSION_MARGIN, check_eps, check_frequency, check_order, design_eps,
-                       level_half_widths, max_kw2, order_for_eps, screening_margin)
+                       level_half_widths, max_expansion_half_width, max_kw2, order_for_eps)
 
 __all__ = ["FMMEngine", "order_for_eps", "max_kw2"]
 
@@ -55,8 +55,8 @@ class FMMEngine:
     exceed :func:`max_kw2` (2.5 to 3.5, by expansion order; measured for real k, and ``|k|``
     is used for complex k). Beyond it the requested eps is not met, so the constructor raises
     ValueError. The modified Helmholtz kernel meets eps up to ``k w_2 = 100`` with targets among
-    the sources; for targets far from every source a decaying kernel needs a higher order, which
-    :func:`~fmmsolve.accuracy.screening_margin` picks, or warns where it cannot.
+    the sources. With a kernel that decays, targets away from the sources take their far field
+    from boxes narrow enough for the decay (see ``narrow_far_field``).
 
     Parameters
     ----------
@@ -85,10 +85,11 @@ class FMMEngine:
     tree_options : dict or None
         More keyword arguments of :func:`~fmmsolve.tree.build_octree` (``root``, ``min_depth``,
         ``max_depth``), for :mod:`fmmsolve.distributed`.
-    screening : bool, default True
-        Tighten the order for targets far from every source when the kernel decays
-        (:func:`~fmmsolve.accuracy.screening_margin`); :mod:`fmmsolve.distributed` turns it off,
-        as every rank must use the same order.
+    narrow_far_field : bool, default True
+        With a kernel that decays, target leaves away from the sources take their field from
+        boxes no wider than :func:`~fmmsolve.accuracy.max_expansion_half_width` allows
+        (:func:`~fmmsolve.tree.lists.narrow_far_field`). :mod:`fmmsolve.distributed` turns it
+        off: the other ranks' field reaches a leaf through its local expansion.
 
     Attributes
     ----------
@@ -112,7 +113,7 @@ class FMMEngine:
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
-                 plan_loader=None, tree_options=None, screening=True):
+                 plan_loader=None, tree_options=None, narrow_far_field=True):
         t0 = time.perf_counter()
         self.kernel = get_kernel(kernel)
         self._compiled = translations.for_kernel(self.kernel)
@@ -122,9 +123,9 @@ class FMMEngine:
         self.eps, self.dipoles = check_eps(eps, self.real_dtype), bool(dipoles)
         # the accuracy the operators are built for (tighter when dipoles are evaluated)
         self._design_eps = design_eps(self.eps, self.dipoles)
-        chosen = expansion_order is None
-        self.expansion_order = order_for_eps(self.eps, self.dipoles) if chosen \
+        self.expansion_order = order_for_eps(self.eps, self.dipoles) if expansion_order is None \
             else check_order(expansion_order)
+        self._narrow = bool(narrow_far_field)
         if leaf_size is None:
             # about one surface's worth of points per leaf balances near and far field
             leaf_size = max(DEFAULT_LEAF_SIZE, surfaces.n_surface_points(self.expansion_order))
@@ -136,12 +137,6 @@ class FMMEngine:
         t2 = time.perf_counter()
         self.lists = build_interaction_lists(self.tree)
         t3 = time.perf_counter()
-        # decaying kernels, targets far from every source: tighten the operators' accuracy
-        margin = screening_margin(self.kernel, self.wavenumber, self.tree, self.lists,
-                                  self._design_eps) if chosen and screening else 1.0
-        if margin > 1.0:
-            self._design_eps = design_eps(self.eps, self.dipoles, margin)
-            self.expansion_order = order_for_eps(self.eps, self.dipoles, margin)
         check_frequency(self.kernel, self.wavenumber, self.tree, self.expansion_order,
                          self.eps)
         load = compute_plan if plan_loader is None else plan_loader
@@ -191,6 +186,14 @@ class FMMEngine:
         self._tgt_leaves = tree.leaves[has_tgt[tree.leaves]]
         # W and X entries that are cheaper as direct sums join the near field (U).
         self._near, self._w, self._x = near_and_far(tree, lists, self.plan.n_surface)
+        # A decaying kernel: leaves away from the sources take their field from narrow boxes
+        # and direct sums alone, and skip L2P.
+        widest = max_expansion_half_width(self.kernel, self.wavenumber)
+        away = leaves_away_from_sources(tree, lists, widest) if self._narrow else []
+        if len(away):
+            self._near, self._w = narrow_far_field(tree, self._near, self._w, away, widest,
+                                                   surfaces.SEPARATION, self.plan.n_surface)
+        self._l2p_leaves = self._tgt_leaves[~np.isin(self._tgt_leaves, away)]
         self._x_boxes = np.flatnonzero(np.diff(self._x[0]) > 0)
         self._p2m_groups = self._by_plan(self._src_leaves)
         self._p2l_groups = self._by_plan(self._x_boxes)
@@ -308,8 +311,8 @@ class FMMEngine:
         compiled = self._compiled
         common = (gradient, self._tgt, self._tgt_leaves)
         compiled.surfaces_to_targets(
-            *common, tree.tgt_begin, tree.tgt_end, self._centres, self._half_widths, self._surf,
-            surfaces.DOWN_EQUIV, local, k, pot, grad)
+            gradient, self._tgt, self._l2p_leaves, tree.tgt_begin, tree.tgt_end, self._centres,
+            self._half_widths, self._surf, surfaces.DOWN_EQUIV, local, k, pot, grad)
         lap("l2p")
         compiled.w_list_to_targets(
             *common, *self._w, tree.tgt_begin, tree.tgt_end,
@@ -489,6 +492,7 @@ class FMMEngine:
         t0 = time.perf_counter()
         self = cls.__new__(cls)
         checks.restore(self, groups, attrs)
+        self._narrow = True  # a saved engine is serial (fmmsolve.distributed does not save)
         t1 = time.perf_counter()
         self._bind_geometry()
         self.fit_timings = {"validate": t1 - t0, "bind": time.perf_counter() - t1}

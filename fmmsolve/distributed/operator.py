@@ -186,7 +186,7 @@ class DistributedFMMOperator:
                 engine = FMMEngine(my_src if len(my_src) else my_tgt[:1],
                                    my_tgt if len(my_tgt) else my_src[:1], **options,
                                    tree_options={"root": part.root, "min_depth": part.level},
-                                   screening=False)  # one order on every rank
+                                   narrow_far_field=False)  # other ranks: via locals
             return engine, TopTree(part, comm.rank, top_options)
 
         if memory is None:

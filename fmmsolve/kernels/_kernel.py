@@ -74,9 +74,9 @@ class Kernel:
         bound it is measured to meet (:func:`fmmsolve.accuracy.max_kw2`).
     decay : callable
         ``decay(k) -> float``: the rate d >= 0 of the exponential decay of ``|G| r``, e^(-d r)
-        (k for modified Helmholtz, Im k for Helmholtz, 0 for Laplace). The FMM tightens its
-        accuracy by it for targets far from every source
-        (:func:`fmmsolve.accuracy.screening_margin`).
+        (k for modified Helmholtz, Im k for Helmholtz, 0 for Laplace). The FMM reaches targets
+        away from the sources through boxes no wider than about 1 / d
+        (:func:`fmmsolve.accuracy.max_expansion_half_width`).
     """
 
     name: str

@@ -14,12 +14,16 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["surface", "n_surface_points", "radii", "UP_EQUIV", "UP_CHECK", "DOWN_EQUIV",
-           "DOWN_CHECK"]
+           "DOWN_CHECK", "SEPARATION"]
 
 UP_EQUIV = 1.05
 UP_CHECK = 2.95
 DOWN_EQUIV = 2.95
 DOWN_CHECK = 1.05
+#: A point whose max-norm distance from a box's centre is at least this many half-widths lies
+#: outside the box's upward check surface (``UP_CHECK``), where the box's multipole expansion
+#: holds to the requested accuracy: M2P from the box may be used there.
+SEPARATION = 3.0
 
 
 def n_surface_points(order: int) -> int:

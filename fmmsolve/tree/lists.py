@@ -29,13 +29,15 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .._config import MAX_DEPTH
 from .._jit import jit, prange
 from .morton import box_key
 from .octree import Octree
 
-__all__ = ["InteractionLists", "build_interaction_lists", "near_and_far"]
+__all__ = ["InteractionLists", "build_interaction_lists", "near_and_far",
+           "leaves_away_from_sources", "narrow_far_field"]
 
 _STACK = 8 * 27 + 8 * (MAX_DEPTH + 1)  # bound on the depth-first stack of one traversal
 
@@ -291,16 +293,7 @@ def near_and_far(tree: Octree, lists: InteractionLists, min_points: int):
     w_direct = n_src[w_cols] < min_points
     x_rows, x_cols = _rows(lists.x_indptr), lists.x_indices
     x_direct = tree.is_leaf[x_rows] & (n_tgt[x_rows] < min_points)
-
-    # Each moved W box becomes the run of source leaves whose points lie in its range.
-    src_leaves = tree.leaves[n_src[tree.leaves] > 0]
-    src_leaves = src_leaves[np.argsort(tree.src_begin[src_leaves], kind="stable")]
-    starts = tree.src_begin[src_leaves]
-    boxes = w_cols[w_direct]
-    lo = np.searchsorted(starts, tree.src_begin[boxes])
-    counts = np.searchsorted(starts, tree.src_end[boxes]) - lo
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    expanded = src_leaves[np.repeat(lo - offsets, counts) + np.arange(counts.sum())]
+    counts, expanded = _source_leaves(tree, w_cols[w_direct])
 
     u_rows = _rows(lists.u_indptr)
     near = _csr_from_rows(
@@ -310,3 +303,129 @@ def near_and_far(tree: Octree, lists: InteractionLists, min_points: int):
     x = _csr_from_rows(x_rows[~x_direct], x_cols[~x_direct], tree.n_boxes)
     return near, w, x
 
+
+def _source_leaves(tree: Octree, boxes):
+    """The leaves holding sources under each of ``boxes``: (counts, leaves), the leaves of
+    ``boxes[i]`` being the i-th run of ``counts[i]`` entries (contiguous in tree order)."""
+    n_src = tree.src_end - tree.src_begin
+    src_leaves = tree.leaves[n_src[tree.leaves] > 0]
+    src_leaves = src_leaves[np.argsort(tree.src_begin[src_leaves], kind="stable")]
+    starts = tree.src_begin[src_leaves]
+    lo = np.searchsorted(starts, tree.src_begin[boxes])
+    counts = np.searchsorted(starts, tree.src_end[boxes]) - lo
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return counts, src_leaves[np.repeat(lo - offsets, counts) + np.arange(counts.sum())]
+
+
+def narrow_far_field(tree: Octree, near, w, leaves, max_half_width: float, separation: float,
+                     min_points: int):
+    """Rewrite the near and W lists of the target ``leaves`` so that every source reaches them
+    directly or through the multipole of a box of half-width at most ``max_half_width``.
+
+    For each leaf T, a traversal of the source boxes from the root: a box C is taken through
+    M2P when every point of T lies at max-norm distance at least ``separation`` half-widths of
+    C from C's centre (outside its upward check surface) and C is narrow enough; a C so taken
+    with fewer than ``min_points`` sources gives its source leaves to the near list instead
+    (as in :func:`near_and_far`). Otherwise a leaf C joins the near list, and an internal C is
+    opened into its children that hold sources. The rows of ``leaves`` are replaced and the
+    other rows kept: the caller must not add a local expansion (L2P) at ``leaves``, whose
+    targets get every source exactly once through these two lists.
+
+    Parameters
+    ----------
+    tree : Octree
+    near, w : tuple of (indptr, indices)
+        As returned by :func:`near_and_far`.
+    leaves : ndarray of int64
+        Target leaves to rewrite.
+    max_half_width, separation : float
+    min_points : int
+
+    Returns
+    -------
+    near, w : tuple of (indptr, indices), int64
+    """
+    centres, half_widths = tree.box_centers(), tree.box_half_widths()
+    n_src = tree.src_end - tree.src_begin
+    rows = [[], []]  # near, w: (target leaf, source box) pairs found
+    cols = [[], []]
+    t = np.asarray(leaves, np.int64)
+    c = np.zeros(len(t), np.int64)  # every traversal starts at the root
+    while len(t):
+        gap = np.abs(centres[c] - centres[t]) - half_widths[t, None]
+        far = np.maximum(gap, 0.0).max(axis=1) >= separation * half_widths[c]
+        far &= half_widths[c] <= max_half_width
+        m2p = far & (n_src[c] >= min_points)
+        small = far & ~m2p
+        counts, expanded = _source_leaves(tree, c[small])
+        direct = ~far & tree.is_leaf[c]
+        rows[0] += [np.repeat(t[small], counts), t[direct]]
+        cols[0] += [expanded, c[direct]]
+        rows[1].append(t[m2p])
+        cols[1].append(c[m2p])
+        opened = ~far & ~tree.is_leaf[c]
+        n_children = tree.child_ptr[c[opened] + 1] - tree.child_ptr[c[opened]]
+        first = np.repeat(tree.child_ptr[c[opened]] - np.cumsum(n_children) + n_children,
+                          n_children)
+        children = first + np.arange(n_children.sum())
+        t, c = np.repeat(t[opened], n_children), children
+        keep = n_src[c] > 0
+        t, c = t[keep], c[keep]
+
+    out = []
+    replaced = np.zeros(tree.n_boxes, bool)
+    replaced[leaves] = True
+    for (indptr, indices), r, k in zip((near, w), rows, cols):
+        old_rows = _rows(indptr)
+        kept = ~replaced[old_rows]
+        out.append(_csr_from_rows(np.concatenate([old_rows[kept], *r]).astype(np.int64),
+                                  np.concatenate([indices[kept], *k]).astype(np.int64),
+                                  tree.n_boxes))
+    return tuple(out)
+
+
+def leaves_away_from_sources(tree: Octree, lists: InteractionLists, max_half_width: float):
+    """Target leaves away from the sources that expansions of boxes wider than
+    ``max_half_width`` reach.
+
+    A leaf is *away from the sources* when one of its targets is farther than
+    ``2 max_half_width`` from every source and, besides, no source leaf is adjacent to the leaf
+    (empty U list) or that target is farther from every source than the leaf's half-width:
+    its potential then comes mostly through expansions, not from sources beside it. (Targets
+    among the sources, however narrow ``max_half_width``, are never away.) The expansions that
+    reach a leaf T are the local expansions of T and of its ancestors that receive a V or X
+    list, and the multipoles of T's W list.
+
+    Parameters
+    ----------
+    tree : Octree
+    lists : InteractionLists
+    max_half_width : float
+
+    Returns
+    -------
+    ndarray of int64
+        The leaves, in the order of ``tree.leaves``; empty when the targets are the sources
+        or ``max_half_width`` is infinite.
+    """
+    has_tgt = tree.tgt_end > tree.tgt_begin
+    leaves = tree.leaves[has_tgt[tree.leaves]]
+    if tree.targets_are_sources or not np.isfinite(max_half_width):
+        return leaves[:0]
+    half_widths = tree.box_half_widths()
+    # widest expansion reaching each leaf
+    widest = np.zeros(tree.n_boxes)
+    np.maximum.at(widest, _rows(lists.w_indptr), half_widths[lists.w_indices])
+    widest = widest[leaves]
+    local = (np.diff(lists.v_indptr) + np.diff(lists.x_indptr)) > 0
+    box = leaves.copy()
+    for _ in range(tree.depth + 1):  # the leaf, then its ancestors up to the root
+        widest = np.where(local[box], np.maximum(widest, half_widths[box]), widest)
+        box = np.maximum(tree.parent[box], 0)
+    # nearest-source distance of every target, its largest value per leaf (the leaves are in
+    # Morton order: their target ranges tile the targets in order)
+    nearest = cKDTree(tree.sources.T).query(tree.targets.T, workers=-1)[0]
+    farthest = np.maximum.reduceat(nearest, tree.tgt_begin[leaves])
+    beside = (np.diff(lists.u_indptr)[leaves] > 0) & (farthest <= half_widths[leaves])
+    away = (widest > max_half_width) & (farthest > 2 * max_half_width) & ~beside
+    return leaves[away]

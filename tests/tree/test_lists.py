@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from fmmsolve import build_interaction_lists, build_octree
-from fmmsolve.tree.lists import InteractionLists, near_and_far
+from fmmsolve.tree.lists import (InteractionLists, leaves_away_from_sources,
+                                 narrow_far_field, near_and_far)
 
 from .helpers import adjacency, ancestor_or_self, tree_cases
 
@@ -124,3 +125,80 @@ def test_moving_to_the_near_field_only_moves(built):
     near = _dense(everything, "u", tree.n_boxes)
     assert tree.is_leaf[np.nonzero(near)[1]].all()  # the near field lists leaves only
 
+
+# -- the far field of leaves away from the sources, through narrow boxes --------------------------
+
+@pytest.mark.parametrize("max_half_width", [np.inf, 0.2, 0.05, 1e-3])
+def test_narrow_far_field_reaches_every_source_once(built, max_half_width):
+    tree, lists, _ = built
+    t_leaves = tree.leaves[(tree.tgt_end > tree.tgt_begin)[tree.leaves]]
+    rewritten = t_leaves[::2]  # any leaves: the rewrite does not depend on why
+    min_points = 20
+    (near_ptr, near_idx), w = near_and_far(tree, lists, min_points)[:2]
+    (n_ptr, n_idx), (w_ptr, w_idx) = narrow_far_field(
+        tree, (near_ptr, near_idx), w, rewritten, max_half_width, 3.0, min_points)
+    c, h = tree.box_centers(), tree.box_half_widths()
+    n_src = tree.src_end - tree.src_begin
+    for t in rewritten:
+        count = np.zeros(tree.n_sources, int)
+        for a in n_idx[n_ptr[t]:n_ptr[t + 1]]:
+            assert tree.is_leaf[a]
+            count[tree.src_begin[a]:tree.src_end[a]] += 1
+        for a in w_idx[w_ptr[t]:w_ptr[t + 1]]:
+            # M2P only from a narrow box with enough sources, every target outside its check
+            # surface (max-norm distance from its centre >= 3 half-widths)
+            assert h[a] <= max_half_width and n_src[a] >= min_points
+            tgt = tree.targets[:, tree.tgt_begin[t]:tree.tgt_end[t]]
+            assert (np.abs(tgt - c[a][:, None]).max(axis=0) >= 3.0 * h[a] * (1 - 1e-12)).all()
+            count[tree.src_begin[a]:tree.src_end[a]] += 1
+        assert (count == 1).all(), (t, np.flatnonzero(count != 1)[:5])
+    kept = np.setdiff1d(np.arange(tree.n_boxes), rewritten)  # other rows are untouched
+    for (ptr, idx), (ptr0, idx0) in (((n_ptr, n_idx), (near_ptr, near_idx)), ((w_ptr, w_idx), w)):
+        for b in kept:
+            assert np.array_equal(idx[ptr[b]:ptr[b + 1]], idx0[ptr0[b]:ptr0[b + 1]])
+
+
+def _away_oracle(tree, lists, max_half_width):
+    """Leaves away from the sources, from their definition, by brute force."""
+    h = tree.box_half_widths()
+    out = []
+    for t in tree.leaves[(tree.tgt_end > tree.tgt_begin)[tree.leaves]]:
+        reaching = [h[a] for a in lists.get("w", t)]
+        b = t
+        while b >= 0:
+            if len(lists.get("v", b)) or len(lists.get("x", b)):
+                reaching.append(h[b])
+            b = tree.parent[b]
+        tgt = tree.targets[:, tree.tgt_begin[t]:tree.tgt_end[t]]
+        nearest = np.sqrt(((tgt[:, :, None] - tree.sources[:, None, :]) ** 2).sum(0)).min(1)
+        beside = len(lists.get("u", t)) > 0 and nearest.max() <= h[t]
+        if max(reaching, default=0.0) > max_half_width and nearest.max() > 2 * max_half_width \
+                and not beside:
+            out.append(t)
+    return np.array(out, np.int64)
+
+
+@pytest.mark.parametrize("max_half_width", [0.5, 0.1, 0.02])
+def test_leaves_away_from_sources_match_their_definition(built, max_half_width):
+    tree, lists, _ = built
+    got = leaves_away_from_sources(tree, lists, max_half_width)
+    if tree.targets_are_sources:
+        assert len(got) == 0
+    else:
+        np.testing.assert_array_equal(np.sort(got), np.sort(_away_oracle(tree, lists,
+                                                                           max_half_width)))
+    assert len(leaves_away_from_sources(tree, lists, np.inf)) == 0
+
+
+def test_leaves_away_from_sources_are_found():
+    """The oracle above must see leaves of both kinds (away and beside the sources)."""
+    _, src, tgt, leaf_size = CASES[-1]  # disjoint sets: a sphere, and a cube beside it
+    tree = build_octree(src, tgt, leaf_size=leaf_size)
+    lists = build_interaction_lists(tree)
+    away = leaves_away_from_sources(tree, lists, 0.05)
+    n_target_leaves = np.count_nonzero((tree.tgt_end > tree.tgt_begin)[tree.leaves])
+    assert 0 < len(away) <= n_target_leaves
+    mixed = build_octree(src, np.vstack([tgt, src[:200] + 1e-3]), leaf_size=leaf_size)
+    mixed_lists = build_interaction_lists(mixed)
+    some = leaves_away_from_sources(mixed, mixed_lists, 0.05)
+    assert 0 < len(some) < np.count_nonzero((mixed.tgt_end > mixed.tgt_begin)[mixed.leaves])
