@@ -422,10 +422,12 @@ def leaves_away_from_sources(tree: Octree, lists: InteractionLists, max_half_wid
     for _ in range(tree.depth + 1):  # the leaf, then its ancestors up to the root
         widest = np.where(local[box], np.maximum(widest, half_widths[box]), widest)
         box = np.maximum(tree.parent[box], 0)
+    reached = widest > max_half_width
+    if not reached.any():  # no wide expansion anywhere: skip the nearest-source search
+        return leaves[:0]
     # nearest-source distance of every target, its largest value per leaf (the leaves are in
     # Morton order: their target ranges tile the targets in order)
     nearest = cKDTree(tree.sources.T).query(tree.targets.T, workers=-1)[0]
     farthest = np.maximum.reduceat(nearest, tree.tgt_begin[leaves])
     beside = (np.diff(lists.u_indptr)[leaves] > 0) & (farthest <= half_widths[leaves])
-    away = (widest > max_half_width) & (farthest > 2 * max_half_width) & ~beside
-    return leaves[away]
+    return leaves[reached & (farthest > 2 * max_half_width) & ~beside]
