@@ -188,10 +188,10 @@ class FMMEngine:
         self._near, self._w, self._x = near_and_far(tree, lists, self.plan.n_surface)
         # A decaying kernel: leaves away from the sources take their field from narrow boxes
         # and direct sums alone, and skip L2P.
-        widest = max_expansion_half_width(self.kernel, self.wavenumber)
-        away = leaves_away_from_sources(tree, lists, widest) if self._narrow else []
+        max_hw = max_expansion_half_width(self.kernel, self.wavenumber)
+        away = leaves_away_from_sources(tree, lists, max_hw) if self._narrow else []
         if len(away):
-            self._near, self._w = narrow_far_field(tree, self._near, self._w, away, widest,
+            self._near, self._w = narrow_far_field(tree, self._near, self._w, away, max_hw,
                                                    surfaces.SEPARATION, self.plan.n_surface)
         self._l2p_leaves = self._tgt_leaves[~np.isin(self._tgt_leaves, away)]
         self._x_boxes = np.flatnonzero(np.diff(self._x[0]) > 0)

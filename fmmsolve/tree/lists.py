@@ -263,6 +263,12 @@ def _rows(indptr):
     return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
 
 
+def _ranges(starts, counts):
+    """The integer ranges ``[starts[i], starts[i] + counts[i])``, concatenated (int64)."""
+    offsets = np.cumsum(counts) - counts  # where each range begins in the output
+    return np.repeat(starts - offsets, counts) + np.arange(counts.sum(), dtype=np.int64)
+
+
 def near_and_far(tree: Octree, lists: InteractionLists, min_points: int):
     """Move W and X entries that are cheaper as direct sums into the near field.
 
@@ -313,8 +319,7 @@ def _source_leaves(tree: Octree, boxes):
     starts = tree.src_begin[src_leaves]
     lo = np.searchsorted(starts, tree.src_begin[boxes])
     counts = np.searchsorted(starts, tree.src_end[boxes]) - lo
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    return counts, src_leaves[np.repeat(lo - offsets, counts) + np.arange(counts.sum())]
+    return counts, src_leaves[_ranges(lo, counts)]
 
 
 def narrow_far_field(tree: Octree, near, w, leaves, max_half_width: float, separation: float,
@@ -364,11 +369,9 @@ def narrow_far_field(tree: Octree, near, w, leaves, max_half_width: float, separ
         rows[1].append(t[m2p])
         cols[1].append(c[m2p])
         opened = ~far & ~tree.is_leaf[c]
-        n_children = tree.child_ptr[c[opened] + 1] - tree.child_ptr[c[opened]]
-        first = np.repeat(tree.child_ptr[c[opened]] - np.cumsum(n_children) + n_children,
-                          n_children)
-        children = first + np.arange(n_children.sum())
-        t, c = np.repeat(t[opened], n_children), children
+        first = tree.child_ptr[c[opened]]  # the children of a box are boxes in a row
+        n_children = tree.child_ptr[c[opened] + 1] - first
+        t, c = np.repeat(t[opened], n_children), _ranges(first, n_children)
         keep = n_src[c] > 0
         t, c = t[keep], c[keep]
 
