@@ -33,7 +33,7 @@ source must be counted exactly once for every point.
 
 Zero-distance pairs contribute nothing, as everywhere in fmmsolve: a point that coincides with a
 source skips it. Such a point has the source's Morton key, so it lands in the source's leaf, and
-both are taken relative to that leaf's centre, bit for bit.
+both are taken relative to that leaf's origin, bit for bit.
 
 Pickling stores the constructor arguments and fits again when unpickled, as
 :class:`~fmmsolve.FMMOperator` does.
@@ -66,7 +66,7 @@ p2p = p2p_gradient = None
 
 
 def neighbourhood_to_targets(gradient, points, groups, start_ptr, start_idx, child_ptr,
-                             centres, half_widths, src, charges, src_begin, src_end, surf,
+                             centres, frames, half_widths, src, charges, src_begin, src_end, surf,
                              radius, multipole, wavenumber, max_m2p_half_width, stack_size, pot,
                              grad, tally):
     """Add, at each point, the field of the boxes of its neighbourhood: M2P from the boxes it is
@@ -96,10 +96,10 @@ def neighbourhood_to_targets(gradient, points, groups, start_ptr, start_idx, chi
             far = 0.0
             for d in range(3):
                 far = max(far, abs(points[t, d] - centres[c, d]))
-                tgt[d, 0] = points[t, d] - centres[c, d]
+                tgt[d, 0] = points[t, d] - frames[c, d]
             is_leaf = child_ptr[c + 1] == child_ptr[c]
             if far >= SEPARATION * half_widths[c] and half_widths[c] <= max_m2p_half_width:
-                pts = _box_surface(surf, centres, half_widths, radius, c, c)
+                pts = _box_surface(surf, centres, frames, half_widths, radius, c, c)
                 _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], multipole[c],
                             tgt, 0, 1, wavenumber, pot_t, grad_t)
             elif is_leaf:
@@ -338,7 +338,8 @@ class FMMField:
         tally = np.zeros((0, 0), np.int64) if tally is None else tally
         _traversal(engine.kernel)(
             gradient, np.ascontiguousarray(points), groups.astype(np.int64).ravel(), ptr, idx,
-            tree.child_ptr, engine._centres, engine._half_widths, engine._src, self._q,
+            tree.child_ptr, engine._centres, engine._frames, engine._half_widths, engine._src,
+            self._q,
             tree.src_begin, tree.src_end, engine._surf, surfaces.UP_EQUIV, self._multipole,
             engine.wavenumber, self._max_m2p_half_width, stack, pot, grad, tally)
         return pot, grad
@@ -370,22 +371,23 @@ class FMMField:
         n, m, vdt, k = len(y), self._m, self.value_dtype, engine.wavenumber
         order, sorted_box, n_leaf, begin, end, boxes = self._sort(y)
         ys = y[order]
-        frame = engine._centres[np.maximum(sorted_box, 0)]
+        frame = engine._frames[np.maximum(sorted_box, 0)]
         tgt = np.ascontiguousarray((ys - frame).T, dtype=engine.real_dtype)
         leaves = np.ascontiguousarray(boxes[tree.is_leaf[boxes]])
         pot = np.zeros((m, n), vdt)
         grad = np.zeros((m, 3, n if gradient else 0), vdt)
         compiled = self._compiled
         t1 = time.perf_counter()
-        geometry = (engine._centres, engine._half_widths, engine._surf)
-        compiled.surfaces_to_targets(gradient, tgt, boxes, begin, end, *geometry,
+        geometry = (engine._centres, engine._frames, engine._half_widths, engine._surf)
+        compiled.surfaces_to_targets(gradient, tgt, boxes, engine._l2p_box_of[boxes], begin,
+                                     end, *geometry,
                                      surfaces.DOWN_EQUIV, self._local, k, pot, grad)
         t2 = time.perf_counter()
         compiled.w_list_to_targets(gradient, tgt, leaves, *engine._w, begin, end, *geometry,
                                    surfaces.UP_EQUIV, self._multipole, k, pot, grad)
         t3 = time.perf_counter()
         compiled.near_field(gradient, engine._src, self._q, tgt, leaves, *engine._near,
-                            tree.src_begin, tree.src_end, begin, end, engine._centres, k,
+                            tree.src_begin, tree.src_end, begin, end, engine._frames, k,
                             pot, grad)
         t4 = time.perf_counter()
         if n_leaf < n:

@@ -26,7 +26,7 @@ from .kernels import get_kernel
 from .operators import dense, m2l, surfaces, translations
 from .operators.plan import compute_plan, transfer_index
 from .tree import build_interaction_lists, build_octree
-from .tree.lists import leaves_away_from_sources, narrow_far_field, near_and_far
+from .tree.lists import l2p_boxes, leaves_away_from_sources, narrow_far_field, near_and_far
 from . import _engine_state as checks
 from .accuracy import (COMPRESSION_MARGIN, check_eps, check_frequency, check_order, design_eps,
                        level_half_widths, max_expansion_half_width, max_kw2, order_for_eps)
@@ -150,7 +150,7 @@ class FMMEngine:
                           for level, h in enumerate(level_half_widths(self.tree))]
         self.plan = self.plans[0]
         t4 = time.perf_counter()
-        self._bind_geometry()
+        self._bind_geometry((tree_options or {}).get("min_depth", 0))
         t5 = time.perf_counter()
         self.fit_timings = {"validate": t1 - t0, "tree": t2 - t1, "lists": t3 - t2,
                             "plan": t4 - t3, "bind": t5 - t4}
@@ -159,12 +159,15 @@ class FMMEngine:
                   self.n_sources, self.n_targets, self.expansion_order, self.tree.depth,
                   len(self.tree.leaves), t5 - t0, _seconds(self.fit_timings))
 
-    def _bind_geometry(self):
-        """Index arrays and real-dtype geometry that every evaluation reuses."""
+    def _bind_geometry(self, tree_min_depth=0):
+        """Index arrays and real-dtype geometry that every evaluation reuses; boxes down to
+        ``tree_min_depth`` may receive a far field at evaluation (see :meth:`evaluate`)."""
         tree, lists, real = self.tree, self.lists, self.real_dtype
-        # Geometry stays float64; points are stored relative to their leaf's centre (see
-        # operators/translations.py, "Frames") in the working precision.
+        # Geometry stays float64; points are stored relative to their leaf's origin, the centre
+        # of its points' bounding box (see operators/translations.py, "Frames"), in the
+        # working precision.
         self._centres = tree.box_centers()
+        self._frames = translations.leaf_frames(tree)
         self._half_widths = tree.box_half_widths()
         # Boxes of one level share a plan; for Laplace every level shares one.
         self._shared_plan = all(p is self.plan for p in self.plans)
@@ -176,7 +179,7 @@ class FMMEngine:
 
         def local(points, begin, end):
             owner = np.repeat(tree.leaves, (end - begin)[tree.leaves])  # leaves tile the points
-            return np.ascontiguousarray(points - self._centres[owner].T, dtype=real)
+            return np.ascontiguousarray(points - self._frames[owner].T, dtype=real)
 
         self._src = local(tree.sources, tree.src_begin, tree.src_end)
         self._tgt = self._src if tree.targets_are_sources else \
@@ -195,6 +198,11 @@ class FMMEngine:
                                                    surfaces.SEPARATION, self.plan.n_surface)
         self._l2p_leaves = self._tgt_leaves[~np.isin(self._tgt_leaves, away)]
         self._x_boxes = np.flatnonzero(np.diff(self._x[0]) > 0)
+        # L2P of each box's targets from the deepest box above it that receives a far field of
+        # its own (tree/lists.py); FMMField uses the same map for its points
+        self._l2p_box_of = l2p_boxes(tree, lists, np.arange(tree.n_boxes),
+                                     receivers=[self._x_boxes, tree.levels <= tree_min_depth])
+        self._l2p_boxes = self._l2p_box_of[self._l2p_leaves]
         self._p2m_groups = self._by_plan(self._src_leaves)
         self._p2l_groups = self._by_plan(self._x_boxes)
 
@@ -311,19 +319,20 @@ class FMMEngine:
         compiled = self._compiled
         common = (gradient, self._tgt, self._tgt_leaves)
         compiled.surfaces_to_targets(
-            gradient, self._tgt, self._l2p_leaves, tree.tgt_begin, tree.tgt_end, self._centres,
-            self._half_widths, self._surf, surfaces.DOWN_EQUIV, local, k, pot, grad)
+            gradient, self._tgt, self._l2p_leaves, self._l2p_boxes, tree.tgt_begin, tree.tgt_end,
+            self._centres, self._frames, self._half_widths, self._surf, surfaces.DOWN_EQUIV,
+            local, k, pot, grad)
         lap("l2p")
         compiled.w_list_to_targets(
             *common, *self._w, tree.tgt_begin, tree.tgt_end,
-            self._centres, self._half_widths, self._surf, surfaces.UP_EQUIV, multipole, k,
-            pot, grad)
+            self._centres, self._frames, self._half_widths, self._surf, surfaces.UP_EQUIV,
+            multipole, k, pot, grad)
         lap("m2p")
         for passes, q in sources:
             passes.near_field(
                 gradient, self._src, q, self._tgt, self._tgt_leaves,
                 *self._near, tree.src_begin, tree.src_end,
-                tree.tgt_begin, tree.tgt_end, self._centres, k, pot, grad)
+                tree.tgt_begin, tree.tgt_end, self._frames, k, pot, grad)
         lap("p2p")
 
         out_pot = np.empty((self.n_targets, m), vdt)
@@ -361,7 +370,7 @@ class FMMEngine:
         check = np.zeros((len(leaves), m, n_e), vdt)
         for passes, q in sources:
             passes.points_to_surfaces(
-                self._src, q, leaves, tree.src_begin, tree.src_end, self._centres,
+                self._src, q, leaves, tree.src_begin, tree.src_end, self._centres, self._frames,
                 self._half_widths, self._surf, surfaces.UP_CHECK, self.wavenumber, check)
         for rows, plan in self._p2m_groups:
             boxes = leaves[rows]
@@ -396,8 +405,8 @@ class FMMEngine:
             for passes, q in sources:
                 passes.x_list_to_surfaces(
                     self._src, q, boxes, *self._x,
-                    tree.src_begin, tree.src_end, self._centres, self._half_widths, self._surf,
-                    surfaces.DOWN_CHECK, self.wavenumber, check)
+                    tree.src_begin, tree.src_end, self._centres, self._frames, self._half_widths,
+                    self._surf, surfaces.DOWN_CHECK, self.wavenumber, check)
             for rows, plan in self._p2l_groups:
                 b = boxes[rows]
                 local[b] += self._c2e_scale[b, None, None] * dense.rmul(

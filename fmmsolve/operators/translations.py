@@ -15,10 +15,14 @@ Potentials are ``(m, n_targets)`` and gradients ``(m, 3, n_targets)``. Expansion
 ``(n_boxes, m, n_surface)``. ``surf`` is the unit surface as ``(3, n_surface)``, and a box's
 surface points are ``centre + radius * half_width * surf``.
 
-Frames: every interaction is computed in the frame of one box (coordinates relative to its
-centre). The offsets between box centres are taken in float64 from ``centres`` and then cast.
-Working precision is therefore relative to box sizes, not to the root cube. In float32 this is
-what keeps clusters that are many levels deep accurate.
+Frames: every interaction is computed in the frame of one box: coordinates relative to the
+box's *origin* ``frames[box]``. An internal box's origin is its centre; a leaf's is the centre
+of the bounding box of its own points (:func:`leaf_frames`), so that local coordinates are as
+small as the points' spread, whatever the leaf's size. A leaf at the depth limit can be much
+wider than a tight cluster it holds, and coordinates taken relative to its centre would lose the
+digits that tell the cluster's points apart. The offsets between origins (and from an origin to
+a box centre, where surfaces are) are taken in float64 and then cast. Working precision is
+therefore relative to the points' spread, not to the root cube or to the leaves.
 """
 
 from __future__ import annotations
@@ -31,30 +35,30 @@ import types
 from .._jit import bind, jit, prange
 from ..kernels import dipole
 
-__all__ = ["for_kernel", "leaf_block_index"]
+__all__ = ["for_kernel", "leaf_block_index", "leaf_frames"]
 
 # Placeholders: the templates read these globals, `for_kernel` binds them to a kernel.
 p2p = p2p_gradient = None
 
 
 @jit(inline="always")
-def _box_surface(surf, centres, half_widths, radius, box, frame):
+def _box_surface(surf, centres, frames, half_widths, radius, box, frame):
     """Surface points of ``box`` in the frame of box ``frame``; dtype of ``surf``."""
     pts = np.empty_like(surf)
     scale = radius * half_widths[box]
     for d in range(3):
-        shift = centres[box, d] - centres[frame, d]
+        shift = centres[box, d] - frames[frame, d]
         for i in range(surf.shape[1]):
             pts[d, i] = shift + scale * surf[d, i]
     return pts
 
 
 @jit(inline="always")
-def _points_in_frame(pts, s0, s1, centres, box, frame):
+def _points_in_frame(pts, s0, s1, frames, box, frame):
     """Copy of the local points ``pts[:, s0:s1]`` of leaf ``box`` moved to the frame of ``frame``."""
     out = np.empty((3, s1 - s0), pts.dtype)
     for d in range(3):
-        shift = pts.dtype.type(centres[box, d] - centres[frame, d])
+        shift = pts.dtype.type(frames[box, d] - frames[frame, d])
         for i in range(s1 - s0):
             out[d, i] = pts[d, s0 + i] + shift
     return out
@@ -77,13 +81,13 @@ def _to_targets(p2p, p2p_gradient, gradient, sx, sy, sz, q, tgt, a, b, wavenumbe
         p2p(sx, sy, sz, q, tgt[0, a:b], tgt[1, a:b], tgt[2, a:b], wavenumber, pot[:, a:b])
 
 
-def points_to_surfaces(src, charges, boxes, src_begin, src_end, centres, half_widths,
+def points_to_surfaces(src, charges, boxes, src_begin, src_end, centres, frames, half_widths,
                        surf, radius, wavenumber, out):
     """P2M check step: ``out[i]`` (m, n_surface) = potential at box ``boxes[i]``'s surface of
     ``radius`` due to the box's own sources."""
     for i in prange(boxes.shape[0]):
         b = boxes[i]
-        pts = _box_surface(surf, centres, half_widths, radius, b, b)
+        pts = _box_surface(surf, centres, frames, half_widths, radius, b, b)
         s0, s1 = src_begin[b], src_end[b]
         p2p(src[0, s0:s1], src[1, s0:s1], src[2, s0:s1],
             _leaf_densities(charges, s0, s1, src.shape[1]), pts[0], pts[1], pts[2], wavenumber,
@@ -91,53 +95,54 @@ def points_to_surfaces(src, charges, boxes, src_begin, src_end, centres, half_wi
 
 
 def x_list_to_surfaces(src, charges, boxes, x_ptr, x_idx, src_begin, src_end, centres,
-                       half_widths, surf, radius, wavenumber, out):
+                       frames, half_widths, surf, radius, wavenumber, out):
     """P2L check step: ``out[i]`` (m, n_surface) = potential at box ``boxes[i]``'s surface due
     to the sources of every leaf in its X list."""
     for i in prange(boxes.shape[0]):
         b = boxes[i]
-        pts = _box_surface(surf, centres, half_widths, radius, b, b)
+        pts = _box_surface(surf, centres, frames, half_widths, radius, b, b)
         for e in range(x_ptr[b], x_ptr[b + 1]):
             a = x_idx[e]
             s0, s1 = src_begin[a], src_end[a]
-            s = _points_in_frame(src, s0, s1, centres, a, b)
+            s = _points_in_frame(src, s0, s1, frames, a, b)
             p2p(s[0], s[1], s[2], _leaf_densities(charges, s0, s1, src.shape[1]),
                 pts[0], pts[1], pts[2], wavenumber, out[i])
 
 
-def surfaces_to_targets(gradient, tgt, leaves, tgt_begin, tgt_end, centres,
+def surfaces_to_targets(gradient, tgt, leaves, boxes, tgt_begin, tgt_end, centres, frames,
                         half_widths, surf, radius, expansions, wavenumber, pot, grad):
-    """L2P: add the field of each leaf's local expansion (equivalent densities on its surface
-    of ``radius``) at the leaf's targets."""
+    """L2P: add, at the targets of each leaf ``leaves[i]``, the field of the local expansion
+    (equivalent densities on the surface of ``radius``) of the box ``boxes[i]``: the leaf itself
+    or an ancestor whose expansion the leaf's only refines (see ``FMMEngine``)."""
     for i in prange(leaves.shape[0]):
-        b = leaves[i]
-        pts = _box_surface(surf, centres, half_widths, radius, b, b)
-        _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], expansions[b],
+        b, e = leaves[i], boxes[i]
+        pts = _box_surface(surf, centres, frames, half_widths, radius, e, b)
+        _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], expansions[e],
                     tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad)
 
 
 def w_list_to_targets(gradient, tgt, leaves, w_ptr, w_idx, tgt_begin,
-                      tgt_end, centres, half_widths, surf, radius, expansions, wavenumber,
+                      tgt_end, centres, frames, half_widths, surf, radius, expansions, wavenumber,
                       pot, grad):
     """M2P: add the field of the multipole expansion of every box in a leaf's W list."""
     for i in prange(leaves.shape[0]):
         b = leaves[i]
         for e in range(w_ptr[b], w_ptr[b + 1]):
             a = w_idx[e]
-            pts = _box_surface(surf, centres, half_widths, radius, a, b)
+            pts = _box_surface(surf, centres, frames, half_widths, radius, a, b)
             _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], expansions[a],
                         tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad)
 
 
 def near_field(gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,
-               src_end, tgt_begin, tgt_end, centres, wavenumber, pot, grad):
+               src_end, tgt_begin, tgt_end, frames, wavenumber, pot, grad):
     """P2P: add the direct interaction of each leaf's targets with the sources of its U list."""
     for i in prange(leaves.shape[0]):
         b = leaves[i]
         for e in range(u_ptr[b], u_ptr[b + 1]):
             a = u_idx[e]
             s0, s1 = src_begin[a], src_end[a]
-            s = _points_in_frame(src, s0, s1, centres, a, b)
+            s = _points_in_frame(src, s0, s1, frames, a, b)
             _to_targets(p2p, p2p_gradient, gradient, s[0], s[1], s[2],
                         _leaf_densities(charges, s0, s1, src.shape[1]), tgt, tgt_begin[b],
                         tgt_end[b], wavenumber, pot, grad)
@@ -191,3 +196,24 @@ def leaf_block_index(src_begin, src_end, leaves, m):
     size = np.repeat(sizes[order], sizes[order])
     offset = np.arange(n) - start
     return m * start[:, None] + np.arange(m)[None, :] * size[:, None] + offset[:, None]
+
+
+def leaf_frames(tree):
+    """Origin of every box's frame, shape (n_boxes, 3), float64: the box centre, except for a
+    leaf holding points, whose origin is the centre of the bounding box of its sources and
+    targets (see "Frames" above)."""
+    frames = tree.box_centers()
+    lo = np.full((tree.n_boxes, 3), np.inf)
+    hi = np.full((tree.n_boxes, 3), -np.inf)
+    sides = [(tree.sources, tree.src_begin, tree.src_end)]
+    if not tree.targets_are_sources:
+        sides.append((tree.targets, tree.tgt_begin, tree.tgt_end))
+    for points, begin, end in sides:
+        leaves = tree.leaves[end[tree.leaves] > begin[tree.leaves]]  # in point order
+        if len(leaves):
+            starts = begin[leaves]
+            lo[leaves] = np.minimum(lo[leaves], np.minimum.reduceat(points, starts, axis=1).T)
+            hi[leaves] = np.maximum(hi[leaves], np.maximum.reduceat(points, starts, axis=1).T)
+    held = np.isfinite(lo[:, 0])
+    frames[held] = 0.5 * lo[held] + 0.5 * hi[held]  # halves first: no overflow
+    return frames

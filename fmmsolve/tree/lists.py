@@ -37,7 +37,7 @@ from .morton import box_key
 from .octree import Octree
 
 __all__ = ["InteractionLists", "build_interaction_lists", "near_and_far",
-           "leaves_away_from_sources", "narrow_far_field"]
+           "leaves_away_from_sources", "narrow_far_field", "l2p_boxes"]
 
 _STACK = 8 * 27 + 8 * (MAX_DEPTH + 1)  # bound on the depth-first stack of one traversal
 
@@ -278,6 +278,13 @@ def near_and_far(tree: Octree, lists: InteractionLists, min_points: int):
     check surface. Direct sums are exact, so accuracy can only improve. On surface data, where
     most leaves hold a few dozen points, this removes most of the M2P and P2L work.
 
+    An X-list leaf of a target box that holds no source is always summed directly, at every
+    target leaf under that box: a box without sources is split for its targets' count alone,
+    and its own P2L would make its local expansion, refitted for the box's small width, the
+    one its targets' L2P must use (see :func:`l2p_boxes`). Its targets take the coarser
+    ancestor's expansion instead, whose gradient is accurate. The cost is bounded: an X-list
+    leaf holds at most ``leaf_size`` sources.
+
     Parameters
     ----------
     tree : Octree
@@ -298,28 +305,31 @@ def near_and_far(tree: Octree, lists: InteractionLists, min_points: int):
     w_rows, w_cols = _rows(lists.w_indptr), lists.w_indices
     w_direct = n_src[w_cols] < min_points
     x_rows, x_cols = _rows(lists.x_indptr), lists.x_indices
-    x_direct = tree.is_leaf[x_rows] & (n_tgt[x_rows] < min_points)
-    counts, expanded = _source_leaves(tree, w_cols[w_direct])
+    x_direct = (tree.is_leaf[x_rows] & (n_tgt[x_rows] < min_points)) | (n_src[x_rows] == 0)
+    counts, expanded = _leaves_under(tree, w_cols[w_direct], tree.src_begin, tree.src_end)
+    x_counts, x_leaves = _leaves_under(tree, x_rows[x_direct], tree.tgt_begin, tree.tgt_end)
 
     u_rows = _rows(lists.u_indptr)
     near = _csr_from_rows(
-        np.concatenate([u_rows, np.repeat(w_rows[w_direct], counts), x_rows[x_direct]]),
-        np.concatenate([lists.u_indices, expanded, x_cols[x_direct]]), tree.n_boxes)
+        np.concatenate([u_rows, np.repeat(w_rows[w_direct], counts), x_leaves]),
+        np.concatenate([lists.u_indices, expanded, np.repeat(x_cols[x_direct], x_counts)]),
+        tree.n_boxes)
     w = _csr_from_rows(w_rows[~w_direct], w_cols[~w_direct], tree.n_boxes)
     x = _csr_from_rows(x_rows[~x_direct], x_cols[~x_direct], tree.n_boxes)
     return near, w, x
 
 
-def _source_leaves(tree: Octree, boxes):
-    """The leaves holding sources under each of ``boxes``: (counts, leaves), the leaves of
-    ``boxes[i]`` being the i-th run of ``counts[i]`` entries (contiguous in tree order)."""
-    n_src = tree.src_end - tree.src_begin
-    src_leaves = tree.leaves[n_src[tree.leaves] > 0]
-    src_leaves = src_leaves[np.argsort(tree.src_begin[src_leaves], kind="stable")]
-    starts = tree.src_begin[src_leaves]
-    lo = np.searchsorted(starts, tree.src_begin[boxes])
-    counts = np.searchsorted(starts, tree.src_end[boxes]) - lo
-    return counts, src_leaves[_ranges(lo, counts)]
+def _leaves_under(tree: Octree, boxes, begin, end):
+    """The leaves holding points under each of ``boxes``, the points being the sources
+    (``begin, end = tree.src_begin, tree.src_end``) or the targets: (counts, leaves), the
+    leaves of ``boxes[i]`` being the i-th run of ``counts[i]`` entries (contiguous in tree
+    order)."""
+    held = tree.leaves[end[tree.leaves] > begin[tree.leaves]]
+    held = held[np.argsort(begin[held], kind="stable")]
+    starts = begin[held]
+    lo = np.searchsorted(starts, begin[boxes])
+    counts = np.searchsorted(starts, end[boxes]) - lo
+    return counts, held[_ranges(lo, counts)]
 
 
 def narrow_far_field(tree: Octree, near, w, leaves, max_half_width: float, separation: float,
@@ -362,7 +372,7 @@ def narrow_far_field(tree: Octree, near, w, leaves, max_half_width: float, separ
         far &= half_widths[c] <= max_half_width
         m2p = far & (n_src[c] >= min_points)
         small = far & ~m2p
-        counts, expanded = _source_leaves(tree, c[small])
+        counts, expanded = _leaves_under(tree, c[small], tree.src_begin, tree.src_end)
         direct = ~far & tree.is_leaf[c]
         rows[0] += [np.repeat(t[small], counts), t[direct]]
         cols[0] += [expanded, c[direct]]
@@ -434,3 +444,41 @@ def leaves_away_from_sources(tree: Octree, lists: InteractionLists, max_half_wid
     farthest = np.maximum.reduceat(nearest, tree.tgt_begin[leaves])
     beside = (np.diff(lists.u_indptr)[leaves] > 0) & (farthest <= half_widths[leaves])
     return leaves[reached & (farthest > 2 * max_half_width) & ~beside]
+
+
+def l2p_boxes(tree, lists, leaves, receivers=()):
+    """For each target leaf, the box whose local expansion its L2P should evaluate: the deepest
+    box on its path to the root (itself included) that receives a far field of its own.
+
+    Parameters
+    ----------
+    tree : Octree
+    lists : InteractionLists
+        Boxes with a V list receive a far field (M2L).
+    leaves : ndarray of shape (n,), int64
+    receivers : sequence of index arrays or boolean masks over the boxes
+        More boxes that receive a far field: those with P2L (an X list), those the distributed
+        FMM adds the other ranks' field to.
+
+    Returns
+    -------
+    ndarray of shape (n,), int64
+
+    Notes
+    -----
+    The local expansion of a box below that one is the same field refitted by L2L alone. Each
+    L2L refits it on a smaller box and adds an error of relative size about eps whose gradient
+    grows as 1 / width. Targets clustered far below their sources sit in boxes split for the
+    targets' count alone, and their gradients from the leaf's own expansion missed eps by
+    factors of 1,000 to 20,000; the ancestor's expansion is the same field without those refits.
+    """
+    receives = np.diff(lists.v_indptr) > 0
+    for extra in receivers:
+        receives[extra] = True
+    boxes = np.array(leaves, np.int64)
+    for _ in range(tree.depth):
+        up = ~receives[boxes] & (tree.parent[boxes] >= 0)
+        if not up.any():
+            break
+        boxes[up] = tree.parent[boxes[up]]
+    return boxes

@@ -89,12 +89,15 @@ def test_every_source_leaf_reaches_every_target_leaf_once(built, min_points):
 
 def test_the_adaptive_lists_are_exercised():
     """At least one case must have non-empty W and X lists, or the oracle proves little."""
-    seen = {"w": 0, "x": 0}
+    seen = {"w": 0, "x": 0, "x of boxes without sources": 0}
     for _, src, tgt, leaf_size in CASES:
-        lists = build_interaction_lists(build_octree(src, tgt, leaf_size=leaf_size))
+        tree = build_octree(src, tgt, leaf_size=leaf_size)
+        lists = build_interaction_lists(tree)
         seen["w"] += len(lists.w_indices)
         seen["x"] += len(lists.x_indices)
-    assert seen["w"] > 100 and seen["x"] > 100
+        x_rows = np.repeat(np.arange(tree.n_boxes), np.diff(lists.x_indptr))
+        seen["x of boxes without sources"] += int((tree.src_end == tree.src_begin)[x_rows].sum())
+    assert min(seen.values()) > 100, seen
 
 
 def test_uniform_tree_has_the_classic_list_sizes():
@@ -114,14 +117,21 @@ def test_uniform_tree_has_the_classic_list_sizes():
 def test_moving_to_the_near_field_only_moves(built):
     tree, lists, _ = built
     kept = _moved(tree, lists, 0)
-    for name in "uwx":  # nothing is cheaper than zero points: the lists are unchanged
+    for name in "w":  # nothing is cheaper than zero points: W is unchanged
         for part in ("indptr", "indices"):
             np.testing.assert_array_equal(getattr(kept, f"{name}_{part}"),
                                           getattr(lists, f"{name}_{part}"))
+    # X entries of target boxes without sources always move; the others stay, in order
+    holds_sources = tree.src_end > tree.src_begin
+    x_rows = np.repeat(np.arange(tree.n_boxes), np.diff(lists.x_indptr))
+    np.testing.assert_array_equal(kept.x_indices, lists.x_indices[holds_sources[x_rows]])
+    np.testing.assert_array_equal(np.diff(kept.x_indptr),
+                                  np.where(holds_sources, np.diff(lists.x_indptr), 0))
     everything = _moved(tree, lists, 10**9)
     assert len(everything.w_indices) == 0
     x_rows = np.repeat(np.arange(tree.n_boxes), np.diff(everything.x_indptr))
     assert not tree.is_leaf[x_rows].any()  # only non-leaf targets keep P2L
+    assert holds_sources[x_rows].all()  # ... and only those that hold sources
     near = _dense(everything, "u", tree.n_boxes)
     assert tree.is_leaf[np.nonzero(near)[1]].all()  # the near field lists leaves only
 
