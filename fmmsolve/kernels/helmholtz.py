@@ -98,7 +98,9 @@ def p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
 
 @jit
 def _pair_gradient(dx, dy, dz, kr, ki, one, zero):
-    """exp(i k r)/r as (c, s) and the gradient factor (i k r - 1) exp(i k r) / r^3 as (gr, gi)."""
+    """exp(i k r)/r as (c, s), the gradient factor (i k r - 1) exp(i k r) / r^2 as (gr, gi),
+    and the unit vector (dx, dy, dz) / r that it multiplies (the factor over r^3 times the
+    offset itself would overflow float32 at r ~ 1e-13, where the gradient does not)."""
     r2 = dx * dx + dy * dy + dz * dz
     r = math.sqrt(r2)
     inv_r = one / r
@@ -109,8 +111,10 @@ def _pair_gradient(dx, dy, dz, kr, ki, one, zero):
     s = math.sin(kr * r) * amp
     # (i k r - 1) = (-ki r - 1) + i kr r; times (c + i s), over r^2
     ar, ai = -ki * r - one, kr * r
-    inv_r2 = inv_r * inv_r
-    return c, s, (ar * c - ai * s) * inv_r2, (ar * s + ai * c) * inv_r2
+    # the clamp (a no-op) keeps fast-math reassociation from multiplying the 1 / r together
+    return (c, s, (ar * c - ai * s) * inv_r, (ar * s + ai * c) * inv_r,
+            min(max(dx * inv_r, -one), one), min(max(dy * inv_r, -one), one),
+            min(max(dz * inv_r, -one), one))
 
 
 @jit
@@ -133,18 +137,18 @@ def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, k, pot, gx, gy, gz):
             dx = xi - sx[j]
             dy = yi - sy[j]
             dz = zi - sz[j]
-            c, s, fr, fi = _pair_gradient(dx, dy, dz, kr, ki, one, zero)
+            c, s, fr, fi, ux, uy, uz = _pair_gradient(dx, dy, dz, kr, ki, one, zero)
             qr, qi = q[j].real, q[j].imag
             p_re += qr * c - qi * s
             p_im += qr * s + qi * c
             hr = qr * fr - qi * fi  # q times the gradient factor
             hi = qr * fi + qi * fr
-            x_re += hr * dx
-            x_im += hi * dx
-            y_re += hr * dy
-            y_im += hi * dy
-            z_re += hr * dz
-            z_im += hi * dz
+            x_re += hr * ux
+            x_im += hi * ux
+            y_re += hr * uy
+            y_im += hi * uy
+            z_re += hr * uz
+            z_im += hi * uz
         pot[i] += complex(p_re * scale, p_im * scale)
         gx[i] += complex(x_re * scale, x_im * scale)
         gy[i] += complex(y_re * scale, y_im * scale)
@@ -165,15 +169,15 @@ def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, k, pot, gx, gy, gz):
             dx = xi - sx[j]
             dy = yi - sy[j]
             dz = zi - sz[j]
-            c, s, fr, fi = _pair_gradient(dx, dy, dz, kr, ki, one, zero)
+            c, s, fr, fi, ux, uy, uz = _pair_gradient(dx, dy, dz, kr, ki, one, zero)
             w[0, j] = c
             w[1, j] = s
-            w[2, j] = fr * dx
-            w[3, j] = fi * dx
-            w[4, j] = fr * dy
-            w[5, j] = fi * dy
-            w[6, j] = fr * dz
-            w[7, j] = fi * dz
+            w[2, j] = fr * ux
+            w[3, j] = fi * ux
+            w[4, j] = fr * uy
+            w[5, j] = fi * uy
+            w[6, j] = fr * uz
+            w[7, j] = fi * uz
         for col in range(charges.shape[0]):
             q = charges[col]
             acc = np.zeros(8, sx.dtype)

@@ -93,11 +93,14 @@ def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, pot, gx, gy, gz):
             if r2 == 0:  # explicit mask: no reliance on inf arithmetic
                 inv_r = zero
             q_r = q[j] * inv_r
-            q_r3 = q_r * inv_r * inv_r
+            q_r2 = q_r * inv_r
             acc += q_r
-            ax -= q_r3 * dx
-            ay -= q_r3 * dy
-            az -= q_r3 * dz
+            # q / r^2 times the unit vector, never q / r^3 times the offset: 1 / r^3 overflows
+            # float32 at r ~ 1e-13, where the gradient does not. The clamp (a no-op) keeps
+            # fast-math reassociation from multiplying the three 1 / r factors together.
+            ax -= q_r2 * min(max(dx * inv_r, -one), one)
+            ay -= q_r2 * min(max(dy * inv_r, -one), one)
+            az -= q_r2 * min(max(dz * inv_r, -one), one)
         pot[i] += acc * scale
         gx[i] += ax * scale
         gy[i] += ay * scale
@@ -123,11 +126,11 @@ def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, pot, gx, gy, gz):
             inv_r = one / math.sqrt(r2)
             if r2 == 0:  # explicit mask: no reliance on inf arithmetic
                 inv_r = zero
-            inv_r3 = inv_r * inv_r * inv_r
+            inv_r2 = inv_r * inv_r  # times the unit vector (see _gradient_one_column)
             w[j] = inv_r
-            wx[j] = -dx * inv_r3
-            wy[j] = -dy * inv_r3
-            wz[j] = -dz * inv_r3
+            wx[j] = -min(max(dx * inv_r, -one), one) * inv_r2
+            wy[j] = -min(max(dy * inv_r, -one), one) * inv_r2
+            wz[j] = -min(max(dz * inv_r, -one), one) * inv_r2
         for c in range(charges.shape[0]):
             q = charges[c]
             acc = zero
