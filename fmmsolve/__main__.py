@@ -27,7 +27,6 @@ import sys
 import time
 
 import numpy as np
-
 from scipy.sparse.linalg import LinearOperator, gmres
 
 from . import FMMOperator, __version__, cache, direct
@@ -41,6 +40,17 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _point_count(text):
+    """``--n``: at least 2 points. The reported error is relative to the exact potential, and
+    one point has none (its own pair is skipped), so ``--n 1`` could only print "error nan"."""
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected at least 2 points, got {text!r} (the error is measured relative to the "
+            f"potential, which is 0 for a single point)")
     return value
 
 
@@ -148,7 +158,8 @@ def info(out=None) -> None:
     say(f"scipy           {scipy.__version__}")
     say(f"numba           {numba.__version__}")
     say(f"cpu cores       {os.cpu_count()}")
-    say(f"numba threads   {numba.get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})")
+    say(f"numba threads   {numba.get_num_threads()} "
+        f"(NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})")
     say(f"threading layer {_threading_layer()}")
     for pool in (p for p in threadpool_info() if p.get("user_api") == "blas"):
         say(f"blas            {pool.get('internal_api')} {pool.get('version')}, "
@@ -194,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def problem(p, n):
-        p.add_argument("--n", type=_positive_int, default=n, help="number of points")
+        p.add_argument("--n", type=_point_count, default=n, help="number of points (>= 2)")
         p.add_argument("--distribution", choices=DISTRIBUTIONS, default="sphere")
         p.add_argument("--eps", type=float, default=1e-6, help="requested accuracy")
         p.add_argument("--leaf-size", type=_positive_int, default=None)

@@ -256,3 +256,45 @@ def restore(engine, groups, attrs):
     for level in np.unique(levels):
         require(engine.plans[level].rank > 0,
                 f"{names[level]} has no M2L operators, but level {level} has V-list pairs")
+
+
+def check_layout(layout, attrs):
+    """Check the groups, dtypes and shapes a saved state declares, before any array is read.
+
+    The rules :func:`restore` applies to the arrays (``TREE_RULES``, ``LISTS_RULES``,
+    ``PLAN_RULES`` through :func:`record`) are applied to zero-memory stand-ins of the declared
+    shapes, so that a file whose shapes disagree (a permutation longer than its points, a plan
+    for another expansion order, an extra group) is refused before anything is allocated.
+    :func:`restore` checks the values once they are read.
+
+    Parameters
+    ----------
+    layout : dict of str to dict of str to (numpy.dtype, tuple of int)
+        Group name -> array name -> declared dtype and shape, as
+        :func:`fmmsolve.io.read_groups` passes it.
+    attrs : dict
+        The parameters, as for :func:`restore`.
+
+    Raises
+    ------
+    ValueError
+        Naming the group, array or parameter that does not fit.
+    """
+    stand_ins = {group: {name: np.broadcast_to(np.zeros((), dtype), shape)
+                         for name, (dtype, shape) in arrays.items()}
+                 for group, arrays in layout.items()}
+    kernel = get_kernel(param(attrs, "engine.kernel", str))
+    value_dtype = kernel.value_dtype(resolve_real_dtype(param(attrs, "engine.real_dtype", str)))
+    order = param(attrs, "engine.expansion_order", numbers.Integral)
+    require(2 <= order <= 16, f"engine.expansion_order must be in [2, 16], got {order!r}")
+    shared = SHARED_TARGET_FIELDS if param(attrs, "tree.targets_are_sources", bool) else {}
+    tree = record(Octree, "tree", stand_ins, attrs, TREE_RULES, {}, shared)
+    require(0 <= tree.depth <= MAX_DEPTH, f"tree/level_ptr has shape {tree.level_ptr.shape}, "
+                                          f"expected 2 to {MAX_DEPTH + 2} entries (levels)")
+    record(InteractionLists, "lists", stand_ins, attrs, LISTS_RULES, {"boxes": tree.n_boxes}, {})
+    names = plan_groups(kernel, tree.depth)
+    unexpected = sorted(set(layout) - {"tree", "lists", *names})
+    require(not unexpected, f"unexpected groups {unexpected}")
+    dims = {"n": surfaces.n_surface_points(order), "vectors": len(transfer_vectors())}
+    for name in dict.fromkeys(names):
+        record(Plan, name, stand_ins, attrs, PLAN_RULES, dict(dims), {}, value_dtype=value_dtype)

@@ -45,6 +45,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
     raise ImportError(f"fmmsolve's estimators need scikit-learn >= 1.6 (validate_data and "
                       f"__sklearn_tags__), found {sklearn.__version__}") from None
 
+from ._validation import check_flag, reject_ragged_or_bool
 from .field import FMMField
 from .kernels import get_kernel
 from .linear_operator import FMMOperator
@@ -104,6 +105,7 @@ def _columns_error(n_columns):
 def _fit_points(estimator, X, y=None, supervised=False):
     """Validate and set ``n_features_in_``; scikit-learn's messages first (missing y, empty,
     NaN, complex, sparse, 1-D), then ours for the number of columns."""
+    reject_ragged_or_bool(X, "X")
     if supervised:
         X, y = validate_data(estimator, X, y, dtype=np.float64, y_numeric=True)
     else:
@@ -115,6 +117,7 @@ def _fit_points(estimator, X, y=None, supervised=False):
 
 def _new_points(estimator, X):
     """Points for transform / predict: our column message, then scikit-learn's checks."""
+    reject_ragged_or_bool(X, "X")
     shape = getattr(X, "shape", None)
     if shape is not None and len(shape) == 2 and shape[1] != 3:
         raise _columns_error(shape[1])
@@ -229,6 +232,7 @@ class PotentialTransformer(TransformerMixin, _PointEstimator, BaseEstimator):
         self
         """
         kern = get_kernel(self.kernel)
+        check_flag(self.gradient, "gradient")
         X, _ = _fit_points(self, X)
         charges = _weights(sample_weight, X.shape[0], complex_ok=kern.is_complex)
         self.field_ = FMMField(X, charges, **self._fmm_params())

@@ -50,7 +50,7 @@ import numpy as np
 from . import cache
 from ._config import MAX_DEPTH
 from ._jit import bind, prange
-from ._validation import as_densities, as_points, resolve_real_dtype
+from ._validation import as_densities, as_points, check_flag, resolve_real_dtype
 from .accuracy import DECAY_WIDTH, max_expansion_half_width
 from .fmm import FMMEngine
 from .kernels import get_kernel
@@ -366,7 +366,7 @@ class FMMField:
         """
         t0 = time.perf_counter()
         engine, tree = self._engine, self._engine.tree
-        gradient = bool(gradient)
+        gradient = check_flag(gradient, "gradient")
         y = as_points(points, "points", allow_empty=True)
         n, m, vdt, k = len(y), self._m, self.value_dtype, engine.wavenumber
         order, sorted_box, n_leaf, begin, end, boxes = self._sort(y)

@@ -37,7 +37,8 @@ from scipy.sparse.linalg import LinearOperator
 
 from . import cache
 from .fmm import FMMEngine
-from ._validation import check_columns
+from ._engine_state import check_layout
+from ._validation import as_array, check_columns, check_flag
 from .io import OperatorFileError, read_groups, write_groups
 
 __all__ = ["FMMOperator", "load", "FORMAT_VERSION"]
@@ -49,7 +50,7 @@ _FILE_KIND = "fmmsolve.FMMOperator"
 
 def _check_shape(x, n: int, name: str) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``x`` has shape ``(n,)`` or ``(n, m)``."""
-    shape = np.shape(x)
+    shape = as_array(x, name, f"shape ({n},) or ({n}, m)").shape
     if len(shape) not in (1, 2) or shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},) or ({n}, m), got shape {shape}")
     if 0 in shape:
@@ -140,7 +141,7 @@ class FMMOperator(LinearOperator):
                  memory="default"):
         store = cache.resolve_memory(memory)
         engine = FMMEngine(sources, targets, kernel=kernel, wavenumber=wavenumber, eps=eps,
-                           dipoles=dipoles, expansion_order=expansion_order,
+                           dipoles=check_flag(dipoles, "dipoles"), expansion_order=expansion_order,
                            leaf_size=leaf_size, dtype=dtype,
                            plan_loader=functools.partial(cache.load_plan, store))
         self._set_fitted(engine, _read_only(sources),
@@ -240,7 +241,7 @@ class FMMOperator(LinearOperator):
 
     def _cast(self, arr, name: str) -> np.ndarray:
         """Finite ``arr`` of ``A.dtype`` (complex if ``arr`` is complex and the operator real)."""
-        arr = np.asarray(arr)
+        arr = as_array(arr, name, "numbers")
         if arr.dtype.kind not in "biufc":
             raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
         if not np.isfinite(arr).all():
@@ -252,7 +253,8 @@ class FMMOperator(LinearOperator):
 
     def _dipoles(self, d) -> np.ndarray:
         """Dipole densities as a finite ``(n_sources, m, 3)`` array, cast as in :meth:`_cast`."""
-        n, shape = self.shape[1], np.shape(d)
+        n = self.shape[1]
+        shape = as_array(d, "dipoles", f"shape ({n}, 3) or ({n}, m, 3)").shape
         if len(shape) not in (2, 3) or shape[0] != n or shape[-1] != 3:
             raise ValueError(f"dipoles must have shape ({n}, 3) or ({n}, m, 3), "
                              f"got shape {shape}")
@@ -301,10 +303,11 @@ class FMMOperator(LinearOperator):
         grad : ndarray of shape (n_targets, 3) or (n_targets, m, 3)
             Only when ``gradient=True``.
         """
-        check_columns(q, dipoles)
+        gradient = check_flag(gradient, "gradient")
+        check_columns(q, dipoles, "q")
         arr = None if q is None else self._densities(q, "q")
         d = None if dipoles is None else self._dipoles(dipoles)
-        pot, grad = self._apply(arr, bool(gradient), d)
+        pot, grad = self._apply(arr, gradient, d)
         if (np.ndim(q) == 1) if q is not None else (np.ndim(dipoles) == 2):
             pot = pot[:, 0]
             grad = None if grad is None else grad[:, 0, :]
@@ -428,7 +431,8 @@ def load(path):
         are missing or inconsistent.
     """
     t0 = time.perf_counter()
-    groups, attrs = read_groups(path, kind=_FILE_KIND, format_version=FORMAT_VERSION)
+    groups, attrs = read_groups(path, kind=_FILE_KIND, format_version=FORMAT_VERSION,
+                                check_layout=check_layout)  # shapes checked before reading
     t1 = time.perf_counter()
     try:
         engine = FMMEngine.from_state(groups, attrs)

@@ -2,6 +2,7 @@
 process and a fresh one, no refit on load, atomic writes, and a clear error naming the file for
 every kind of bad file, without ever unpickling."""
 
+import errno
 import os
 import pathlib
 import pickle
@@ -9,6 +10,10 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
+import time
+import tracemalloc
+from typing import ClassVar
 
 import h5py
 import numpy as np
@@ -41,6 +46,19 @@ def saved(tmp_path_factory):
         op.save(folder / f"{name}.h5")
         out[name] = (op, folder / f"{name}.h5")
     return out
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """Two small operators (300 points, eps 1e-3), each with the file it was saved to."""
+    x = point_cloud("uniform", 300, seed=5)
+    ops = {"square": FMMOperator(x, eps=1e-3, memory=None),
+           "rectangular": FMMOperator(x, point_cloud("uniform", 200, seed=6), eps=1e-3,
+                                      memory=None)}
+    folder = tmp_path_factory.mktemp("small")
+    for name, op in ops.items():
+        op.save(folder / f"{name}.h5")
+    return {name: (op, folder / f"{name}.h5") for name, op in ops.items()}
 
 
 def _forbid_fitting(monkeypatch):
@@ -144,7 +162,8 @@ def test_round_trip_in_a_fresh_process(tmp_path):
     for script, args in ((ORIGINAL, (N, M, LEAF)), (ORIGINAL, (N, M, LEAF)), (FRESH, cases)):
         # ORIGINAL runs twice: the first run may compile and fill the Numba cache.
         proc = subprocess.run([sys.executable, "-c", script, str(tmp_path), *map(str, args)],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+                              check=False)
         assert proc.returncode == 0, proc.stderr
     for case in cases:
         for what in ("matvec", "grad"):
@@ -249,6 +268,78 @@ def test_failed_write_keeps_the_previous_file(saved, tmp_path, monkeypatch, rng)
     assert np.array_equal(fmmsolve.load(path) @ q, rect @ q)
 
 
+def _disk_full_after(monkeypatch, n_bytes):
+    """Make ``os.write`` write at most ``n_bytes`` in all, then fail with ENOSPC (a full disk)."""
+    write, left = os.write, [n_bytes]
+
+    def full(fd, data):
+        if left[0] <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = write(fd, memoryview(data)[:left[0]])
+        left[0] -= written
+        return written
+
+    monkeypatch.setattr(fmmsolve.io.os, "write", full)
+
+
+def test_save_onto_full_disk_keeps_old_file(small, tmp_path, monkeypatch, rng):
+    square, rect = small["square"][0], small["rectangular"][0]
+    path = tmp_path / "op.h5"
+    square.save(path)
+    before = path.read_bytes()
+    _disk_full_after(monkeypatch, 100_000)
+    with pytest.raises(OSError, match=re.escape(str(path))) as info:
+        rect.save(path)
+    assert info.value.errno == errno.ENOSPC and "unchanged" in str(info.value)
+    # nothing at all where there was no file
+    with pytest.raises(OSError, match=re.escape(str(tmp_path / "new.h5"))):
+        rect.save(tmp_path / "new.h5")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["op.h5"] and path.read_bytes() == before
+    q = rng.standard_normal(300)
+    assert np.array_equal(fmmsolve.load(path) @ q, square @ q)
+
+
+def test_save_error_names_the_destination(small, tmp_path):
+    path = tmp_path / "missing" / "op.h5"
+    with pytest.raises(FileNotFoundError, match=re.escape(repr(str(path)))):
+        small["square"][0].save(path)
+
+
+FULL_DISK = r"""
+import gc, os, resource, signal, sys
+import numpy as np
+from fmmsolve.io import write_groups
+
+path = os.path.join(sys.argv[1], "op.h5")
+write_groups(path, {"g": {"a": np.arange(10.0)}}, {}, kind="k", format_version=1)
+# A real write failure from the kernel: files may not grow past 64 KiB (EFBIG, as a full disk
+# gives ENOSPC), without root or a full file system.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+groups = {"g": {f"a{i}": np.arange(100_000.0) + i for i in range(8)}}
+try:
+    write_groups(path, groups, {}, kind="k", format_version=1)
+except OSError as exc:
+    print("raised", exc.errno, str(exc))
+    del exc
+gc.collect()  # HDF5 crashed when it released the state of a failed write
+print("alive")
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE and SIGXFSZ are POSIX")
+def test_full_disk_during_save_does_not_crash_the_interpreter(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(FULL_DISK), str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert f"raised {errno.EFBIG}" in proc.stdout and str(tmp_path / "op.h5") in proc.stdout
+    assert proc.stdout.rstrip().endswith("alive")
+    assert os.listdir(tmp_path) == ["op.h5"]  # the old file, no temporary one
+    groups, _ = read_groups(tmp_path / "op.h5", kind="k", format_version=1)
+    assert np.array_equal(groups["g"]["a"], np.arange(10.0))
+
+
 def test_write_refuses_values_it_cannot_store(tmp_path):
     bad_groups = [{"g": {"a": np.array([object()])}}, {"g": {"a": [1, 2]}}, {"g/h": {}}]
     for groups in bad_groups:
@@ -279,7 +370,7 @@ def test_parameters_round_trip_as_plain_values(tmp_path):
 
 def _raises_naming(path, *fragments):
     pattern = re.escape(str(path)) + ".*" + ".*".join(map(re.escape, fragments))
-    return pytest.raises(OperatorFileError, match=re.compile(pattern, re.S))
+    return pytest.raises(OperatorFileError, match=re.compile(pattern, re.DOTALL))
 
 
 def test_missing_file(tmp_path):
@@ -393,6 +484,8 @@ EDITS = {
     "missing array": (lambda f: f.__delitem__("plan/m2l_u"), "missing array plan/m2l_u"),
     "extra array": (lambda f: f.__setitem__("lists/y_indices", np.arange(3)),
                     "unexpected arrays in 'lists'"),
+    "extra group": (lambda f: f.__setitem__("notes/x", np.arange(3)),
+                    "unexpected groups ['notes']"),
     "missing parameter": (_attr("engine.eps", None), "missing parameter 'engine.eps'"),
     "parameter type": (_attr("engine.expansion_order", 7.0), "'engine.expansion_order'"),
     "other radii": (_attr("engine.radii", np.array([1.1, 2.9, 2.9, 1.1])), "surface radii"),
@@ -412,9 +505,150 @@ def test_inconsistent_file(saved, tmp_path, edit, message):
         fmmsolve.load(path)
 
 
+# -- declared sizes: checked before anything is allocated ------------------------------------------
+
+def _replace_dataset(name, **create):
+    """Replace dataset ``name`` by ``create_dataset(**create)`` (data only where given)."""
+    def edit(f):
+        del f[name]
+        f.create_dataset(name, **create)
+    return edit
+
+
+HUGE = {
+    "chunked": (_replace_dataset("plan/m2m", shape=(10**11,), dtype="f8", chunks=True),
+                "(800000000000 bytes), more than the file's"),
+    "compressed": (_replace_dataset("plan/m2m", shape=(10**11,), dtype="f8", chunks=(10**6,),
+                                    compression="gzip"),
+                   "(800000000000 bytes, compressed), more than the file's"),
+}
+
+
+@pytest.mark.parametrize("case", HUGE)
+def test_huge_declared_shape_is_refused_before_allocating(small, tmp_path, case):
+    edit, message = HUGE[case]
+    path = tmp_path / "crafted.h5"
+    shutil.copy(small["square"][1], path)
+    with h5py.File(path, "a") as f:
+        edit(f)
+    start = time.perf_counter()
+    with _raises_naming(path, "dataset 'plan/m2m' declares shape (100000000000,) of float64",
+                        message):
+        fmmsolve.load(path)
+    assert time.perf_counter() - start < 5  # refused, neither allocated (745 GiB) nor filled
+
+
+# Each edit keeps the dataset's dtype and shape, so nothing else could notice: HDF5 would read
+# fill values (zeros) for data never written, and other files' bytes for outside storage.
+def _never_written(f, folder):
+    ds = f["plan/m2m"]
+    _replace_dataset("plan/m2m", shape=ds.shape, dtype=ds.dtype)(f)
+
+
+def _chunks_missing(f, folder):
+    value = f["plan/m2m"][()]
+    _replace_dataset("plan/m2m", shape=value.shape, dtype=value.dtype,
+                     chunks=(1,) + value.shape[1:])(f)
+    f["plan/m2m"][:-1] = value[:-1]
+
+
+def _external(f, folder):
+    value = f["tree/keys"][()]
+    (folder / "keys.bin").write_bytes(value.tobytes())
+    _replace_dataset("tree/keys", shape=value.shape, dtype=value.dtype,
+                     external=[(str(folder / "keys.bin"), 0, value.nbytes)])(f)
+
+
+def _virtual(f, folder):
+    value = f["tree/keys"][()]
+    with h5py.File(folder / "keys.h5", "w") as other:
+        other["keys"] = value
+    layout = h5py.VirtualLayout(shape=value.shape, dtype=value.dtype)
+    layout[:] = h5py.VirtualSource(str(folder / "keys.h5"), "keys", shape=value.shape)
+    del f["tree/keys"]
+    f.create_virtual_dataset("tree/keys", layout)
+
+
+MISSING = {
+    "never written": (_never_written,
+                      f"dataset 'plan/m2m' of shape (8, 56, 56) stores 0 of its {8 * 56**2 * 8}"),
+    "chunks missing": (_chunks_missing,
+                       "dataset 'plan/m2m' of shape (8, 56, 56) stores 7 of its 8 chunks"),
+    "external": (_external, "dataset 'tree/keys' keeps its data outside the file"),
+    "virtual": (_virtual, "dataset 'tree/keys' keeps its data outside the file"),
+}
+
+
+@pytest.mark.parametrize("case", MISSING)
+def test_data_missing_from_the_file_is_refused(small, tmp_path, case):
+    edit, message = MISSING[case]
+    path = tmp_path / "crafted.h5"
+    shutil.copy(small["square"][1], path)
+    with h5py.File(path, "a") as f:
+        assert f["plan/m2m"].shape == (8, 56, 56)  # expansion order 4 at eps 1e-3
+        edit(f, tmp_path)
+    with _raises_naming(path, message):
+        fmmsolve.load(path)
+
+
+def test_inconsistent_shape_is_refused_before_reading(small, tmp_path):
+    # 32 MB of zeros that compress to a few kB: the file can hold the claim, the tree cannot
+    path = tmp_path / "crafted.h5"
+    shutil.copy(small["square"][1], path)
+    claim = 4_000_000
+    with h5py.File(path, "a") as f:
+        _replace_dataset("tree/source_perm", data=np.zeros(claim, np.int64),
+                         chunks=(claim // 8,), compression="gzip")(f)
+    assert os.path.getsize(path) < claim
+    tracemalloc.start()
+    try:
+        with _raises_naming(path, f"tree/source_perm has shape ({claim},), expected "
+                                  "(sources=300)"):
+            fmmsolve.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < claim * 8 // 4, peak  # the claim was never allocated
+
+
+def test_compressed_copy_of_a_saved_operator_still_loads(small, tmp_path, rng):
+    # as `h5repack -f GZIP=9` would leave it: every dataset compressed, same values
+    op, original = small["rectangular"]
+    path = tmp_path / "packed.h5"
+    shutil.copy(original, path)
+    with h5py.File(path, "a") as f:
+        for group in f.values():
+            for name in list(group):
+                value = group[name][()]
+                if value.ndim and value.size:
+                    _replace_dataset(f"{group.name}/{name}", data=value, compression="gzip",
+                                     compression_opts=9, shuffle=True)(f)
+    assert os.path.getsize(path) < os.path.getsize(original)
+    q = rng.standard_normal(300)
+    assert np.array_equal(fmmsolve.load(path) @ q, op @ q)
+
+
+def test_check_layout_sees_every_shape_before_any_read(small, monkeypatch):
+    seen = []
+
+    def refuse(layout, attrs):
+        seen.append({g: dict(arrays) for g, arrays in layout.items()})
+        raise ValueError("the shapes do not fit")
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a dataset was read before check_layout")
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", no_reading)
+    path = small["square"][1]
+    with _raises_naming(path, "the shapes do not fit"):
+        read_groups(path, kind="fmmsolve.FMMOperator", format_version=1, check_layout=refuse)
+    assert seen[0]["tree"]["source_perm"] == (np.dtype(np.int64), (300,))
+    assert set(seen[0]) == {"tree", "lists", "plan"}
+
+
 class _Trap:
     """Unpickling this records it: the tests check that it never happens."""
-    sprung = []
+    sprung: ClassVar[list] = []
 
     def __reduce__(self):
         return _Trap.sprung.append, ("unpickled",)

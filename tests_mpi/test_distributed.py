@@ -99,7 +99,7 @@ def test_failure_on_one_rank_raises_on_every_rank(comm, rng):
     x = rng.random((200, 3))
     if comm.rank == comm.size - 1:
         x[0, 1] = np.nan
-        with pytest.raises(ValueError, match="local_sources holds NaN"):
+        with pytest.raises(ValueError, match="local_sources contains NaN"):
             DistributedFMMOperator(x, comm=comm, memory=None)
     else:
         with pytest.raises(RankFailedError, match=f"rank {comm.size - 1}: ValueError"):

@@ -15,4 +15,4 @@ from ._mpi import RankFailedError
 from .operator import DistributedFMMOperator, ReplicatedOperator
 from .partition import Partition
 
-__all__ = ["DistributedFMMOperator", "ReplicatedOperator", "RankFailedError", "Partition"]
+__all__ = ["DistributedFMMOperator", "Partition", "RankFailedError", "ReplicatedOperator"]

@@ -11,6 +11,9 @@
   raises must not skip a collective the others wait in, so local work is followed by
   :func:`agree`, a collective that tells every rank whether some rank failed; then all of them
   raise (the failing rank its own exception, the others :class:`RankFailedError` naming it).
+  :func:`gather_agreed` does the same in one allgather that also shares a small summary of
+  each rank's inputs (the options, the number of density columns), so that the ranks can
+  compare them before any exchange that depends on them.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ _EXTRA = ('the distributed FMM needs MPI: install the "mpi" extra, '
           'pip install "fmmsolve[mpi]" (mpi4py, numba-mpi and an MPI library such as mpich)')
 
 try:
-    from mpi4py import MPI
     import numba_mpi
+    from mpi4py import MPI
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(f"{_EXTRA}; {exc}") from exc
 
 from .._jit import jit
 
-__all__ = ["MPI", "RankFailedError", "agree", "resolve_comm", "alltoallv", "sum_over_ranks"]
+__all__ = ["MPI", "RankFailedError", "agree", "alltoallv", "gather_agreed", "resolve_comm",
+           "run_agreed", "sum_over_ranks"]
 
 
 class RankFailedError(RuntimeError):
@@ -40,8 +44,20 @@ def resolve_comm(comm):
     if comm is None:
         return MPI.COMM_WORLD
     if not isinstance(comm, MPI.Intracomm):
-        raise ValueError(f"comm must be an mpi4py.MPI.Intracomm or None, got {comm!r}")
+        raise TypeError(f"comm must be an mpi4py.MPI.Intracomm or None, got {comm!r}")
     return comm
+
+
+def _message(error):
+    return None if error is None else f"{type(error).__name__}: {error}"
+
+
+def _raise_failures(error, messages):
+    """Raise ``error`` on the rank that failed, :class:`RankFailedError` on the others."""
+    if error is not None:
+        raise error
+    failed = "; ".join(f"rank {r}: {m}" for r, m in enumerate(messages) if m is not None)
+    raise RankFailedError(f"the distributed FMM failed on another rank ({failed})")
 
 
 def agree(comm, error=None):
@@ -62,11 +78,7 @@ def agree(comm, error=None):
     """
     if not comm.allreduce(int(error is not None), op=MPI.SUM):
         return
-    messages = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
-    if error is not None:
-        raise error
-    failed = "; ".join(f"rank {r}: {m}" for r, m in enumerate(messages) if m is not None)
-    raise RankFailedError(f"the distributed FMM failed on another rank ({failed})")
+    _raise_failures(error, comm.allgather(_message(error)))
 
 
 def run_agreed(comm, func, *args):
@@ -74,11 +86,45 @@ def run_agreed(comm, func, *args):
     exception on every rank."""
     try:
         result = func(*args)
-    except Exception as exc:  # any failure must reach the other ranks
+    except Exception as exc:
         agree(comm, exc)
         raise  # unreachable: agree raises exc
     agree(comm)
     return result
+
+
+def gather_agreed(comm, func, *args):
+    """Collective: ``result, summary = func(*args)`` on every rank, agreed on and shared in one
+    allgather.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Intracomm
+    func : callable
+        Returns ``(result, summary)``; ``summary`` is small and picklable (plain values).
+
+    Returns
+    -------
+    result
+        This rank's result.
+    summaries : list
+        Every rank's summary, rank 0 first (the same list on every rank).
+
+    Raises
+    ------
+    Exception
+        As :func:`agree`, on every rank, when ``func`` raised on some rank.
+    """
+    error = result = summary = None
+    try:
+        result, summary = func(*args)
+    except Exception as exc:  # noqa: BLE001 - any failure must reach the other ranks
+        error = exc
+    shared = comm.allgather((_message(error), summary))
+    messages = [m for m, _ in shared]
+    if any(m is not None for m in messages):
+        _raise_failures(error, messages)
+    return result, [s for _, s in shared]
 
 
 def alltoallv(comm, send, counts, dtype=None):

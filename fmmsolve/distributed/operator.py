@@ -24,32 +24,23 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from .. import cache
-from .._config import DEFAULT_LEAF_SIZE
-from ..accuracy import order_for_eps
-from .._validation import resolve_real_dtype
+from .._validation import as_array, as_densities, as_points
 from ..fmm import FMMEngine
-from ..kernels import get_kernel
 from ..operators.plan import Plan
-from ..operators.surfaces import n_surface_points
-from ._mpi import MPI, RankFailedError, agree, alltoallv, resolve_comm, run_agreed
+from ._mpi import (
+    MPI,
+    RankFailedError,
+    agree,
+    alltoallv,
+    gather_agreed,
+    resolve_comm,
+    run_agreed,
+)
+from .options import check_options, check_same
 from .partition import Partition, fine_keys, global_root
 from .top import TopTree
 
 __all__ = ["DistributedFMMOperator", "ReplicatedOperator"]
-
-_ENGINE_OPTIONS = ("kernel", "wavenumber", "eps", "expansion_order", "leaf_size", "dtype")
-
-
-def _points(points, name):
-    """(n, 3) float64 C-contiguous finite points; n may be 0 (a rank may own nothing)."""
-    arr = np.asarray(points)
-    if arr.dtype.kind not in "biuf" or arr.ndim != 2 or arr.shape[1] != 3:
-        raise ValueError(f"{name} must be a real array of shape (n, 3), n >= 0, "
-                         f"got shape {arr.shape} and dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, np.float64)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} holds NaN or infinite coordinates")
-    return arr
 
 
 def _merge(parts):
@@ -98,7 +89,15 @@ class DistributedFMMOperator:
         None means ``MPI.COMM_WORLD``.
     **fmm_options
         ``kernel``, ``wavenumber``, ``eps``, ``expansion_order``, ``leaf_size``, ``dtype`` and
-        ``memory``, as for :class:`~fmmsolve.FMMOperator`; the same on every rank.
+        ``memory``, as for :class:`~fmmsolve.FMMOperator`; the same on every rank (``memory``
+        may name a different directory on each rank, but be None on all or none of them).
+
+    Raises
+    ------
+    ValueError, TypeError
+        On every rank: the rank with a bad point or option its own error naming the argument,
+        the others :class:`~fmmsolve.distributed.RankFailedError` naming that rank; options
+        that differ between ranks a ``ValueError`` naming each such option and its values.
 
     Attributes
     ----------
@@ -118,12 +117,10 @@ class DistributedFMMOperator:
 
     def __init__(self, local_sources, local_targets=None, *, comm=None, **fmm_options):
         self.comm = comm = resolve_comm(comm)
-        unknown = set(fmm_options) - {*_ENGINE_OPTIONS, "memory"}
-        if unknown:
-            raise TypeError(f"unknown FMM options {sorted(unknown)}; expected {_ENGINE_OPTIONS}"
-                            f" or memory")
         t0 = time.perf_counter()
-        src, tgt = run_agreed(comm, self._validate, local_sources, local_targets)
+        (src, tgt, options, memory), summaries = gather_agreed(
+            comm, self._validate, local_sources, local_targets, fmm_options)
+        check_same(summaries)  # the same list everywhere: every rank raises, or none
         both = np.vstack([src, tgt])
         lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
         comm.Allreduce(np.min(both, axis=0, initial=np.inf), lo, op=MPI.MIN)
@@ -134,7 +131,7 @@ class DistributedFMMOperator:
         root = global_root(lo, hi)
         parts = comm.allgather(run_agreed(comm, self._local_histogram, src, tgt, root))
         self.partition = Partition.from_histogram(root, *_merge(parts), comm.size,
-                                                  self._leaf_size_hint(fmm_options))
+                                                  options["leaf_size"])
         self._routes = run_agreed(comm, lambda: (self.partition.route(src, ghosts=True),
                                                  self.partition.route(tgt, ghosts=False)))
         (s_order, s_counts), (t_order, t_counts) = self._routes
@@ -143,17 +140,20 @@ class DistributedFMMOperator:
         self.local_shape = (len(tgt), len(src))
         self.shape = (comm.allreduce(len(tgt), op=MPI.SUM), n_src)
         self.n_own_targets, self.n_held_sources = len(my_tgt), len(my_src)
-        kernel = get_kernel(fmm_options.get("kernel", "laplace"))
-        self.dtype = kernel.value_dtype(resolve_real_dtype(fmm_options.get("dtype")))
-        self._build(my_src, my_tgt, fmm_options)
+        self.dtype = options["kernel"].value_dtype(options["dtype"])
+        self._build(my_src, my_tgt, options, memory)
         self.fit_seconds = time.perf_counter() - t0
         self.timings = {}
 
     @staticmethod
-    def _validate(local_sources, local_targets):
-        src = _points(local_sources, "local_sources")
-        tgt = src if local_targets is None else _points(local_targets, "local_targets")
-        return src, tgt
+    def _validate(local_sources, local_targets, fmm_options):
+        """This rank's options and points, checked (a rank may hold no point), and the summary
+        of its options that the ranks compare."""
+        options, memory, summary = check_options(fmm_options)
+        src = as_points(local_sources, "local_sources", allow_empty=True)
+        tgt = src if local_targets is None else as_points(local_targets, "local_targets",
+                                                          allow_empty=True)
+        return (src, tgt, options, memory), summary
 
     @staticmethod
     def _local_histogram(src, tgt, root):
@@ -163,21 +163,11 @@ class DistributedFMMOperator:
                                        minlength=len(keys)) for p in (src, tgt)], axis=1)
         return keys, counts.astype(np.int64)
 
-    @staticmethod
-    def _leaf_size_hint(options):
-        """The engine's default leaf size (cut boxes should not be finer than leaves)."""
-        if options.get("leaf_size") is not None:
-            return int(options["leaf_size"])
-        order = options.get("expansion_order") or order_for_eps(options.get("eps", 1e-6))
-        return max(DEFAULT_LEAF_SIZE, n_surface_points(order))
-
-    def _build(self, my_src, my_tgt, fmm_options):
+    def _build(self, my_src, my_tgt, options, memory):
         """Fit this rank's engine and top tree (rank 0 first when plans go through a disk
         cache, so that the ranks do not write the same cache entry at once)."""
         comm, part = self.comm, self.partition
-        memory = fmm_options.get("memory", "default")
-        options = {k: fmm_options[k] for k in _ENGINE_OPTIONS if k in fmm_options}
-        options["plan_loader"] = functools.partial(cache.load_plan, cache.resolve_memory(memory))
+        options = {**options, "plan_loader": functools.partial(cache.load_plan, memory)}
         top_options = {k: v for k, v in options.items() if k != "leaf_size"}
 
         def build():
@@ -213,28 +203,63 @@ class DistributedFMMOperator:
     # -- products --------------------------------------------------------------------------
 
     def __matmul__(self, q):
-        return self.matmat(q) if np.ndim(q) == 2 else self.matvec(q)
+        Y, vector = self._product(q)
+        return Y[:, 0] if vector else Y
 
     def matvec(self, q):
         """Collective: potentials at this rank's targets, shape (n_local_targets,), from the
         densities ``q`` of shape (n_local_sources,) of its sources."""
-        return self.matmat(np.reshape(q, (-1, 1)) if np.ndim(q) == 1 else q)[:, 0]
+        return self._product(q)[0][:, 0]
 
     def matmat(self, Q):
         """Collective: (n_local_targets, m) potentials from (n_local_sources, m) densities;
-        ``m`` must be the same on every rank."""
+        ``m`` must be the same on every rank.
+
+        Complex densities on any rank make the product complex on every rank (a real
+        operator then runs two real passes)."""
+        return self._product(Q)[0]
+
+    def _product(self, Q):
+        """Collective: ``(potentials of shape (n_local_targets, m), whether Q was 1-D)``.
+
+        The densities are checked on every rank and the ranks agree on the result, their
+        column counts and whether any rank's densities are complex in one allgather, before
+        anything is exchanged."""
         comm = self.comm
         t0 = time.perf_counter()
-        Q = run_agreed(comm, self._check_densities, Q)
-        widths = comm.allgather(Q.shape[1])
+        (Q, vector), shared = gather_agreed(comm, self._check_densities, Q)
+        widths = [m for m, _ in shared]
         if len(set(widths)) > 1:
-            raise ValueError(f"the ranks passed different numbers of density columns: {widths}")
-        if np.iscomplexobj(Q) and self.dtype.kind != "c":  # real operator: two real passes
-            both = self.matmat(np.concatenate([Q.real, Q.imag], axis=1))
+            raise ValueError("q_local must have the same number of columns m on every rank, "
+                             "got " + ", ".join(f"{m} on rank {r}" for r, m in enumerate(widths)))
+        if self.dtype.kind != "c" and any(c for _, c in shared):
+            # a real operator on a complex global vector: two real passes on every rank
             m = Q.shape[1]
-            return both[:, :m] + 1j * both[:, m:]
-        (s_order, s_counts), (t_order, t_counts) = self._routes
-        q, _ = alltoallv(comm, Q[s_order].astype(self.dtype), s_counts)
+            both = self._apply(np.concatenate([Q.real, Q.imag], axis=1), t0)
+            return both[:, :m] + 1j * both[:, m:], vector
+        return self._apply(Q, t0), vector
+
+    def _check_densities(self, Q):
+        """``(Q as (n_local_sources, m) of A.dtype, or complex for a real A, whether it was
+        1-D)``, and the summary ``(m, complex)`` the ranks compare."""
+        n, dtype = self.local_shape[1], self.dtype
+        Q = as_array(Q, "q_local", f"shape ({n},) or ({n}, m)")
+        if Q.dtype.kind == "c" and dtype.kind != "c":
+            dtype = np.result_type(dtype, np.complex64)
+        Q = as_densities(Q, n, "q_local", dtype)
+        if Q.ndim == 2 and Q.shape[1] == 0:
+            raise ValueError(f"q_local must have at least one column, got shape {Q.shape}")
+        vector = Q.ndim == 1
+        if vector:  # not reshape(n, -1): a rank may hold no source (n = 0)
+            Q = Q[:, None]
+        return (Q, vector), (Q.shape[1], Q.dtype.kind == "c")
+
+    def _apply(self, Q, t0):
+        """Collective: route the checked densities ``Q`` (n_local_sources, m) of
+        ``self.dtype`` to the ranks holding their sources, evaluate, and route back."""
+        comm = self.comm
+        (s_order, s_counts), (t_order, _) = self._routes
+        q, _ = alltoallv(comm, Q[s_order], s_counts, self.dtype)
         t1 = time.perf_counter()
         pot, timings = self._evaluate(q)
         t2 = time.perf_counter()
@@ -243,14 +268,6 @@ class DistributedFMMOperator:
         out[t_order] = back
         self.timings = {"route": t1 - t0 + time.perf_counter() - t2, **timings}
         return out
-
-    def _check_densities(self, Q):
-        Q = np.asarray(Q)
-        n = self.local_shape[1]
-        if Q.ndim != 2 or Q.shape[0] != n or Q.dtype.kind not in "biufc":
-            raise ValueError(f"q_local must be a numeric array of shape ({n},) or ({n}, m), "
-                             f"got shape {Q.shape} and dtype {Q.dtype}")
-        return Q
 
     def _evaluate(self, q):
         """This rank's passes with the far field of the others; collective through the hook."""
@@ -274,7 +291,7 @@ class DistributedFMMOperator:
                 pot, timings = pot[:self.n_own_targets], dict(self.engine.timings)
         except RankFailedError:
             raise
-        except Exception as exc:  # reach the agreement the other ranks wait in
+        except Exception as exc:  # noqa: BLE001 - reach the agreement the others wait in
             if not reached[0]:
                 agree(comm, exc)
             error = exc

@@ -30,7 +30,8 @@ from .._config import MAX_DEPTH
 from ..tree.morton import decode_array, encode_array, point_keys
 from ..tree.octree import _bounding_cube
 
-__all__ = ["MAX_CUT_LEVEL", "BALANCE", "FULL", "Partition", "global_root", "assign", "choose_level"]
+__all__ = ["BALANCE", "FULL", "MAX_CUT_LEVEL", "Partition", "assign", "choose_level",
+           "global_root"]
 
 #: Deepest cut level: at most 8**5 cut boxes, whose multipoles every rank sums.
 MAX_CUT_LEVEL = 5

@@ -12,7 +12,8 @@ import functools
 import numpy as np
 
 from .._jit import bind, prange
-from .._validation import as_densities, as_dipoles, as_points, check_columns, resolve_real_dtype
+from .._validation import (as_densities, as_dipoles, as_points, check_columns, check_flag,
+                           resolve_real_dtype)
 from . import dipole, get_kernel
 
 __all__ = ["direct"]
@@ -91,6 +92,7 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
     """
     kern = get_kernel(kernel)
     k = kern.check_wavenumber(wavenumber)
+    gradient = check_flag(gradient, "gradient")
     check_columns(charges, dipoles)
     real = resolve_real_dtype(dtype, sources, targets, charges, dipoles)
     value = kern.value_dtype(real)

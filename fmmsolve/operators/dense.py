@@ -9,11 +9,19 @@ The two thread pools then wait on each other. Measured on 2 cores, an M2M or L2L
 So BLAS is held to one thread for a whole evaluation (:func:`single_threaded_blas`), and the
 products big enough to matter are split into blocks of rows over a ``prange``. This keeps one
 level of threading, and it is Numba's.
+
+BLAS thread counts are process-wide, so the limit is too: a lock-protected count of the
+evaluations in progress, in any Python thread. The first to enter saves the settings and limits
+BLAS, the last to leave restores them. Nesting threadpoolctl's own save/restore across threads
+is not safe: A saves N and limits to 1, B saves 1, A restores N, B restores 1, and BLAS stays
+at one thread for good.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -29,7 +37,7 @@ ROWS = 128
 PARALLEL_ROWS = 2048
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _controller():
     # Numba's np.dot calls SciPy's BLAS, a separate library from NumPy's: load it before the
     # controller takes its inventory of the BLAS libraries to limit.
@@ -38,9 +46,52 @@ def _controller():
     return ThreadpoolController()
 
 
+class _BlasLimit:
+    """The process-wide state of :func:`single_threaded_blas`: how many callers are inside, and
+    the threadpoolctl limiter (holding the original settings) while any is."""
+
+    lock = threading.Lock()
+    users = 0
+    limiter = None
+
+
+def _release_openblas_control():
+    # threadpoolctl >= 3.6 lets only the thread that last limited OpenBLAS change it again.
+    # Here the last caller out, on any thread, restores: give control back around each change
+    # (under our lock) so that the restore takes effect and no worker thread keeps control.
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:  # older threadpoolctl: no per-thread control to release
+        return
+    release = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if release is not None:
+        release(force=True)
+
+
+@contextlib.contextmanager
 def single_threaded_blas():
-    """Context manager that limits every loaded BLAS to one thread."""
-    return _controller().limit(limits=1, user_api="blas")
+    """Context manager that limits every loaded BLAS to one thread.
+
+    Safe to nest and to enter from several threads at once: the settings found by the first
+    caller in are restored when the last caller leaves (see the module docstring).
+    """
+    state = _BlasLimit
+    with state.lock:
+        if state.users == 0:
+            _release_openblas_control()
+            state.limiter = _controller().limit(limits=1, user_api="blas")
+            _release_openblas_control()
+        state.users += 1
+    try:
+        yield
+    finally:
+        with state.lock:
+            state.users -= 1
+            if state.users == 0:
+                limiter, state.limiter = state.limiter, None
+                _release_openblas_control()
+                limiter.restore_original_limits()
+                _release_openblas_control()
 
 
 @jit(parallel=True)

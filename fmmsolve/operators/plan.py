@@ -39,10 +39,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-from threadpoolctl import threadpool_limits
 
 from ..kernels import get_kernel
 from . import surfaces
+from .dense import single_threaded_blas
 
 __all__ = ["Plan", "compute_plan", "transfer_vectors", "transfer_index"]
 
@@ -206,7 +206,7 @@ def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
 def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii, m2l):
     # Hundreds of small factorisations: BLAS threads cost more in wake-ups than they save
     # (4x slower on two cores when GEMM and LAPACK calls alternate).
-    with threadpool_limits(1, user_api="blas"):
+    with single_threaded_blas():  # the shared count: safe when fits run in several threads
         return _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber,
                                       radii, m2l)
 

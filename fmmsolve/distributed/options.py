@@ -1,0 +1,120 @@
+"""The keyword options of a distributed FMM: checked on every rank, and the same on every rank.
+
+1. Each rank checks its own options with the serial FMM's checks, called in the order
+   :class:`~fmmsolve.fmm.FMMEngine` calls them (:func:`check_options`), inside the section the
+   ranks agree on (:func:`~._mpi.gather_agreed`): an option that is bad on one rank only
+   raises on every rank instead of leaving the others waiting.
+2. The check also reduces the options to a canonical summary of plain Python values, the
+   values the engines will use: the kernel's name, the checked wavenumber, eps, the expansion
+   order (chosen from eps unless given), the leaf size (chosen from the order unless given),
+   the dtype's name, and whether plans go through a cache. The summaries of all ranks travel
+   in that same agreement's allgather, and :func:`check_same` refuses, on every rank, options
+   that differ: different orders give expansions of different lengths (an MPI abort, "Message
+   truncated"), different leaf sizes different partitions, a plan cache on some ranks only a
+   different number of collective rounds in the fit.
+3. ``memory`` is compared only as "a plan cache or None": each rank may keep its cache in its
+   own directory (a node-local disk).
+"""
+
+from __future__ import annotations
+
+from .. import cache
+from .._config import DEFAULT_LEAF_SIZE
+from .._validation import check_positive_int, resolve_real_dtype
+from ..accuracy import check_eps, check_order, order_for_eps
+from ..kernels import get_kernel
+from ..operators.surfaces import n_surface_points
+
+__all__ = ["ENGINE_OPTIONS", "check_options", "check_same"]
+
+#: The options passed on to each rank's engine (``memory`` is handled here).
+ENGINE_OPTIONS = ("kernel", "wavenumber", "eps", "expansion_order", "leaf_size", "dtype")
+
+
+def check_options(options):
+    """Check one rank's keyword options as the serial FMM does.
+
+    Parameters
+    ----------
+    options : dict
+        The ``**fmm_options`` of :class:`~fmmsolve.distributed.DistributedFMMOperator`.
+
+    Returns
+    -------
+    engine : dict
+        ``ENGINE_OPTIONS`` for :class:`~fmmsolve.fmm.FMMEngine`, with the expansion order and
+        leaf size resolved.
+    memory : joblib.Memory or None
+        The plan cache (:func:`fmmsolve.cache.resolve_memory`).
+    summary : dict of str to str, int, float or complex
+        The canonical, picklable summary compared across ranks by :func:`check_same`.
+
+    Raises
+    ------
+    TypeError
+        For an unknown option name, or a ``memory`` of the wrong type.
+    ValueError
+        For a bad value, naming the option (the serial FMM's messages).
+    """
+    unknown = set(options) - {*ENGINE_OPTIONS, "memory"}
+    if unknown:
+        raise TypeError(f"unknown FMM options {sorted(unknown)}; expected one of "
+                        f"{', '.join(ENGINE_OPTIONS)} or memory")
+    kernel = get_kernel(options.get("kernel", "laplace"))
+    wavenumber = kernel.check_wavenumber(options.get("wavenumber"))
+    real_dtype = resolve_real_dtype(options.get("dtype"))
+    eps = check_eps(options.get("eps", 1e-6), real_dtype)
+    order = options.get("expansion_order")
+    order = order_for_eps(eps) if order is None else check_order(order)
+    leaf_size = options.get("leaf_size")
+    # the engine's default, resolved here: the partition needs it too, and it must be compared
+    leaf_size = max(DEFAULT_LEAF_SIZE, n_surface_points(order)) if leaf_size is None \
+        else check_positive_int(leaf_size, "leaf_size")
+    memory = cache.resolve_memory(options.get("memory", "default"))
+    engine = {"kernel": kernel, "wavenumber": options.get("wavenumber"), "eps": eps,
+              "expansion_order": order, "leaf_size": leaf_size, "dtype": real_dtype}
+    summary = {"kernel": kernel.name, "wavenumber": wavenumber, "eps": eps,
+               "expansion_order": order, "leaf_size": leaf_size, "dtype": real_dtype.name,
+               "memory": "None" if memory is None else "a plan cache"}
+    return engine, memory, summary
+
+
+def _rank_list(ranks):
+    """``"ranks 0-3, 7"``: a short spelling of a sorted list of ranks."""
+    runs = []
+    for rank in ranks:
+        if runs and rank == runs[-1][1] + 1:
+            runs[-1][1] = rank
+        else:
+            runs.append([rank, rank])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    return ("rank " if len(ranks) == 1 else "ranks ") + text
+
+
+def check_same(summaries):
+    """Raise ``ValueError`` naming every option whose summary differs between ranks.
+
+    Called on every rank with the same list, so every rank raises the same error and none
+    enters a later collective alone.
+
+    Parameters
+    ----------
+    summaries : list of dict
+        The :func:`check_options` summary of each rank, rank 0 first.
+
+    Raises
+    ------
+    ValueError
+        ``"... eps: 0.001 on ranks 0, 2; 1e-06 on rank 1"`` for each option that differs.
+    """
+    differ = []
+    for name in summaries[0]:
+        values = {}  # value -> ranks, in order of first appearance
+        for rank, summary in enumerate(summaries):
+            values.setdefault(summary[name], []).append(rank)
+        if len(values) > 1:
+            differ.append(f"{name}: " + "; ".join(f"{value!r} on {_rank_list(ranks)}"
+                                                  for value, ranks in values.items()))
+    if differ:
+        raise ValueError("the FMM options must be the same on every rank, but they differ: "
+                         + " | ".join(differ))
