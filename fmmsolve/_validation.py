@@ -79,12 +79,21 @@ def _dtype_or_none(values):
         return None
 
 
-def as_points(points, name: str, dtype=np.float64, allow_empty: bool = False) -> np.ndarray:
+#: Largest coordinate magnitude accepted, by the precision that pair distances are computed in:
+#: squared distances between points within +-1e150 stay below 1.2e301 (float64 overflows at
+#: 1.8e308), within +-1e18 below 1.2e37 (float32 overflows at 3.4e38).
+MAX_COORDINATE = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
+
+
+def as_points(points, name: str, dtype=np.float64, allow_empty: bool = False,
+              precision=None) -> np.ndarray:
     """Validate a point array and return it as a C-contiguous ``(n, 3)`` array of ``dtype``.
 
     Raises ``ValueError`` naming ``name`` for a ragged sequence, a wrong shape, a bool,
-    non-numeric or complex dtype, no points (unless ``allow_empty``) or a NaN/inf coordinate.
-    Integer coordinates are accepted and converted.
+    non-numeric or complex dtype, no points (unless ``allow_empty``), a NaN/inf coordinate, or
+    a coordinate beyond :data:`MAX_COORDINATE` of ``precision`` (the real dtype the distances
+    are computed in; default ``dtype``), where squared distances would overflow and every
+    sum would silently be 0 or NaN. Integer coordinates are accepted and converted.
     """
     arr = as_array(points, name, "shape (n, 3)")
     if arr.dtype.kind not in "iuf":  # bools are masks, not coordinates
@@ -94,10 +103,18 @@ def as_points(points, name: str, dtype=np.float64, allow_empty: bool = False) ->
         raise ValueError(f"{name} must have shape (n, 3), got shape {arr.shape}")
     if arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} is empty: at least one point is needed")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite coordinates")
-    return arr
+    precision = np.dtype(dtype if precision is None else precision)
+    limit = MAX_COORDINATE[precision]
+    largest = float(np.max(np.abs(arr), initial=0.0))
+    if largest > limit:
+        raise ValueError(
+            f"{name} has coordinates of magnitude up to {largest:.3g}: fmmsolve computes "
+            f"squared distances in {precision.name}, which overflow beyond +-{limit:.0e}, so "
+            f"coordinates must lie within [-{limit:.0e}, {limit:.0e}]. Rescale the problem: "
+            f"the kernels are homogeneous (for Laplace, phi(s x) = phi(x) / s)")
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def as_densities(values, n: int, name: str, dtype) -> np.ndarray:

@@ -367,7 +367,7 @@ class FMMField:
         t0 = time.perf_counter()
         engine, tree = self._engine, self._engine.tree
         gradient = check_flag(gradient, "gradient")
-        y = as_points(points, "points", allow_empty=True)
+        y = as_points(points, "points", allow_empty=True, precision=self._engine.real_dtype)
         n, m, vdt, k = len(y), self._m, self.value_dtype, engine.wavenumber
         order, sorted_box, n_leaf, begin, end, boxes = self._sort(y)
         ys = y[order]
@@ -427,7 +427,7 @@ class FMMField:
             Columns in the sources' order.
         """
         engine, tree = self._engine, self._engine.tree
-        y = as_points(points, "points", allow_empty=True)
+        y = as_points(points, "points", allow_empty=True, precision=self._engine.real_dtype)
         order, sorted_box, n_leaf, _, _, _ = self._sort(y)
         counts = np.zeros((len(y), tree.n_sources), np.int64)
         lists = engine.lists

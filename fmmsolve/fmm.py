@@ -130,8 +130,9 @@ class FMMEngine:
             # about one surface's worth of points per leaf balances near and far field
             leaf_size = max(DEFAULT_LEAF_SIZE, surfaces.n_surface_points(self.expansion_order))
         leaf_size = check_positive_int(leaf_size, "leaf_size")
-        src = as_points(sources, "sources")
-        tgt = None if targets is None else as_points(targets, "targets")
+        src = as_points(sources, "sources", precision=self.real_dtype)
+        tgt = None if targets is None else as_points(targets, "targets",
+                                                     precision=self.real_dtype)
         t1 = time.perf_counter()
         self.tree = build_octree(src, tgt, leaf_size=leaf_size, **(tree_options or {}))
         t2 = time.perf_counter()
@@ -452,25 +453,8 @@ class FMMEngine:
     # -- saving and loading: the fitted state as plain values (fmmsolve.io stores them) ----------
 
     def state(self):
-        """The fitted state as plain arrays and parameters, for :meth:`from_state`.
-
-        Returns
-        -------
-        groups : dict of str to dict of str to ndarray
-            ``"tree"``, ``"lists"`` and ``"plan"``: the array fields of the
-            :class:`~fmmsolve.tree.Octree`, :class:`~fmmsolve.tree.InteractionLists` and
-            :class:`~fmmsolve.operators.plan.Plan`, by field name (the arrays themselves, not
-            copies; shapes and dtypes as documented there); a kernel that is not scale
-            invariant adds ``"plan_1"`` ... ``"plan_<depth>"``, the plans of the other levels.
-            A tree built with ``targets=None`` gives its shared arrays once, as the sources'.
-        attrs : dict of str to scalar
-            ``"engine.kernel"`` (registry name), ``"engine.wavenumber"`` (the value passed to
-            the kernel), ``"engine.eps"``, ``"engine.dipoles"``, ``"engine.expansion_order"``,
-            ``"engine.leaf_size"``,
-            ``"engine.real_dtype"`` (``"float64"`` or ``"float32"``), ``"engine.radii"`` (the
-            surface radii the plan was computed for), and every other field of the records as
-            ``"tree.<field>"``, ``"lists.<field>"``, ``"plan.<field>"`` or ``"plan_<l>.<field>"``.
-        """
+        """The fitted state as plain arrays and parameters, for :meth:`from_state`: ``(groups,
+        attrs)``, laid out as :func:`fmmsolve._engine_state.state_of` documents."""
         return checks.state_of(self)
 
     @classmethod

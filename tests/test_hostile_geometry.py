@@ -94,3 +94,48 @@ def test_float32_gradients_at_tiny_scales_are_finite(rng, kernel, k):
     pot, grad = op.evaluate(q, gradient=True)
     assert relative_l2_error(pot, exact_pot) <= 1e-4
     assert relative_l2_error(grad, exact_grad) <= 1e-3
+
+
+@pytest.mark.parametrize("scale", [1e308, 1e300, 1e151])
+def test_coordinates_beyond_the_usable_range_are_refused(scale):
+    """Points at +-1e308 returned NaN (the root width overflowed); clouds at 1e300 returned 0
+    from ``direct`` and the FMM alike (r^2 overflowed). Every entry point refuses them, naming
+    the argument and the usable range."""
+    x = scale * np.array([[1.0, 0.0, 0.0], [-1.0, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    q = np.ones(3)
+    match = r"sources has coordinates of magnitude up to .*within \[-1e\+150, 1e\+150\]"
+    with pytest.raises(ValueError, match=match):
+        fmmsolve.direct(x, x, q)
+    with pytest.raises(ValueError, match=match):
+        fmmsolve.FMMOperator(x, memory=None)
+    with pytest.raises(ValueError, match=match):
+        fmmsolve.FMMField(x, q, memory=None)
+    with pytest.raises(ValueError, match=r"targets has coordinates"):
+        fmmsolve.FMMOperator(x / scale, x, memory=None)
+    field = fmmsolve.FMMField(x / scale, q, memory=None)
+    with pytest.raises(ValueError, match=r"points has coordinates"):
+        field.evaluate(x)
+
+
+def test_float32_coordinates_beyond_their_range_are_refused():
+    """float32 squared distances overflow beyond 1e19: float32 computations refuse points
+    beyond 1e18, float64 ones take them."""
+    x = 1e19 * np.array([[1.0, 0.0, 0.0], [-1.0, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"float32.*within \[-1e\+18, 1e\+18\]"):
+        fmmsolve.direct(x, x, np.ones(3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"float32"):
+        fmmsolve.FMMOperator(x, dtype=np.float32, memory=None)
+    assert np.isfinite(fmmsolve.direct(x, x, np.ones(3))).all()
+
+
+def test_coordinates_at_the_edge_of_the_range_are_computed(rng):
+    """At scale 1e149 the sums are still right: Laplace is homogeneous, phi(s x) = phi(x) / s
+    and grad phi(s x) = grad phi(x) / s^2 (the gradient underflows to about 1e-298)."""
+    x, q = rng.random((300, 3)), rng.standard_normal(300)
+    pot, grad = fmmsolve.direct(x, x, q, gradient=True)
+    scale = 2.0 ** 494  # 1.6e148: powers of two scale exactly
+    big_pot, big_grad = fmmsolve.direct(x * scale, x * scale, q, gradient=True)
+    np.testing.assert_allclose(big_pot * scale, pot, rtol=1e-12)
+    np.testing.assert_allclose(big_grad * scale**2, grad, rtol=1e-10, atol=1e-12 * abs(grad).max())
+    op = fmmsolve.FMMOperator(x * scale, eps=1e-6, memory=None)
+    assert relative_l2_error(op @ q, big_pot) <= 1e-6
