@@ -186,7 +186,26 @@ def plan_groups(kernel, depth):
 
 
 def state_of(engine):
-    """:meth:`FMMEngine.state <fmmsolve.fmm.FMMEngine.state>` of ``engine``."""
+    """:meth:`FMMEngine.state <fmmsolve.fmm.FMMEngine.state>` of ``engine``: the fitted state as
+    plain arrays and parameters, for :func:`restore`.
+
+    Returns
+    -------
+    groups : dict of str to dict of str to ndarray
+        ``"tree"``, ``"lists"`` and ``"plan"``: the array fields of the
+        :class:`~fmmsolve.tree.Octree`, :class:`~fmmsolve.tree.InteractionLists` and
+        :class:`~fmmsolve.operators.plan.Plan`, by field name (the arrays themselves, not
+        copies; shapes and dtypes as documented there); a kernel that is not scale
+        invariant adds ``"plan_1"`` ... ``"plan_<depth>"``, the plans of the other levels.
+        A tree built with ``targets=None`` gives its shared arrays once, as the sources'.
+    attrs : dict of str to scalar
+        ``"engine.kernel"`` (registry name), ``"engine.wavenumber"`` (the value passed to
+        the kernel), ``"engine.eps"``, ``"engine.dipoles"``, ``"engine.expansion_order"``,
+        ``"engine.leaf_size"``,
+        ``"engine.real_dtype"`` (``"float64"`` or ``"float32"``), ``"engine.radii"`` (the
+        surface radii the plan was computed for), and every other field of the records as
+        ``"tree.<field>"``, ``"lists.<field>"``, ``"plan.<field>"`` or ``"plan_<l>.<field>"``.
+    """
     attrs = {"engine.kernel": engine.kernel.name, "engine.wavenumber": engine.wavenumber,
              "engine.eps": engine.eps, "engine.dipoles": engine.dipoles,
              "engine.expansion_order": engine.expansion_order,
