@@ -33,17 +33,10 @@ import numbers
 import warnings
 
 import numpy as np
-import sklearn
 from scipy.sparse.linalg import LinearOperator, cg, gmres
 from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import check_is_fitted
-
-try:
-    from sklearn.utils.validation import validate_data
-except ImportError:  # pragma: no cover - older scikit-learn
-    raise ImportError(f"fmmsolve's estimators need scikit-learn >= 1.6 (validate_data and "
-                      f"__sklearn_tags__), found {sklearn.__version__}") from None
+from sklearn.utils.validation import check_is_fitted, validate_data  # scikit-learn >= 1.6
 
 from ._validation import check_flag, reject_ragged_or_bool
 from .field import FMMField
