@@ -164,10 +164,13 @@ def info(out=None) -> None:
     for pool in (p for p in threadpool_info() if p.get("user_api") == "blas"):
         say(f"blas            {pool.get('internal_api')} {pool.get('version')}, "
             f"{pool.get('num_threads')} threads (held to 1 inside evaluations)")
-    memory = cache.resolve_memory("default")
-    location = memory.location if memory is not None else None
-    size = cache.cache_size("default")
-    say(f"operator cache  {location} ({size / 2**20:.1f} MiB; {cache.ENV_VAR} overrides)")
+    location = cache.default_location()
+    if cache.resolve_memory("default") is None:  # it warned why; plans are computed each fit
+        say(f"operator cache  {location} (unusable: plans are not cached; {cache.ENV_VAR} "
+            f"overrides)")
+    else:
+        size = cache.cache_size("default")
+        say(f"operator cache  {location} ({size / 2**20:.1f} MiB; {cache.ENV_VAR} overrides)")
     say(f"numba cache     {numba.config.CACHE_DIR or 'next to the package sources (__pycache__)'}")
 
 
