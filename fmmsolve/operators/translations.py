@@ -8,7 +8,7 @@ kernel's functions (see :func:`fmmsolve._jit.bind` for why they are not argument
 and live in :mod:`fmmsolve.fmm`.
 
 Layouts: coordinates are structure of arrays ``(3, n)`` in tree order, and *local*: each point
-is stored relative to the centre of its leaf. Densities are flat, in *leaf blocks*: the
+is stored relative to its leaf's origin (see Frames). Densities are flat, in *leaf blocks*: the
 sources of the leaf ``[s0, s1)`` own ``charges[m * s0:m * s1]``, a C-contiguous ``(m, s1 - s0)``
 block (:func:`leaf_block_index` builds the layout), which is what the block functions want.
 Potentials are ``(m, n_targets)`` and gradients ``(m, 3, n_targets)``. Expansions (equivalent densities) are
