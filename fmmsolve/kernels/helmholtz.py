@@ -111,10 +111,10 @@ def _pair_gradient(dx, dy, dz, kr, ki, one, zero):
     s = math.sin(kr * r) * amp
     # (i k r - 1) = (-ki r - 1) + i kr r; times (c + i s), over r^2
     ar, ai = -ki * r - one, kr * r
-    # the clamp (a no-op) keeps fast-math reassociation from multiplying the 1 / r together
+    # min(., 1), a no-op on a unit vector, keeps fast-math reassociation from multiplying the
+    # 1 / r of the factor and of the unit vector together
     return (c, s, (ar * c - ai * s) * inv_r, (ar * s + ai * c) * inv_r,
-            min(max(dx * inv_r, -one), one), min(max(dy * inv_r, -one), one),
-            min(max(dz * inv_r, -one), one))
+            min(dx * inv_r, one), min(dy * inv_r, one), min(dz * inv_r, one))
 
 
 @jit

@@ -96,11 +96,11 @@ def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, pot, gx, gy, gz):
             q_r2 = q_r * inv_r
             acc += q_r
             # q / r^2 times the unit vector, never q / r^3 times the offset: 1 / r^3 overflows
-            # float32 at r ~ 1e-13, where the gradient does not. The clamp (a no-op) keeps
-            # fast-math reassociation from multiplying the three 1 / r factors together.
-            ax -= q_r2 * min(max(dx * inv_r, -one), one)
-            ay -= q_r2 * min(max(dy * inv_r, -one), one)
-            az -= q_r2 * min(max(dz * inv_r, -one), one)
+            # float32 at r ~ 1e-13, where the gradient does not. min(., 1), a no-op on a unit
+            # vector, keeps fast-math reassociation from multiplying the 1 / r together.
+            ax -= q_r2 * min(dx * inv_r, one)
+            ay -= q_r2 * min(dy * inv_r, one)
+            az -= q_r2 * min(dz * inv_r, one)
         pot[i] += acc * scale
         gx[i] += ax * scale
         gy[i] += ay * scale
@@ -128,9 +128,9 @@ def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, pot, gx, gy, gz):
                 inv_r = zero
             inv_r2 = inv_r * inv_r  # times the unit vector (see _gradient_one_column)
             w[j] = inv_r
-            wx[j] = -min(max(dx * inv_r, -one), one) * inv_r2
-            wy[j] = -min(max(dy * inv_r, -one), one) * inv_r2
-            wz[j] = -min(max(dz * inv_r, -one), one) * inv_r2
+            wx[j] = -min(dx * inv_r, one) * inv_r2
+            wy[j] = -min(dy * inv_r, one) * inv_r2
+            wz[j] = -min(dz * inv_r, one) * inv_r2
         for c in range(charges.shape[0]):
             q = charges[c]
             acc = zero

@@ -98,11 +98,13 @@ def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, k, pot, gx, gy, gz):
             if r2 == 0:
                 inv_r = zero
             g = q[j] * math.exp(-kk * r) * inv_r  # q G (without 1/4pi)
-            d = g * (one + kk * r) * inv_r  # -q dG/dr, times the unit vector (clamped, a
-            acc += g  # no-op): -q dG/dr / r times the offset overflows float32 at r ~ 1e-13
-            ax -= d * min(max(dx * inv_r, -one), one)
-            ay -= d * min(max(dy * inv_r, -one), one)
-            az -= d * min(max(dz * inv_r, -one), one)
+            # -q dG/dr times the unit vector: -q dG/dr / r times the offset overflows float32
+            # at r ~ 1e-13; min(., 1) keeps reassociation from forming it (laplace.py)
+            d = g * (one + kk * r) * inv_r
+            acc += g
+            ax -= d * min(dx * inv_r, one)
+            ay -= d * min(dy * inv_r, one)
+            az -= d * min(dz * inv_r, one)
         pot[i] += acc * real(INV_4PI)
         gx[i] += ax * real(INV_4PI)
         gy[i] += ay * real(INV_4PI)
@@ -130,11 +132,11 @@ def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, k, pot, gx, gy, gz):
             if r2 == 0:
                 inv_r = zero
             g = math.exp(-kk * r) * inv_r
-            d = g * (one + kk * r) * inv_r  # -dG/dr, times the unit vector (no overflow)
+            d = g * (one + kk * r) * inv_r  # -dG/dr, times the unit vector
             w[j] = g
-            wx[j] = -d * min(max(dx * inv_r, -one), one)
-            wy[j] = -d * min(max(dy * inv_r, -one), one)
-            wz[j] = -d * min(max(dz * inv_r, -one), one)
+            wx[j] = -d * min(dx * inv_r, one)
+            wy[j] = -d * min(dy * inv_r, one)
+            wz[j] = -d * min(dz * inv_r, one)
         for c in range(charges.shape[0]):
             q = charges[c]
             acc = zero
