@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DISTRIBUTIONS", "point_cloud", "relative_l2_error", "fibonacci_sphere"]
+__all__ = ["DISTRIBUTIONS", "fibonacci_sphere", "magnitude_field", "point_cloud",
+           "relative_l2_error"]
 
 
 def fibonacci_sphere(n, indices=None):
@@ -117,3 +118,86 @@ def relative_l2_error(approx, exact) -> float:
     if approx.shape != exact.shape:
         raise ValueError(f"shapes differ: {approx.shape} and {exact.shape}")
     return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
+
+
+def _radial_derivatives(r, k):
+    """``G, G', G''`` of ``G(r) = exp(i k r) / (4 pi r)`` (complex128) at distances ``r > 0``."""
+    g = np.exp(1j * k * r) / (4 * np.pi * r)
+    a = 1j * k - 1 / r
+    return g, g * a, g * (a * a + 1 / (r * r))
+
+
+def magnitude_field(sources, targets=None, charges=None, dipoles=None, *, kernel="laplace",
+                    wavenumber=None, gradient=False):
+    """The field of the densities' magnitudes: the scale the FMM's eps is relative to.
+
+    ``P_i = sum_j |G(y_i, x_j)| |q_j| + |grad_x G(y_i, x_j)| |d_j|`` and, with ``gradient``,
+    ``D_i = sum_j |grad_y G(y_i, x_j)| |q_j| + ||Hess G(y_i, x_j)||_2 |d_j|`` (``|d_j|`` the
+    Euclidean length of a dipole). Unlike the field itself, these sums cannot cancel, so an
+    error bound relative to them stays meaningful at targets where a field of mixed-sign
+    densities is small. Pairs at zero distance contribute nothing, as everywhere in fmmsolve.
+
+    The kernels are radial, ``G(r) = exp(i k r) / (4 pi r)`` with ``r = |y - x|`` (Laplace:
+    k = 0; modified Helmholtz: ``exp(-k r) / (4 pi r)``, i.e. k -> i k), so ``|grad G| = |G'|``
+    and, as the Hessian is ``G'' r r^T / r^2 + (G' / r) (I - r r^T / r^2)``,
+    ``||Hess G||_2 = max(|G''|, |G' / r|)``, with ``G' = G (i k - 1 / r)`` and
+    ``G'' = G ((i k - 1 / r)^2 + 1 / r^2)``.
+
+    Dense NumPy in float64 over every pair (``O(n_targets n_sources)`` time, memory in blocks
+    of targets): for the small point sets of tests only.
+
+    Parameters
+    ----------
+    sources : array_like of shape (n_sources, 3)
+    targets : array_like of shape (n_targets, 3) or None
+        None means the sources themselves.
+    charges : array_like of shape (n_sources,) or (n_sources, m), or None
+    dipoles : array_like of shape (n_sources, 3) or (n_sources, m, 3), or None
+        At least one of ``charges`` and ``dipoles``; with both, the same columns.
+    kernel : str, default "laplace"
+        ``"laplace"``, ``"helmholtz"`` or ``"modified_helmholtz"``.
+    wavenumber : scalar or None
+        As for :func:`fmmsolve.direct` (complex allowed for ``"helmholtz"``).
+    gradient : bool, default False
+        Also return ``D``.
+
+    Returns
+    -------
+    (P,) or (P, D) : tuple of ndarray of shape (n_targets,) or (n_targets, m), float64
+        One column per density column, the shape of :func:`fmmsolve.direct`'s potential.
+    """
+    src = np.asarray(sources, np.float64).reshape(-1, 3)
+    tgt = src if targets is None else np.asarray(targets, np.float64).reshape(-1, 3)
+    if charges is None and dipoles is None:
+        raise ValueError("give charges, dipoles or both")
+    if kernel == "laplace":
+        k = 0j
+    elif kernel in ("helmholtz", "modified_helmholtz") and wavenumber is not None:
+        k = complex(wavenumber) * (1j if kernel == "modified_helmholtz" else 1)
+    else:
+        raise ValueError(f"kernel must be 'laplace', or 'helmholtz' or 'modified_helmholtz' "
+                         f"with a wavenumber; got {kernel!r}, wavenumber={wavenumber!r}")
+    # |densities| as (n_sources, m) columns.
+    one_column = (np.ndim(charges) == 1) if charges is not None else (np.ndim(dipoles) == 2)
+    n = src.shape[0]
+    q = None if charges is None else np.abs(np.asarray(charges)).reshape(n, -1)
+    d = None if dipoles is None else \
+        np.linalg.norm(np.asarray(dipoles).reshape(n, -1, 3), axis=-1)
+    m = (q if q is not None else d).shape[1]
+    pot = np.zeros((tgt.shape[0], m))
+    grad = np.zeros((tgt.shape[0], m))
+    block = max(1, 2 ** 22 // max(n, 1))  # targets per block: about 32 MB per pair array
+    for a in range(0, tgt.shape[0], block):
+        r = np.linalg.norm(tgt[a:a + block, None, :] - src[None, :, :], axis=-1)
+        apart = r > 0
+        safe = np.where(apart, r, 1.0)
+        g, g1, g2 = (np.where(apart, np.abs(v), 0.0) for v in _radial_derivatives(safe, k))
+        if q is not None:
+            pot[a:a + block] += g @ q
+            grad[a:a + block] += g1 @ q
+        if d is not None:
+            pot[a:a + block] += g1 @ d
+            grad[a:a + block] += np.maximum(g2, g1 / safe) @ d
+    if one_column:
+        pot, grad = pot[:, 0], grad[:, 0]
+    return (pot, grad) if gradient else (pot,)
