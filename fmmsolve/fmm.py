@@ -24,6 +24,7 @@ from ._config import DEFAULT_LEAF_SIZE
 from ._validation import as_points, check_positive_int, resolve_real_dtype
 from .kernels import get_kernel
 from .operators import dense, m2l, surfaces, translations
+from .operators.upward import Upward, octant_groups
 from .operators.plan import compute_plan, transfer_index
 from .tree import build_interaction_lists, build_octree
 from .tree.lists import l2p_boxes, leaves_away_from_sources, narrow_far_field, near_and_far
@@ -38,13 +39,6 @@ _log = logging.getLogger("fmmsolve")
 def _seconds(timings: dict) -> str:
     """``"tree 0.21, lists 0.06"``: a timings dict for a log line."""
     return ", ".join(f"{name} {seconds:.3f}" for name, seconds in timings.items())
-
-
-def _octant_groups(tree, boxes, ops):
-    """Split ``boxes`` (one level) by octant: a list of (boxes, their parents, ``ops[octant]``)."""
-    octant = tree.keys[boxes] & 7
-    return [(boxes[octant == c], tree.parent[boxes[octant == c]], ops[c])
-            for c in range(8) if np.any(octant == c)]
 
 
 class FMMEngine:
@@ -207,17 +201,16 @@ class FMMEngine:
         self._p2m_groups = self._by_plan(self._src_leaves)
         self._p2l_groups = self._by_plan(self._x_boxes)
 
-        # M2M (deepest level first, up to the root so the upward pass is complete) and L2L
-        # (shallowest first, from level 2: no V or X list reaches a box above it).
-        self._m2m_groups, self._l2l_groups = [], []
-        for level in range(tree.depth, 0, -1):
-            boxes = np.arange(tree.level_ptr[level], tree.level_ptr[level + 1])
-            self._m2m_groups += _octant_groups(tree, boxes[has_src[boxes]],
-                                               self.plans[level - 1].m2m)
+        # M2M, deepest level first, up to the root so the upward pass is complete, with exact
+        # monopoles (operators/upward.py); L2L shallowest first, from level 2: no V or X list
+        # reaches a box above it.
+        self._upward_pass = Upward(self.kernel, self.wavenumber, tree, self.plans,
+                                   self._src_leaves)
+        self._l2l_groups = []
         for level in range(3, tree.depth + 1):
             boxes = np.arange(tree.level_ptr[level], tree.level_ptr[level + 1])
-            self._l2l_groups += _octant_groups(tree, boxes[has_tgt[boxes]],
-                                               self.plans[level - 1].l2l)
+            self._l2l_groups += octant_groups(tree, boxes[has_tgt[boxes]],
+                                              self.plans[level - 1].l2l)
 
         # M2L pairs, scheduled in cache-sized chunks of targets (operators/m2l.py).
         t = np.repeat(np.arange(tree.n_boxes), np.diff(lists.v_indptr))
@@ -378,15 +371,11 @@ class FMMEngine:
             scale = self._c2e_scale[boxes, None, None]
             multipole[boxes] = scale * dense.rmul(dense.rmul(check[rows], plan.uc2e_b),
                                                   plan.uc2e_a)
+        self._upward_pass.fix(multipole, leaves, self._upward_pass.leaf_monopoles(sources, m))
         lap("p2m")
-        self._m2m(multipole)
+        self._upward_pass.m2m(multipole)
         lap("m2m")
         return multipole
-
-    def _m2m(self, multipole):
-        """M2M up the levels, in place on the (n_boxes, m, n) expansions."""
-        for children, parents, op in self._m2m_groups:
-            multipole[parents] += dense.rmul(multipole[children], op)
 
     def _downward(self, sources, multipole, lap, extra=None):
         """M2L, P2L, then L2L down the levels: returns the (n_boxes, m, n) local expansions
@@ -443,7 +432,7 @@ class FMMEngine:
         the (n_boxes, m, n) local expansions, for trees whose leaves share one level (no W or X
         list). :mod:`fmmsolve.distributed` runs its shared top tree with it."""
         with dense.single_threaded_blas():
-            self._m2m(multipole)
+            self._upward_pass.m2m(multipole)
             return self._downward([], multipole, lambda name: None)
 
     def tree_summary(self) -> dict:

@@ -140,15 +140,12 @@ def test_coordinates_at_the_edge_of_the_range_are_computed(rng):
     assert relative_l2_error(op @ q, big_pot) <= 1e-6
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: the equivalent density of dipoles in a "
-                   "tiny box carries a spurious net charge (found by tests/test_properties.py)")
 def test_dipole_far_field_from_tiny_boxes(rng):
-    """20 dipoles in a cluster of width 1e-6 and targets about 3 away, Laplace, eps 1e-3: the
-    error is about 100 eps, and constant times 4 pi r over the targets. P2M of dipoles in a box of
-    half-width h leaves a net charge of about 1e-7 |d| / h in the equivalent density, whose
-    1 / R field outgrows the dipoles' 1 / R^2 by R / h. Charges are not affected. Strict: this
-    fails loudly once the defect is fixed, and the depth limit on dipole cases in
-    tests/test_properties.py (DIPOLE_MAX_DEPTH) can go."""
+    """20 dipoles in a cluster of width 1e-6 and targets about 3 away, Laplace, eps 1e-3 (found
+    by tests/test_properties.py). P2M of dipoles in a box of half-width h left a net charge of
+    about 1e-7 |d| / h in the equivalent density, whose 1 / R field outgrows the dipoles'
+    1 / R^2 by R / h: 959 eps before the upward pass kept monopoles exact
+    (operators/upward.py)."""
     cluster = np.array([0.5, 0.5, 0.5]) + 1e-6 * rng.random((20, 3))
     d = np.tile([0.0, 0.0, 1.0], (20, 1))  # aligned: the field does not cancel
     shell = rng.standard_normal((100, 3))

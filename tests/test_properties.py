@@ -22,9 +22,7 @@ order 9, so the default wave-kernel tests are bounded (see ``WAVE_C``); an ``exp
 
 float32 cases whose closest distinct points are nearer than 1e-4 of the root cube's edge are
 discarded with ``assume`` (see ``FLOAT32_RESOLUTION``); so are float32 cases whose exact
-result does not fit in float32. Dipole cases are drawn on trees no deeper than
-``DIPOLE_MAX_DEPTH`` until the known defect pinned in ``tests/test_hostile_geometry.py`` is
-fixed.
+result does not fit in float32.
 
 The example budget is fixed (``MAX_EXAMPLES``; ``derandomize=True``: the same examples on
 every run). Measured on 2 shared cores with Numba's cache warm: 95 s for the module (Laplace
@@ -68,13 +66,6 @@ EPS = {np.float64: (1e-3, 1e-6), np.float32: (1e-3, 1e-4)}
 WAVE_C = {"helmholtz": (1.0, 1.0 + 0.3j), "modified_helmholtz": (2.0,)}
 WAVE_C_EXPENSIVE = {"helmholtz": (0.25, 1.0, 1.0 + 0.3j), "modified_helmholtz": (0.25, 2.0)}
 WAVE_MAX_DEPTH = 3
-
-# Known defect (test_hostile_geometry.py::test_dipole_far_field_from_tiny_boxes, strict xfail):
-# the equivalent density of dipoles in a box of half-width h carries a spurious net charge of
-# about 1e-7 |d| / h, whose 1 / R field outgrows the dipoles' 1 / R^2 as the tree deepens
-# (100 eps at a cluster of width 1e-6). Until it is fixed, dipole cases are drawn on trees no
-# deeper than this (1e-7 * 2^9 / 1e-3 = 0.05 eps at eps 1e-3); the expensive test lifts it.
-DIPOLE_MAX_DEPTH = 8
 
 # float32 draws keep distinct points at least this fraction of the root cube's edge apart: the
 # float32 inputs themselves hold about 7 digits of the cloud's offset, and eps >= 1e-4 must
@@ -211,8 +202,6 @@ def problems(draw, kernel, expensive=False):
     eps = draw(st.sampled_from(EPS[dtype][:1] if bounded and dipoles and dtype == np.float64
                                else EPS[dtype]), label="eps")
     leaf_size = draw(st.sampled_from([1, 4, 16, None]), label="leaf_size")
-    if dipoles and not expensive:  # the known defect pinned in test_hostile_geometry.py
-        assume(_depth(src, tgt, eps, dipoles, leaf_size) <= DIPOLE_MAX_DEPTH)
     if bounded:  # depth 2 at least: shallower trees sum everything directly
         assume(2 <= _depth(src, tgt, eps, dipoles, leaf_size) <= WAVE_MAX_DEPTH)
     wavenumber = None

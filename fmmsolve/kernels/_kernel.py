@@ -77,6 +77,13 @@ class Kernel:
         (k for modified Helmholtz, Im k for Helmholtz, 0 for Laplace). The FMM reaches targets
         away from the sources through boxes no wider than about 1 / d
         (:func:`fmmsolve.accuracy.max_expansion_half_width`).
+    monopole_weight : callable or None
+        ``monopole_weight(r, k) -> (w, dw)``: the weight ``w(r)`` of a unit source at distance
+        ``r`` from a centre in the monopole (l = 0) term of its far field about that centre,
+        normalised to ``w(0) = 1`` (the average over directions of the plane-wave factor: 1 for
+        Laplace, ``sin(k r) / (k r)`` for Helmholtz), and ``dw = w'(r) / r``; arrays of float64
+        or complex128 like ``r`` (float64). The upward pass keeps the monopole of every
+        expansion exact with it (:mod:`fmmsolve.operators.upward`); None skips that.
     """
 
     name: str
@@ -90,6 +97,7 @@ class Kernel:
     radial: Any
     oscillatory: bool = False
     decay: Callable[[Any], float] = lambda k: 0.0
+    monopole_weight: Callable[..., tuple] | None = None
 
     def __reduce__(self):
         # Pickle by name: the compiled dispatchers are not data.

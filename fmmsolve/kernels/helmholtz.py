@@ -18,6 +18,7 @@ import math
 import numbers
 
 import numpy as np
+from scipy.special import spherical_jn
 
 from .._jit import jit
 from ._kernel import Kernel, inverse_distance_matrix
@@ -230,6 +231,17 @@ def _check_wavenumber(wavenumber):
     return k
 
 
+def monopole_weight(r, wavenumber):
+    """``j0(k r)`` and ``(d/dr j0(k r)) / r = -k^2 j1(k r) / (k r)``, complex128 (the
+    spherical Bessel functions of the addition theorem's l = 0 term; complex k too)."""
+    k = complex(wavenumber)
+    x = k * np.asarray(r, np.float64)
+    small = np.abs(x) < 1e-8  # j1(x) / x -> 1 / 3
+    safe = np.where(small, 1.0, x)
+    j1_over_x = np.where(small, 1.0 / 3.0, spherical_jn(1, safe) / safe)
+    return spherical_jn(0, x).astype(np.complex128), -k * k * j1_over_x
+
+
 HELMHOLTZ = Kernel(
     name="helmholtz",
     is_complex=True,
@@ -242,4 +254,5 @@ HELMHOLTZ = Kernel(
     radial=radial,
     oscillatory=True,
     decay=lambda k: max(float(np.imag(k)), 0.0),  # |G| r = exp(-Im(k) r)
+    monopole_weight=monopole_weight,
 )

@@ -180,6 +180,12 @@ def _check_wavenumber(wavenumber):
     return 0.0
 
 
+def monopole_weight(r, wavenumber):
+    """Every source counts fully in the monopole (its total charge): w = 1, w' = 0."""
+    r = np.asarray(r, np.float64)
+    return np.ones_like(r), np.zeros_like(r)
+
+
 LAPLACE = Kernel(
     name="laplace",
     is_complex=False,
@@ -190,4 +196,5 @@ LAPLACE = Kernel(
     check_wavenumber=_check_wavenumber,
     matrix=matrix,
     radial=radial,
+    monopole_weight=monopole_weight,
 )

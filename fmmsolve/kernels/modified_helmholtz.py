@@ -15,6 +15,7 @@ import math
 import numbers
 
 import numpy as np
+from scipy.special import spherical_in
 
 from .._jit import jit
 from ._kernel import Kernel, inverse_distance_matrix
@@ -191,6 +192,17 @@ def _check_wavenumber(wavenumber):
     return float(wavenumber)
 
 
+def monopole_weight(r, wavenumber):
+    """``i0(k r)`` and ``(d/dr i0(k r)) / r = k^2 i1(k r) / (k r)``, float64 (the modified
+    spherical Bessel functions of the addition theorem's l = 0 term)."""
+    k = float(wavenumber)
+    x = k * np.asarray(r, np.float64)
+    small = x < 1e-8  # i1(x) / x -> 1 / 3
+    safe = np.where(small, 1.0, x)
+    i1_over_x = np.where(small, 1.0 / 3.0, spherical_in(1, safe) / safe)
+    return spherical_in(0, x), k * k * i1_over_x
+
+
 MODIFIED_HELMHOLTZ = Kernel(
     name="modified_helmholtz",
     is_complex=False,
@@ -202,4 +214,5 @@ MODIFIED_HELMHOLTZ = Kernel(
     matrix=matrix,
     radial=radial,
     decay=float,  # |G| r = exp(-k r)
+    monopole_weight=monopole_weight,
 )
