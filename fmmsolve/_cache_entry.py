@@ -22,7 +22,10 @@ import joblib
 import numpy as np
 
 from .operators import surfaces
-from .operators.plan import Plan, transfer_vectors
+from .operators.plan import Plan, octant_operators, transfer_vectors
+
+# Stored for octant 0 only: the other 7 are its reflections (plan.octant_operators).
+_BY_SYMMETRY = ("m2m", "l2l")
 
 # Bytes left free beyond an entry's arrays (pickle framing; other writers on the same disk).
 _HEADROOM = 2**20
@@ -41,9 +44,11 @@ def _checksum(key, values: dict, arrays: dict) -> str:
 
 
 def _payload(key, plan: Plan) -> dict:
-    """An entry's content: the key, the Plan as plain values and arrays, their checksum."""
+    """An entry's content: the key, the Plan as plain values and arrays (M2M and L2L of
+    octant 0 only), their checksum."""
     fields = dict(vars(plan))
-    arrays = {k: v for k, v in fields.items() if isinstance(v, np.ndarray)}
+    arrays = {k: v[:1] if k in _BY_SYMMETRY else v
+              for k, v in fields.items() if isinstance(v, np.ndarray)}
     values = {k: v for k, v in fields.items() if not isinstance(v, np.ndarray)}
     return {"key": key, "arrays": arrays, "values": values,
             "checksum": _checksum(key, values, arrays)}
@@ -74,6 +79,15 @@ def _inconsistency(plan: Plan, key) -> str | None:
     return None
 
 
+def _all_octants(arrays: dict, order) -> dict:
+    """``arrays`` with M2M and L2L for the 8 octants; as they are if their shape is wrong
+    (:func:`_inconsistency` then says so)."""
+    try:
+        return {**arrays, **{k: octant_operators(arrays[k], order) for k in _BY_SYMMETRY}}
+    except ValueError:
+        return arrays
+
+
 def _read_entry(path: pathlib.Path, key) -> tuple[Plan | None, str | None]:
     """``(plan, None)`` for a sound entry, ``(None, None)`` for none, ``(None, why)`` for one
     that must not be used."""
@@ -90,7 +104,7 @@ def _read_entry(path: pathlib.Path, key) -> tuple[Plan | None, str | None]:
         if payload["key"] != key:
             return None, (f"holds the plan of another configuration {payload['key']} (copied "
                           f"or renamed?)")
-        plan = Plan(**arrays, **values)
+        plan = Plan(**_all_octants(arrays, values["expansion_order"]), **values)
         why = _inconsistency(plan, key)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         return None, f"is damaged ({type(exc).__name__}: {exc})"

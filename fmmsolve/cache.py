@@ -72,7 +72,7 @@ __all__ = ["ENV_VAR", "FORMAT_VERSION", "MAX_ENV_VAR", "CacheInfo", "cache_info"
            "set_max_size"]
 
 #: Bump whenever the content or layout of a Plan or an entry changes: old entries never match.
-FORMAT_VERSION = 6  # 6: <digest>/output.pkl in a store of its own, for joblib's eviction
+FORMAT_VERSION = 7  # 7: M2M and L2L of octant 0 only; 6: <digest>/output.pkl, LRU-evicted
 #: Environment variable that overrides the default cache directory.
 ENV_VAR = "FMMSOLVE_CACHE_DIR"
 #: Environment variable that bounds the total size of a location's entries.
