@@ -169,8 +169,11 @@ def info(out=None) -> None:
         say(f"operator cache  {location} (unusable: plans are not cached; {cache.ENV_VAR} "
             f"overrides)")
     else:
-        size = cache.cache_size("default")
-        say(f"operator cache  {location} ({size / 2**20:.1f} MiB; {cache.ENV_VAR} overrides)")
+        stats = cache.cache_info("default")
+        say(f"operator cache  {location} ({cache.ENV_VAR} overrides): {stats.entries} "
+            f"plan{'s' * (stats.entries != 1)}, {stats.size / 2**20:.1f} MiB of at most "
+            f"{stats.max_size / 2**20:.1f} MiB ({cache.MAX_ENV_VAR}; least recently used "
+            f"plans are evicted)")
     say(f"numba cache     {numba.config.CACHE_DIR or 'next to the package sources (__pycache__)'}")
 
 

@@ -11,10 +11,11 @@ process. The key of an entry is every argument the Plan depends on:
 * ``"m2l"``, or ``"no-m2l"`` for a plan without M2L operators (tree levels 0 and 1 of the wave
   kernels).
 
-Layout and trust. Each entry is one file, ``<store>/fmmsolve-plans/<kernel>-p<order>-<digest>.pkl``
-(``<store>`` is the :class:`joblib.Memory`'s directory, ``<digest>`` :func:`joblib.hash` of the
-key), written with :func:`joblib.dump`. It holds the key itself, the Plan's values and arrays, and
-a SHA-256 checksum of all of them. On reading, an entry is used only if its checksum holds, its
+Layout and trust. The entries live in ``<store>/fmmsolve-plans`` (``<store>`` is the
+:class:`joblib.Memory`'s directory), itself the store of a :class:`joblib.Memory` that holds
+nothing else: each entry is ``<digest>/output.pkl`` there, the layout of joblib's own items, with
+``<digest>`` the :func:`joblib.hash` of the key. It is written with :func:`joblib.dump` and holds
+the key itself, the Plan's values and arrays, and a SHA-256 checksum of all of them. On reading, an entry is used only if its checksum holds, its
 stored key equals the requested one and the Plan's own fields (order, surface, shapes, dtypes)
 agree with the key. Otherwise a ``RuntimeWarning`` says why, and the Plan is recomputed and the
 entry rewritten: a file copied over another entry's, or damaged, is never used.
@@ -28,22 +29,30 @@ free space is too small, or the write fails, the temporary file is removed, and 
 ``RuntimeWarning`` (once per location and process) says that the Plan is not cached, why, and
 how to choose another location. The same holds for a location that cannot be a directory.
 
+Size. The entries of a location are kept under a limit, :func:`max_size`: 2 GiB by default,
+``$FMMSOLVE_CACHE_MAX`` (bytes, or a number with K, M, G or T, powers of 1024), or
+:func:`set_max_size`. Before an entry is written, :meth:`joblib.Memory.reduce_size` deletes the
+least recently used entries until the new one fits; a read marks an entry used (its access
+time is set, whatever the file system's ``noatime`` or ``relatime``). The eviction sees only
+the entry store, so it never deletes the entry being written nor any file that is not a Plan.
+An entry larger than the limit is not written (and evicts nothing): the Plan is computed and
+used, and a ``RuntimeWarning`` says so once per location. A limit of 0 writes nothing and
+warns about nothing: entries already there are still read.
+
 Where: ``memory=`` of :class:`~fmmsolve.FMMOperator` takes a directory, a
 :class:`joblib.Memory`, ``None`` (no disk cache), or ``"default"``. The default is
 ``$FMMSOLVE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/fmmsolve`` (``~/.cache/fmmsolve``).
-:func:`clear_cache` empties it.
+:func:`clear_cache` empties it; :func:`cache_info` reports its entries, size and limit. Both
+variables are read at each use, not at import.
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 import os
 import pathlib
 import re
-import shutil
-import tempfile
 import threading
 import time
 import warnings
@@ -51,22 +60,27 @@ import warnings
 import joblib
 import numpy as np
 
+from ._cache_entry import _checksum, _dump, _entry_bytes, _payload, _read_entry  # noqa: F401
+from ._config import DEFAULT_CACHE_MAX, parse_size
 from .operators import surfaces
-from .operators.plan import Plan, compute_plan, transfer_vectors
+from .operators.plan import Plan, compute_plan
 
 _log = logging.getLogger("fmmsolve")
 
-__all__ = ["ENV_VAR", "FORMAT_VERSION", "cache_size", "clear_cache", "default_location",
-           "load_plan", "resolve_memory"]
+__all__ = ["ENV_VAR", "FORMAT_VERSION", "MAX_ENV_VAR", "CacheInfo", "cache_info", "cache_size",
+           "clear_cache", "default_location", "load_plan", "max_size", "resolve_memory",
+           "set_max_size"]
 
 #: Bump whenever the content or layout of a Plan or an entry changes: old entries never match.
-FORMAT_VERSION = 5  # 5: one file per entry, holding its key inside the checksum
+FORMAT_VERSION = 7  # 7: M2M and L2L of octant 0 only; 6: <digest>/output.pkl, LRU-evicted
 #: Environment variable that overrides the default cache directory.
 ENV_VAR = "FMMSOLVE_CACHE_DIR"
+#: Environment variable that bounds the total size of a location's entries.
+MAX_ENV_VAR = "FMMSOLVE_CACHE_MAX"
 #: Subdirectory of a joblib.Memory's store that holds the Plan entries.
 ENTRY_DIR = "fmmsolve-plans"
-# Bytes left free beyond an entry's arrays (pickle framing; other writers on the same disk).
-_HEADROOM = 2**20
+# Entries of format 5, directly in the entry directory: removed on the next write.
+_OLD_ENTRY = re.compile(r"\w+-p\d+-[0-9a-f]{32}\.pkl")
 _HOW_TO_CHANGE = (f"set {ENV_VAR} or pass memory= to a writable directory with free space, or "
                   f"pass memory=None to turn the disk cache off")
 
@@ -77,6 +91,53 @@ def default_location() -> pathlib.Path:
         return pathlib.Path(os.environ[ENV_VAR]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
     return pathlib.Path(base) / "fmmsolve"
+
+
+# set_max_size's value; None defers to $FMMSOLVE_CACHE_MAX, then to the default.
+_MAX_SIZE: int | None = None
+
+
+def set_max_size(size) -> int | None:
+    """Set the limit of every location's entries, for this process; return the previous setting.
+
+    Parameters
+    ----------
+    size : int, str or None
+        Bytes, or a string such as ``"500M"`` or ``"2G"`` (K, M, G, T are powers of 1024);
+        0 writes no entries. None restores ``$FMMSOLVE_CACHE_MAX`` or the 2 GiB default.
+
+    Raises
+    ------
+    ValueError
+        For a negative size or a string that is not a size.
+    """
+    global _MAX_SIZE
+    previous, _MAX_SIZE = _MAX_SIZE, None if size is None else parse_size(size)
+    return previous
+
+
+def max_size() -> int:
+    """The limit in bytes: :func:`set_max_size`'s, else ``$FMMSOLVE_CACHE_MAX``, else 2 GiB.
+
+    Warns
+    -----
+    RuntimeWarning
+        Once per value and process, when ``$FMMSOLVE_CACHE_MAX`` is not a size: the default
+        applies.
+    """
+    if _MAX_SIZE is not None:
+        return _MAX_SIZE
+    value = os.environ.get(MAX_ENV_VAR, "").strip()
+    if not value:
+        return DEFAULT_CACHE_MAX
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        if _first_time(f"{MAX_ENV_VAR}={value}"):
+            warnings.warn(f"fmmsolve: ignoring {MAX_ENV_VAR}={value!r} ({exc}); the plan cache "
+                          f"is limited to the default {DEFAULT_CACHE_MAX / 2**30:g} GiB",
+                          RuntimeWarning, stacklevel=3)
+        return DEFAULT_CACHE_MAX
 
 
 def resolve_memory(memory) -> joblib.Memory | None:
@@ -137,107 +198,46 @@ _WARNED: set = set()
 _WARNED_LOCK = threading.Lock()
 
 
+def _first_time(what) -> bool:
+    """True the first time ``what`` is seen in this process: one warning each."""
+    with _WARNED_LOCK:
+        if str(what) in _WARNED:
+            return False
+        _WARNED.add(str(what))
+        return True
+
+
 def _warn_not_cached(location, reason) -> None:
     """One RuntimeWarning per location and process: Plans are computed but not cached."""
-    with _WARNED_LOCK:
-        if str(location) in _WARNED:
-            return
-        _WARNED.add(str(location))
+    if not _first_time(location):
+        return
     warnings.warn(f"fmmsolve: the plan cache in {location} cannot be written ({reason}). "
                   f"Plans are computed and used, but not cached, so later fits compute them "
                   f"again; {_HOW_TO_CHANGE}.", RuntimeWarning, stacklevel=4)
 
 
-def _checksum(key, values: dict, arrays: dict) -> str:
-    digest = hashlib.sha256(repr(key).encode())
-    digest.update(repr(sorted(values.items())).encode())
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
-
-
-def _payload(key, plan: Plan) -> dict:
-    """An entry's content: the key, the Plan as plain values and arrays, their checksum."""
-    fields = dict(vars(plan))
-    arrays = {k: v for k, v in fields.items() if isinstance(v, np.ndarray)}
-    values = {k: v for k, v in fields.items() if not isinstance(v, np.ndarray)}
-    return {"key": key, "arrays": arrays, "values": values,
-            "checksum": _checksum(key, values, arrays)}
-
-
-def _inconsistency(plan: Plan, key) -> str | None:
-    """What in ``plan`` contradicts ``key``, or None: the last guard before a Plan is used."""
-    kernel_name, _, order, tol, dtype, _, _, variant = key
-    stored = (plan.kernel_name, plan.expansion_order, plan.compression_tol)
-    if stored != (kernel_name, order, tol):
-        return f"kernel, order and tolerance {stored} instead of {(kernel_name, order, tol)}"
-    n, k = surfaces.n_surface_points(order), plan.m2l_vt.shape[0]
-    if not np.array_equal(plan.surface, surfaces.surface(order)):
-        return f"a surface of shape {plan.surface.shape} that is not the order-{order} one"
-    ptr = plan.m2l_ptr
-    if ptr.shape != (len(transfer_vectors()) + 1,) or ptr[0] != 0 or np.any(np.diff(ptr) < 0):
-        return "malformed M2L row pointers"
-    shapes = {"uc2e_a": (n, None), "uc2e_b": (None, n), "dc2e_a": (n, None),
-              "dc2e_b": (None, n), "m2m": (8, n, n), "l2l": (8, n, n), "m2l_vt": (k, n),
-              "m2l_a": (ptr[-1], k), "m2l_b": (ptr[-1], k), "m2l_u": (n, k)}
-    for name, shape in shapes.items():
-        a = getattr(plan, name)
-        if a.dtype != np.dtype(dtype) or a.ndim != len(shape) or any(
-                want is not None and have != want for have, want in zip(a.shape, shape)):
-            return f"{name} of shape {a.shape} and dtype {a.dtype}, not {shape} {dtype}"
-    if (k == 0) != (variant == "no-m2l"):
-        return f"M2L rank {k} in a plan with variant {variant!r}"
-    return None
-
-
-def _read_entry(path: pathlib.Path, key) -> tuple[Plan | None, str | None]:
-    """``(plan, None)`` for a sound entry, ``(None, None)`` for none, ``(None, why)`` for one
-    that must not be used."""
+def _write_entry(path: pathlib.Path, payload: dict, store: joblib.Memory,
+                 limit: int) -> str | None:
+    """Evict least recently used entries of ``store`` so that ``payload`` fits in ``limit``
+    bytes, then write it to ``path`` whole or not at all; None, or why it was not written."""
+    size = _entry_bytes(payload)
     try:
-        payload = joblib.load(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None, None
-    except Exception as exc:  # noqa: BLE001 - any unreadable entry is recomputed, never used
-        return None, f"is damaged or unreadable ({type(exc).__name__}: {exc})"
-    try:
-        arrays, values = payload["arrays"], payload["values"]
-        if _checksum(payload["key"], values, arrays) != payload["checksum"]:
-            return None, "is damaged (its checksum does not match its content)"
-        if payload["key"] != key:
-            return None, (f"holds the plan of another configuration {payload['key']} (copied "
-                          f"or renamed?)")
-        plan = Plan(**arrays, **values)
-        why = _inconsistency(plan, key)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        return None, f"is damaged ({type(exc).__name__}: {exc})"
-    return (None, f"holds an inconsistent plan: {why}") if why else (plan, None)
-
-
-def _write_entry(path: pathlib.Path, payload: dict) -> str | None:
-    """Write ``payload`` to ``path`` whole or not at all; None, or why it was not written."""
-    size = sum(a.nbytes for a in payload["arrays"].values())
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(path.parent).free
-        if free < size + _HEADROOM:
-            return (f"not enough free space: {free / 2**20:.1f} MiB free, the entry needs "
-                    f"{(size + _HEADROOM) / 2**20:.1f} MiB")
-        fd, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        _make_room(store, limit - size)
         try:
-            with os.fdopen(fd, "wb") as f:
-                joblib.dump(payload, f)
-            os.replace(temporary, path)  # atomic: readers see the old entry or the new one
-        except BaseException:
-            try:
-                os.unlink(temporary)  # no partial file is left behind
-            except OSError:
-                pass
-            raise
+            return _dump(path, payload, size)
+        except FileNotFoundError:  # another process's eviction took the directory: once more
+            return _dump(path, payload, size)
     except OSError as exc:
         return str(exc)
-    return None
+
+
+def _make_room(store: joblib.Memory, room: int) -> None:
+    """Delete the least recently used entries of ``store`` until they take ``room`` bytes at
+    most, and any format-5 entries next to them (never read, never evicted otherwise)."""
+    for old in pathlib.Path(store.location).glob("*.pkl"):
+        if _OLD_ENTRY.fullmatch(old.name):
+            old.unlink(missing_ok=True)
+    store.reduce_size(bytes_limit=max(room, 0))
 
 
 def _plain(wavenumber):
@@ -277,10 +277,28 @@ def load_plan(memory: joblib.Memory | None, kernel_name: str, expansion_order: i
     return _load_plan_from(pathlib.Path(store) / ENTRY_DIR, memory.location, key, args)
 
 
-def _entry_path(entries: pathlib.Path, key) -> pathlib.Path:
-    """The file of ``key``'s entry; the kernel and order in its name are for people only."""
-    readable = re.sub(r"[^A-Za-z0-9_]", "_", str(key[0]))
-    return entries / f"{readable}-p{key[2]}-{joblib.hash(key)}.pkl"
+# The joblib.Memory whose store holds the entries, by entry directory.
+_STORES: dict = {}
+
+
+def _entry_store(entries: pathlib.Path) -> joblib.Memory:
+    """The :class:`joblib.Memory` of the entries in ``entries``; OSError if it cannot be made.
+
+    Given a path, joblib 1.6 keeps its store in ``entries`` itself; paths are taken from the
+    store, so that another layout (``entries/joblib``) would work as well.
+    """
+    store = _STORES.get(str(entries))
+    if store is None:
+        with warnings.catch_warnings():  # joblib's note on a .gitignore it cannot write
+            warnings.filterwarnings("ignore", message="Unable to write", category=UserWarning)
+            store = joblib.Memory(entries, verbose=0)
+        _STORES[str(entries)] = store
+    return store
+
+
+def _entry_path(store: joblib.Memory, key) -> pathlib.Path:
+    """The file of ``key``'s entry: a joblib item, ``<digest>/output.pkl``."""
+    return pathlib.Path(store.store_backend.location, joblib.hash(key), "output.pkl")
 
 
 # Plans already loaded in this process, by (entry directory, key): one disk read per process.
@@ -295,9 +313,16 @@ def _load_plan_from(entries: pathlib.Path, location, key, args) -> Plan:
     if memo in _IN_PROCESS:
         _IN_PROCESS.move_to_end(memo)
         return _IN_PROCESS[memo]
-    path = _entry_path(entries, key)
     start = time.perf_counter()
-    plan, why = _read_entry(path, key)
+    try:
+        store = _entry_store(entries)
+    except OSError as exc:  # not a directory, or cannot be made: nothing to read or write
+        store, path, plan, why = None, entries, None, None
+        failure = str(exc)
+        _warn_not_cached(location, failure)
+    else:
+        path = _entry_path(store, key)
+        plan, why = _read_entry(path, key)
     if why is not None:
         warnings.warn(f"fmmsolve: the plan cache entry {path} {why}; recomputing it",
                       RuntimeWarning, stacklevel=4)
@@ -309,17 +334,33 @@ def _load_plan_from(entries: pathlib.Path, location, key, args) -> Plan:
                   key[:5])
         plan = compute_plan(*args)
         seconds = time.perf_counter() - start
-        failure = _write_entry(path, _payload(key, plan))
+        if store is not None:
+            failure = _store_entry(path, _payload(key, plan), store, location)
         if failure is None:
             _log.info("plan: computed in %.2f s and cached in %s", seconds, location)
         else:
             _log.info("plan: computed in %.2f s, not cached in %s: %s", seconds, location,
                       failure)
-            _warn_not_cached(location, failure)
     _IN_PROCESS[memo] = plan
     if len(_IN_PROCESS) > _IN_PROCESS_SIZE:
         _IN_PROCESS.popitem(last=False)
     return plan
+
+
+def _store_entry(path, payload, store, location) -> str | None:
+    """Write an entry within the limit; None, or why it was not written (warned once)."""
+    limit, size = max_size(), _entry_bytes(payload)
+    if size <= limit:
+        failure = _write_entry(path, payload, store, limit)
+        if failure is not None:
+            _warn_not_cached(location, failure)
+        return failure
+    if limit > 0 and _first_time(f"{location} (limit)"):
+        warnings.warn(f"fmmsolve: a plan of {size / 2**20:.1f} MiB exceeds the plan cache's "
+                      f"limit of {limit / 2**20:.1f} MiB in {location}; it is computed and used "
+                      f"but not cached. Raise {MAX_ENV_VAR} or call "
+                      f"fmmsolve.cache.set_max_size.", RuntimeWarning, stacklevel=5)
+    return f"the limit is {limit} bytes ({MAX_ENV_VAR}), the plan needs {size}"
 
 
 def clear_cache(memory="default") -> None:
@@ -348,3 +389,35 @@ def cache_size(memory="default") -> int:
         return 0
     root = pathlib.Path(memory.location)
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
+
+
+class CacheInfo(collections.namedtuple("CacheInfo", "location entries size max_size")):
+    """What :func:`cache_info` reports.
+
+    Attributes
+    ----------
+    location : pathlib.Path or None
+        The cache directory (None: no disk cache).
+    entries : int
+        Plans stored there.
+    size : int
+        Their bytes; entries are evicted to keep it under ``max_size``.
+    max_size : int
+        The limit, :func:`max_size`.
+    """
+
+
+def cache_info(memory="default") -> CacheInfo:
+    """The location, number of Plans, their bytes and the limit of ``memory``'s cache."""
+    memory = resolve_memory(memory)
+    location = None if memory is None else memory.location
+    store = None if memory is None else getattr(memory.store_backend, "location", None)
+    sizes = []
+    if store is not None:
+        for entry in pathlib.Path(store, ENTRY_DIR).rglob("output.pkl"):
+            try:
+                sizes.append(entry.stat().st_size)
+            except OSError:  # evicted by another process meanwhile
+                pass
+    return CacheInfo(None if location is None else pathlib.Path(location), len(sizes),
+                     sum(sizes), max_size())

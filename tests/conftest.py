@@ -1,8 +1,32 @@
+"""Shared fixtures and options of the test suite.
+
+The Plan cache: unless ``FMMSOLVE_CACHE_DIR`` is set, the session points it at a temporary
+directory, removed at the end, so that a test run never writes to the user's cache
+(``~/.cache/fmmsolve``). fmmsolve reads the variable at each use, and subprocesses started by
+tests inherit it. Set it yourself to keep Plans between runs (faster reruns).
+"""
+
 import os
+import shutil
+import tempfile
 import zlib
 
 import numpy as np
 import pytest
+
+_TEMPORARY_CACHE = None
+
+
+def pytest_configure(config):
+    global _TEMPORARY_CACHE
+    if not os.environ.get("FMMSOLVE_CACHE_DIR"):
+        _TEMPORARY_CACHE = tempfile.mkdtemp(prefix="fmmsolve-test-cache-")
+        os.environ["FMMSOLVE_CACHE_DIR"] = _TEMPORARY_CACHE
+
+
+def pytest_unconfigure(config):
+    if _TEMPORARY_CACHE is not None:
+        shutil.rmtree(_TEMPORARY_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fmmsolve
-from fmmsolve import cache
+from fmmsolve import _cache_entry, cache
 from fmmsolve.operators import surfaces
 from fmmsolve.operators.plan import compute_plan
 from fmmsolve.testing import relative_l2_error
@@ -61,7 +61,8 @@ def _entries(memory):
 
 def _entry(memory, order):
     """The entry file of the Laplace plan of ``order``."""
-    (path,) = pathlib.Path(memory.location, cache.ENTRY_DIR).glob(f"laplace-p{order}-*.pkl")
+    (path,) = [p for p in _entries(memory)
+               if joblib.load(p)["key"][0::2][:2] == ("laplace", order)]
     return path
 
 
@@ -289,7 +290,7 @@ def _unwritable(kind, tmp_path, monkeypatch):
     def refused(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / "ro"))
 
-    monkeypatch.setattr(cache.tempfile, "mkstemp", refused)
+    monkeypatch.setattr(_cache_entry.tempfile, "mkstemp", refused)
     return tmp_path / "ro", tmp_path / "ro"
 
 
@@ -364,7 +365,7 @@ def test_full_disk_under_the_cache_is_reported_and_leaves_no_partial_file(
 
 
 def test_too_little_free_space_skips_the_write(memory, computed, monkeypatch):
-    monkeypatch.setattr(cache.shutil, "disk_usage", lambda path: types.SimpleNamespace(
+    monkeypatch.setattr(_cache_entry.shutil, "disk_usage", lambda path: types.SimpleNamespace(
         total=10**9, used=10**9 - 4096, free=4096))
     monkeypatch.setattr(joblib, "dump", _full_disk)  # must not even start writing
     with pytest.warns(RuntimeWarning, match="not enough free space"):

@@ -16,7 +16,10 @@ float64 and cast to the value dtype at the end. Conventions:
   are dropped, and the map is kept as two factors ``a @ (b @ check)`` with ``a = V / s`` and
   ``b = U^T``.
 * Child octant ``c`` has centre offset ``((c & 1), (c >> 1 & 1), (c >> 2 & 1)) * 2 - 1`` times
-  half the parent's half-width (:mod:`fmmsolve.tree.morton`, convention 2).
+  half the parent's half-width (:mod:`fmmsolve.tree.morton`, convention 2). The kernels are
+  radial and the surfaces symmetric, so octant ``c``'s M2M and L2L are octant 0's with the
+  surface points permuted by the reflection between them (:func:`octant_operators`): only
+  octant 0's are computed, and the disk cache stores only those.
 * M2L: there are 316 transfer vectors ``v`` in {-3..3}^3 \\ {-1..1}^3, in units of the box edge.
   The translations ``K_v`` (target check <- source equivalent) are compressed in two stages.
   First a shared basis from the SVDs of their horizontal and vertical stacks:
@@ -44,7 +47,7 @@ from ..kernels import get_kernel
 from . import surfaces
 from .dense import single_threaded_blas
 
-__all__ = ["Plan", "compute_plan", "transfer_vectors", "transfer_index"]
+__all__ = ["Plan", "compute_plan", "octant_operators", "transfer_vectors", "transfer_index"]
 
 
 def transfer_vectors() -> np.ndarray:
@@ -173,6 +176,49 @@ def _octant_offsets():
     return np.stack([c & 1, (c >> 1) & 1, (c >> 2) & 1], axis=1) * 2.0 - 1.0
 
 
+@functools.lru_cache(maxsize=32)
+def _octant_permutations(order: int) -> np.ndarray:
+    """``perm[c, i]``: the surface point that is point ``i`` reflected from octant 0 into
+    octant ``c``, shape (8, n), int64. Computed on the surface's integer grid, so exact."""
+    surf = surfaces.surface(order)
+    grid = np.rint((surf + 1.0) * (order - 1) / 2).astype(np.int64)  # 0 .. order-1 per axis
+    index = np.full(order**3, -1, np.int64)
+    index[(grid[:, 0] * order + grid[:, 1]) * order + grid[:, 2]] = np.arange(len(surf))
+    perm = np.empty((8, len(surf)), np.int64)
+    for c, sign in enumerate(-_octant_offsets()):  # octant 0 has offset (-1, -1, -1)
+        g = np.where(sign < 0, order - 1 - grid, grid)
+        perm[c] = index[(g[:, 0] * order + g[:, 1]) * order + g[:, 2]]
+    return perm
+
+
+def octant_operators(first: np.ndarray, order: int) -> np.ndarray:
+    """The M2M or L2L operators of the 8 octants from octant 0's.
+
+    Parameters
+    ----------
+    first : ndarray (1, n, n) or (n, n)
+        Octant 0's operator, on the order-``order`` surface.
+
+    Returns
+    -------
+    ndarray (8, n, n), C-contiguous, of ``first``'s dtype
+        ``out[c][i, j] = first[perm_c[i], perm_c[j]]``, with ``perm_c`` the reflection of the
+        surface from octant 0 into octant ``c``.
+
+    Raises
+    ------
+    ValueError
+        When ``first`` is not one square operator on that surface.
+    """
+    perm = _octant_permutations(int(order))
+    n = perm.shape[1]
+    first = np.asarray(first)
+    if first.shape not in {(n, n), (1, n, n)}:
+        raise ValueError(f"an octant-0 operator of the order-{order} surface has shape "
+                         f"({n}, {n}), got {first.shape}")
+    return np.ascontiguousarray(first.reshape(n, n)[perm[:, :, None], perm[:, None, :]])
+
+
 @functools.lru_cache(maxsize=16)
 def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
                  dtype: str, wavenumber=None, radii=None, m2l=True) -> Plan:
@@ -229,15 +275,12 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
         child_a, child_b = dc2e_a, dc2e_b
     else:
         child_a, child_b = _pinv_factors(mat(0.5 * down_check * surf, 0.5 * down_equiv * surf))
-    m2m, l2l = [], []
-    for off in _octant_offsets() * 0.5:  # children have half-width 0.5
-        k_up = mat(up_check * surf, off + 0.5 * up_equiv * surf)
-        m2m.append(uc2e_a @ (uc2e_b @ k_up))
-        k_down = mat(off + 0.5 * down_check * surf, down_equiv * surf)
-        if kernel.scale_invariant:
-            l2l.append(0.5**degree * (child_a @ (child_b @ k_down)))
-        else:
-            l2l.append(child_a @ (child_b @ k_down))
+    off = _octant_offsets()[0] * 0.5  # children have half-width 0.5; the others by symmetry
+    k_up = mat(up_check * surf, off + 0.5 * up_equiv * surf)
+    m2m = octant_operators(uc2e_a @ (uc2e_b @ k_up), expansion_order)
+    k_down = mat(off + 0.5 * down_check * surf, down_equiv * surf)
+    l2l = child_a @ (child_b @ k_down)
+    l2l = octant_operators(0.5**degree * l2l if kernel.scale_invariant else l2l, expansion_order)
 
     n = len(surf)
     if m2l:
@@ -257,7 +300,7 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
         surface=surf,
         uc2e_a=cast(uc2e_a), uc2e_b=cast(uc2e_b),
         dc2e_a=cast(dc2e_a), dc2e_b=cast(dc2e_b),
-        m2m=cast(np.stack(m2m)), l2l=cast(np.stack(l2l)),
+        m2m=m2m, l2l=l2l,
         m2l_vt=cast(m2l_vt), m2l_ptr=m2l_ptr, m2l_a=cast(m2l_a), m2l_b=cast(m2l_b),
         m2l_u=cast(m2l_u),
     )

@@ -1,0 +1,141 @@
+"""The file of one Plan cache entry: its content, its checks, and an atomic write.
+
+An entry is a dict written with :func:`joblib.dump`: the key, the Plan's plain values and
+arrays, and a SHA-256 checksum of all of them. :func:`_read_entry` returns a Plan only when the
+checksum holds, the stored key is the one asked for and the Plan's own fields agree with it;
+:func:`_dump` writes through a temporary file renamed over the entry, so readers see the old
+entry or the new one and no partial file is left behind. Where entries live, how many, and
+when they are evicted is :mod:`fmmsolve.cache`'s business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+
+import joblib
+import numpy as np
+
+from .operators import surfaces
+from .operators.plan import Plan, octant_operators, transfer_vectors
+
+# Stored for octant 0 only: the other 7 are its reflections (plan.octant_operators).
+_BY_SYMMETRY = ("m2m", "l2l")
+
+# Bytes left free beyond an entry's arrays (pickle framing; other writers on the same disk).
+_HEADROOM = 2**20
+# An entry's bytes beyond its arrays (pickle framing, the key, small values), for the limit.
+_OVERHEAD = 2**16
+
+
+def _checksum(key, values: dict, arrays: dict) -> str:
+    digest = hashlib.sha256(repr(key).encode())
+    digest.update(repr(sorted(values.items())).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def _payload(key, plan: Plan) -> dict:
+    """An entry's content: the key, the Plan as plain values and arrays (M2M and L2L of
+    octant 0 only), their checksum."""
+    fields = dict(vars(plan))
+    arrays = {k: v[:1] if k in _BY_SYMMETRY else v
+              for k, v in fields.items() if isinstance(v, np.ndarray)}
+    values = {k: v for k, v in fields.items() if not isinstance(v, np.ndarray)}
+    return {"key": key, "arrays": arrays, "values": values,
+            "checksum": _checksum(key, values, arrays)}
+
+
+def _inconsistency(plan: Plan, key) -> str | None:
+    """What in ``plan`` contradicts ``key``, or None: the last guard before a Plan is used."""
+    kernel_name, _, order, tol, dtype, _, _, variant = key
+    stored = (plan.kernel_name, plan.expansion_order, plan.compression_tol)
+    if stored != (kernel_name, order, tol):
+        return f"kernel, order and tolerance {stored} instead of {(kernel_name, order, tol)}"
+    n, k = surfaces.n_surface_points(order), plan.m2l_vt.shape[0]
+    if not np.array_equal(plan.surface, surfaces.surface(order)):
+        return f"a surface of shape {plan.surface.shape} that is not the order-{order} one"
+    ptr = plan.m2l_ptr
+    if ptr.shape != (len(transfer_vectors()) + 1,) or ptr[0] != 0 or np.any(np.diff(ptr) < 0):
+        return "malformed M2L row pointers"
+    shapes = {"uc2e_a": (n, None), "uc2e_b": (None, n), "dc2e_a": (n, None),
+              "dc2e_b": (None, n), "m2m": (8, n, n), "l2l": (8, n, n), "m2l_vt": (k, n),
+              "m2l_a": (ptr[-1], k), "m2l_b": (ptr[-1], k), "m2l_u": (n, k)}
+    for name, shape in shapes.items():
+        a = getattr(plan, name)
+        if a.dtype != np.dtype(dtype) or a.ndim != len(shape) or any(
+                want is not None and have != want for have, want in zip(a.shape, shape)):
+            return f"{name} of shape {a.shape} and dtype {a.dtype}, not {shape} {dtype}"
+    if (k == 0) != (variant == "no-m2l"):
+        return f"M2L rank {k} in a plan with variant {variant!r}"
+    return None
+
+
+def _all_octants(arrays: dict, order) -> dict:
+    """``arrays`` with M2M and L2L for the 8 octants; as they are if their shape is wrong
+    (:func:`_inconsistency` then says so)."""
+    try:
+        return {**arrays, **{k: octant_operators(arrays[k], order) for k in _BY_SYMMETRY}}
+    except ValueError:
+        return arrays
+
+
+def _read_entry(path: pathlib.Path, key) -> tuple[Plan | None, str | None]:
+    """``(plan, None)`` for a sound entry, ``(None, None)`` for none, ``(None, why)`` for one
+    that must not be used."""
+    try:
+        payload = joblib.load(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
+    except Exception as exc:  # noqa: BLE001 - any unreadable entry is recomputed, never used
+        return None, f"is damaged or unreadable ({type(exc).__name__}: {exc})"
+    try:
+        arrays, values = payload["arrays"], payload["values"]
+        if _checksum(payload["key"], values, arrays) != payload["checksum"]:
+            return None, "is damaged (its checksum does not match its content)"
+        if payload["key"] != key:
+            return None, (f"holds the plan of another configuration {payload['key']} (copied "
+                          f"or renamed?)")
+        plan = Plan(**_all_octants(arrays, values["expansion_order"]), **values)
+        why = _inconsistency(plan, key)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        return None, f"is damaged ({type(exc).__name__}: {exc})"
+    if why:
+        return None, f"holds an inconsistent plan: {why}"
+    # The eviction keeps the entries accessed last; set the access time, which file systems
+    # mounted noatime or relatime would not. A read-only cache is still read.
+    with contextlib.suppress(OSError):
+        os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
+    return plan, None
+
+
+def _entry_bytes(payload: dict) -> int:
+    """About the size of ``payload``'s file: its arrays and a bound on the rest."""
+    return sum(a.nbytes for a in payload["arrays"].values()) + _OVERHEAD
+
+
+def _dump(path: pathlib.Path, payload: dict, size: int) -> str | None:
+    """Write ``payload`` through a temporary file renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if free < size + _HEADROOM:
+        return (f"not enough free space: {free / 2**20:.1f} MiB free, the entry needs "
+                f"{(size + _HEADROOM) / 2**20:.1f} MiB")
+    fd, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            joblib.dump(payload, f)
+        os.replace(temporary, path)  # atomic: readers see the old entry or the new one
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)  # no partial file is left behind
+        raise
+    return None

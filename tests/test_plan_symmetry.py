@@ -1,0 +1,41 @@
+"""M2M and L2L of octants 1-7 are octant 0's reflected (``plan.octant_operators``): the
+reflections permute the surface exactly, and each octant's operators reproduce the fields they
+translate, for a scale-invariant kernel and a wave kernel."""
+
+import numpy as np
+import pytest
+
+from fmmsolve import get_kernel
+from fmmsolve.operators import surfaces
+from fmmsolve.operators.plan import _octant_offsets, _octant_permutations, compute_plan
+from fmmsolve.testing import relative_l2_error
+
+
+@pytest.mark.parametrize("order", [2, 3, 6, 9])
+def test_reflections_permute_the_surface(order):
+    surf = surfaces.surface(order)
+    perm = _octant_permutations(order)
+    for c, offset in enumerate(_octant_offsets()):
+        assert sorted(perm[c]) == list(range(len(surf)))
+        np.testing.assert_allclose(surf[perm[c]], surf * -offset, atol=1e-15)  # octant 0: -1
+
+
+@pytest.mark.parametrize("kernel, k", [("laplace", None), ("helmholtz", 1.5)])
+def test_every_octant_translates_the_field(kernel, k, rng):
+    order = 8
+    plan = compute_plan(kernel, order, 1e-9, "<c16" if k else "<f8", k, m2l=False)
+    mat = lambda t, s: get_kernel(kernel).matrix(t, s, k)  # noqa: E731
+    surf = plan.surface
+    far = 6.0 * surfaces.surface(5)  # outside the parent's (half-width 1) check surface
+    near = 0.4 * (rng.random((50, 3)) - 0.5)  # inside a child box, relative to its centre
+    for c, offset in enumerate(_octant_offsets() * 0.5):
+        child = rng.standard_normal(len(surf))  # a child's multipole: M2M keeps its far field
+        parent = plan.m2m[c] @ child
+        want = mat(far, offset + 0.5 * surfaces.UP_EQUIV * surf) @ child
+        got = mat(far, surfaces.UP_EQUIV * surf) @ parent
+        assert relative_l2_error(got, want) < 1e-6, (c, "m2m")
+        local = rng.standard_normal(len(surf))  # a parent's local: L2L keeps it near the child
+        child_local = plan.l2l[c] @ local
+        want = mat(offset + near, surfaces.DOWN_EQUIV * surf) @ local
+        got = mat(offset + near, offset + 0.5 * surfaces.DOWN_EQUIV * surf) @ child_local
+        assert relative_l2_error(got, want) < 1e-6, (c, "l2l")
