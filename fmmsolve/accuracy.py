@@ -14,7 +14,8 @@ from ._validation import check_positive_int
 
 __all__ = ["order_for_eps", "design_eps", "check_eps", "check_order", "max_kw2",
            "FrequencyError", "check_frequency", "level_half_widths", "max_expansion_half_width",
-           "COMPRESSION_MARGIN", "DIPOLE_MARGIN", "DECAY_WIDTH", "FLOAT32_MIN_EPS", "MIN_EPS"]
+           "COMPRESSION_MARGIN", "DIPOLE_MARGIN", "DECAY_WIDTH", "DEFAULT_EPS", "FLOAT32_MIN_EPS",
+           "MIN_EPS"]
 
 # eps -> expansion order, from the measured relative L2 error of the potential (20k points,
 # float64, worst of uniform / clusters / curve; benchmarks/accuracy_table.py): p=3 1.5e-3, 4 2.0e-4,
@@ -26,6 +27,8 @@ _ORDERS = ((1e-2, 3), (1e-3, 4), (1e-4, 5), (1e-5, 6), (1e-6, 7), (1e-7, 8), (1e
            (1e-9, 11), (1e-10, 12), (1e-11, 15))
 #: Smallest eps a user may ask for.
 MIN_EPS = 1e-9
+#: The eps of ``eps=None`` in float64 (in float32 it is FLOAT32_MIN_EPS).
+DEFAULT_EPS = 1e-6
 # Smallest eps float32 is allowed: at eps 1e-4 every test distribution is within eps (8000
 # points), at 1e-5 the sphere surface reached 1.46e-5 (rounding in the near field and in the
 # translations, whatever the order).
@@ -82,14 +85,19 @@ def max_kw2(expansion_order: int) -> float:
 
 def check_eps(eps, real_dtype) -> float:
     """``eps`` as a float, checked: a number in (0, 1), at least :data:`FLOAT32_MIN_EPS` in
-    float32 (the lower bound of float64 is :func:`order_for_eps`'s)."""
+    float32 (the lower bound of float64 is :func:`order_for_eps`'s). None is the default of
+    the precision: :data:`DEFAULT_EPS` in float64, :data:`FLOAT32_MIN_EPS` in float32."""
+    if eps is None:
+        return FLOAT32_MIN_EPS if np.dtype(real_dtype) == np.float32 else DEFAULT_EPS
     if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) \
             or not 0.0 < eps < 1.0:
         raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
     if np.dtype(real_dtype) == np.float32 and eps < FLOAT32_MIN_EPS:
         raise ValueError(f"eps must be at least {FLOAT32_MIN_EPS:g} in float32 (rounding "
                          f"limits it: 1.5e-5 was measured at eps 1e-5 on a sphere), got "
-                         f"{eps!r}; use dtype=np.float64")
+                         f"{eps!r}. To compute in float64, pass float64 points or "
+                         f"dtype=np.float64 (float32 points are computed in float32 unless "
+                         f"dtype says otherwise); or ask eps >= {FLOAT32_MIN_EPS:g} (or None)")
     return float(eps)
 
 
