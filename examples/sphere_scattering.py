@@ -68,11 +68,14 @@ def solve(refinement, points):
     lhs = (0.5 * boundary.sparse.identity(space, space, space)
            + boundary.helmholtz.adjoint_double_layer(space, space, space, K, assembler="fmm")
            - 1j * K * boundary.helmholtz.single_layer(space, space, space, K, assembler="fmm"))
+    # Built before the solve: bempp-cl fits a potential operator's FMM when the operator is
+    # created, and points far from the surface widen its cube, so a wavenumber too high for
+    # them is refused here rather than after GMRES.
+    slp = potential.helmholtz.single_layer(space, points.T, K, assembler="fmm")
     phi, info, iterations = gmres(lhs, bempp.GridFunction(space, fun=data), tol=1e-8,
                                   return_iteration_count=True)
     if info != 0:
         raise RuntimeError(f"GMRES did not converge (info {info})")
-    slp = potential.helmholtz.single_layer(space, points.T, K, assembler="fmm")
     return -(slp @ phi).ravel(), grid.number_of_elements, iterations
 
 

@@ -48,7 +48,9 @@ def check_flag(value, name: str) -> bool:
 
 def resolve_real_dtype(dtype, *arrays) -> np.dtype:
     """The real working dtype: ``dtype`` if given, else float32 when every array is float32
-    (or complex64).
+    (or complex64), float64 otherwise (float64, integer, mixed float32 and float64: NumPy's
+    ``result_type``, widened to float64 where it is not float32). The one rule of every entry
+    point, applied to the arrays it receives (points, and densities where they come with them).
 
     Parameters
     ----------

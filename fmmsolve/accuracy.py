@@ -13,8 +13,9 @@ import numpy as np
 from ._validation import check_positive_int
 
 __all__ = ["order_for_eps", "design_eps", "check_eps", "check_order", "max_kw2",
-           "check_frequency", "level_half_widths", "max_expansion_half_width",
-           "COMPRESSION_MARGIN", "DIPOLE_MARGIN", "DECAY_WIDTH", "FLOAT32_MIN_EPS", "MIN_EPS"]
+           "FrequencyError", "check_frequency", "level_half_widths", "max_expansion_half_width",
+           "COMPRESSION_MARGIN", "DIPOLE_MARGIN", "DECAY_WIDTH", "DEFAULT_EPS", "FLOAT32_MIN_EPS",
+           "MIN_EPS"]
 
 # eps -> expansion order, from the measured relative L2 error of the potential (20k points,
 # float64, worst of uniform / clusters / curve; benchmarks/accuracy_table.py): p=3 1.5e-3, 4 2.0e-4,
@@ -26,6 +27,8 @@ _ORDERS = ((1e-2, 3), (1e-3, 4), (1e-4, 5), (1e-5, 6), (1e-6, 7), (1e-7, 8), (1e
            (1e-9, 11), (1e-10, 12), (1e-11, 15))
 #: Smallest eps a user may ask for.
 MIN_EPS = 1e-9
+#: The eps of ``eps=None`` in float64 (in float32 it is FLOAT32_MIN_EPS).
+DEFAULT_EPS = 1e-6
 # Smallest eps float32 is allowed: at eps 1e-4 every test distribution is within eps (8000
 # points), at 1e-5 the sphere surface reached 1.46e-5 (rounding in the near field and in the
 # translations, whatever the order).
@@ -63,21 +66,38 @@ _MAX_KW2 = {3: 2.5, 4: 3.0, 5: 3.5, 6: 3.5, 7: 3.5}
 
 
 def max_kw2(expansion_order: int) -> float:
-    """Largest ``|k| w_2`` (wavenumber times the width of a level-2 box) at which the FMM of an
-    oscillatory kernel is measured to meet the eps that gets ``expansion_order``."""
+    """Largest ``|k| w_2`` (wavenumber times the width of a level-2 box, a quarter of the root
+    cube's edge) at which the FMM of an oscillatory kernel meets its eps.
+
+    Parameters
+    ----------
+    expansion_order : int
+        The expansion order, not eps: the bound was measured per order, at the least accurate
+        eps that gets it. For a requested eps, use ``max_kw2(order_for_eps(eps))``.
+
+    Returns
+    -------
+    float
+        2.5 (order 3) to 3.5 (orders 5-7); orders not measured get the smallest bound.
+    """
     return _MAX_KW2.get(int(expansion_order), min(_MAX_KW2.values()))
 
 
 def check_eps(eps, real_dtype) -> float:
     """``eps`` as a float, checked: a number in (0, 1), at least :data:`FLOAT32_MIN_EPS` in
-    float32 (the lower bound of float64 is :func:`order_for_eps`'s)."""
+    float32 (the lower bound of float64 is :func:`order_for_eps`'s). None is the default of
+    the precision: :data:`DEFAULT_EPS` in float64, :data:`FLOAT32_MIN_EPS` in float32."""
+    if eps is None:
+        return FLOAT32_MIN_EPS if np.dtype(real_dtype) == np.float32 else DEFAULT_EPS
     if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) \
             or not 0.0 < eps < 1.0:
         raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
     if np.dtype(real_dtype) == np.float32 and eps < FLOAT32_MIN_EPS:
         raise ValueError(f"eps must be at least {FLOAT32_MIN_EPS:g} in float32 (rounding "
                          f"limits it: 1.5e-5 was measured at eps 1e-5 on a sphere), got "
-                         f"{eps!r}; use dtype=np.float64")
+                         f"{eps!r}. To compute in float64, pass float64 points or "
+                         f"dtype=np.float64 (float32 points are computed in float32 unless "
+                         f"dtype says otherwise); or ask eps >= {FLOAT32_MIN_EPS:g} (or None)")
     return float(eps)
 
 
@@ -111,8 +131,60 @@ def level_half_widths(tree):
     return tree.half_width / 2.0 ** np.arange(tree.depth + 1)
 
 
+class FrequencyError(ValueError):
+    """An oscillatory kernel's wavenumber too high for the root cube of the points
+    (:func:`check_frequency`). A ``ValueError``, with the numbers of the refusal as attributes.
+
+    Attributes
+    ----------
+    kernel : str
+    wavenumber : scalar
+    eps : float
+        The eps the user asked for.
+    expansion_order : int
+    bound : float
+        ``max_kw2(expansion_order)``.
+    edge : float
+        The root cube's edge (``w_2 = edge / 4``).
+    max_wavenumber : float
+        Largest ``|k|`` accepted for this root cube and order: ``4 bound / edge``.
+    max_edge : float
+        Largest root-cube edge accepted at this ``|k|``: ``4 bound / |k|``.
+    """
+
+    def __init__(self, kernel, wavenumber, eps, expansion_order, edge, advice=None, asked=None):
+        self.kernel, self.wavenumber, self.eps = kernel, wavenumber, eps
+        self.expansion_order, self.edge = expansion_order, edge
+        self.bound = max_kw2(expansion_order)
+        self.max_wavenumber = 4.0 * self.bound / edge
+        self.max_edge = 4.0 * self.bound / abs(wavenumber)
+        super().__init__(self.message(advice, asked))
+
+    def message(self, advice=None, asked=None) -> str:
+        """The refusal's text; ``asked`` replaces the "eps=..." phrase (a caller that fits for
+        a tighter eps than its user asked for says so there), ``advice`` the last sentence."""
+        k = abs(self.wavenumber)
+        asked = asked or f"eps={self.eps:g} (expansion order {self.expansion_order})"
+        advice = advice or ("use fmmsolve.direct (exact, O(N M)), a smaller domain or a smaller "
+                            "wavenumber")
+        return (f"the {self.kernel!r} FMM at {asked} is accurate only while |k| w_2 <= "
+                f"{self.bound:g}, with w_2 a quarter of the root cube's edge; here |k| = {k:g} "
+                f"and the root cube around the points has edge {self.edge:g} (w_2 = "
+                f"{self.edge / 4:g}), so |k| w_2 = {k * self.edge / 4:g}. Accepted: |k| <= "
+                f"{_round_down(self.max_wavenumber):g} for these points, or a root cube of "
+                f"edge <= {_round_down(self.max_edge):g} at |k| = {k:g}. The low-frequency "
+                f"KIFMM does not reach higher frequencies: {advice}.")
+
+
+def _round_down(x: float) -> float:
+    """``x`` rounded down to 3 significant digits (a bound quoted as accepted must be)."""
+    unit = 10.0 ** (np.floor(np.log10(x)) - 2)
+    return float(np.floor(x / unit * (1 + 1e-12)) * unit)
+
+
 def check_frequency(kernel, wavenumber, tree, order, eps):
-    """Refuse an oscillatory kernel whose level-2 boxes are too large for its wavenumber.
+    """Refuse (:class:`FrequencyError`) an oscillatory kernel whose level-2 boxes are too
+    large for its wavenumber.
 
     M2L, M2P and P2L act from level 2 down; the operators of a level are accurate while
     ``|k| w`` stays below :func:`max_kw2` (``w`` the box width), and deeper boxes are smaller.
@@ -120,15 +192,9 @@ def check_frequency(kernel, wavenumber, tree, order, eps):
     """
     if not kernel.oscillatory or tree.depth < 2:
         return
-    width = 2.0 * float(level_half_widths(tree)[2])
-    bound = max_kw2(order)
-    if abs(wavenumber) * width > bound:
-        raise ValueError(
-            f"the {kernel.name!r} FMM is accurate to eps={eps:g} only while |k| w_2 <= "
-            f"{bound:g}, with w_2 the width of a level-2 box; here |k| = {abs(wavenumber):g} and "
-            f"w_2 = {width:g} (a quarter of the root cube's edge, {4 * width:g}), so "
-            f"|k| w_2 = {abs(wavenumber) * width:g}. The low-frequency KIFMM does not reach "
-            f"higher frequencies; use fmmsolve.direct, or a smaller domain or wavenumber.")
+    edge = 2.0 * float(tree.half_width)
+    if abs(wavenumber) * edge / 4.0 > max_kw2(order):
+        raise FrequencyError(kernel.name, wavenumber, eps, order, edge)
 
 
 # Targets away from the sources, with a kernel that decays as e^(-d r): an expansion is fit to

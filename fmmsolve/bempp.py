@@ -32,7 +32,10 @@ Conventions fixed here:
    and works in float64 whatever the precision, as the exafmm-t interface does.
 4. The Helmholtz FMM is a low-frequency method: fmmsolve refuses (``ValueError``) a wavenumber
    with ``|k| w_2`` above about 3, ``w_2`` a quarter of the bounding cube's edge (about
-   ``|k| <= 6`` on the unit sphere). That error reaches the caller of ``weak_form()``.
+   ``|k| <= 6`` on the unit sphere). That error reaches the caller of ``weak_form()`` (for a
+   boundary operator) or of the potential operator's constructor (bempp-cl fits its FMM there),
+   retold in bempp-cl's terms: the eps given to :func:`enable` (or read from the expansion
+   order), the margin apart, and ``assembler="dense"`` as the remedy.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import re
 
 import numpy as np
 
-from .accuracy import order_for_eps
+from .accuracy import FrequencyError, order_for_eps
 from .linear_operator import FMMOperator
 
 __all__ = ["enable", "disable", "is_enabled", "eps_for_order", "FmmInterface",
@@ -181,6 +184,24 @@ def _fmm_available():
     return True
 
 
+def _bempp_frequency_error(error, eps, from_order, expansion_order, n_sources, n_targets):
+    """``error`` (from fitting the FMM for ``eps / GRADIENT_MARGIN``) told in bempp-cl's
+    terms: the eps the user asked for, the margin apart, and bempp-cl's remedies."""
+    origin = (f"bempp-cl's fmm.expansion_order={expansion_order}" if from_order
+              else "fmmsolve.bempp.enable(eps=...)")
+    asked = (f"eps={eps:g} (from {origin}; each FMM is fit for eps / {GRADIENT_MARGIN:g} = "
+             f"{error.eps:g}, the margin for bempp-cl's double layers, at expansion order "
+             f"{error.expansion_order})")
+    points = (f"{n_sources} points" if n_targets is None
+              else f"{n_sources} source and {n_targets} target points")
+    advice = (f"assemble this operator ({points}) with assembler=\"dense\" (bempp-cl's own "
+              f"dense assembly, exact at any frequency), or lower the wavenumber. A potential "
+              f"operator evaluated far from the surface widens the cube: keep its points near "
+              f"the surface, or give the potential operator alone assembler=\"dense\"")
+    return FrequencyError(error.kernel, error.wavenumber, eps, error.expansion_order,
+                          error.edge, advice=advice, asked=asked)
+
+
 class FmmInterface:
     """The FMM object bempp-cl's FMM assembler builds, on :class:`~fmmsolve.FMMOperator`.
 
@@ -226,10 +247,14 @@ class FmmInterface:
             wavenumber = complex(wavenumber).real  # the real-k FMM is the cheaper one
         elif mode == "modified_helmholtz":
             wavenumber = float(np.real(wavenumber))
-        self.operator = FMMOperator(sources, None if same else targets, kernel=mode,
-                                    wavenumber=wavenumber,
-                                    eps=max(eps / GRADIENT_MARGIN, 1e-9),
-                                    leaf_size=options["leaf_size"], memory=options["memory"])
+        try:
+            self.operator = FMMOperator(sources, None if same else targets, kernel=mode,
+                                        wavenumber=wavenumber,
+                                        eps=max(eps / GRADIENT_MARGIN, 1e-9),
+                                        leaf_size=options["leaf_size"], memory=options["memory"])
+        except FrequencyError as error:
+            raise _bempp_frequency_error(error, eps, options["eps"] is None, expansion_order,
+                                         len(sources), None if same else len(targets)) from None
         self._source_points = sources
         self._target_points = targets
         self._mode = mode

@@ -7,7 +7,9 @@ solvers: it is an application of :class:`~fmmsolve.FMMOperator`, as the command 
 Conventions fixed here:
 
 1. ``X`` is always points, (n_samples, 3): other column counts raise ``ValueError("X must
-   have 3 columns (x, y, z), ...")``. Points become float64; outputs have the kernel's dtype.
+   have 3 columns (x, y, z), ...")``. float32 points stay float32 (scikit-learn's
+   ``dtype=[np.float64, np.float32]``) and are computed in float32, others become float64
+   (the rule of :class:`~fmmsolve.FMMOperator`); outputs have the kernel's dtype for that.
 2. ``PotentialTransformer``: ``sample_weight`` are the charges of the source points ``X``
    (default ones, any sign). ``transform`` adds no self-term: a point that coincides with a
    source skips it, the package's zero-distance convention.
@@ -95,14 +97,17 @@ def _columns_error(n_columns):
     return ValueError(f"X must have 3 columns (x, y, z), got {n_columns}")
 
 
+_DTYPES = [np.float64, np.float32]  # float32 kept, anything else made float64
+
+
 def _fit_points(estimator, X, y=None, supervised=False):
     """Validate and set ``n_features_in_``; scikit-learn's messages first (missing y, empty,
     NaN, complex, sparse, 1-D), then ours for the number of columns."""
     reject_ragged_or_bool(X, "X")
     if supervised:
-        X, y = validate_data(estimator, X, y, dtype=np.float64, y_numeric=True)
+        X, y = validate_data(estimator, X, y, dtype=_DTYPES, y_numeric=True)
     else:
-        X = validate_data(estimator, X, dtype=np.float64)
+        X = validate_data(estimator, X, dtype=_DTYPES)
     if X.shape[1] != 3:
         raise _columns_error(X.shape[1])
     return X, y
@@ -114,7 +119,7 @@ def _new_points(estimator, X):
     shape = getattr(X, "shape", None)
     if shape is not None and len(shape) == 2 and shape[1] != 3:
         raise _columns_error(shape[1])
-    return validate_data(estimator, X, reset=False, dtype=np.float64)
+    return validate_data(estimator, X, reset=False, dtype=_DTYPES)
 
 
 def _weights(sample_weight, n, complex_ok):
@@ -152,10 +157,11 @@ class _PointEstimator:
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = True  # (n_samples, 3) coordinates
         tags.input_tags.sparse = tags.input_tags.allow_nan = False
-        return tags  # the mixins add the transformer (float64 out) and regressor tags
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags  # the mixins add the transformer and regressor tags
 
 
-class PotentialTransformer(TransformerMixin, _PointEstimator, BaseEstimator):
+class PotentialTransformer(_PointEstimator, TransformerMixin, BaseEstimator):
     """Potential (and gradient) of charged source points, as features of any points.
 
     ``fit`` takes the source points and their charges and does all the source-side work once:
@@ -169,8 +175,8 @@ class PotentialTransformer(TransformerMixin, _PointEstimator, BaseEstimator):
         A name from :data:`fmmsolve.KERNEL_NAMES`.
     wavenumber : scalar or None, default None
         Required by the Helmholtz kernels; None for ``"laplace"``.
-    eps : float, default 1e-6
-        Requested relative L2 accuracy of the potential, in (0, 1).
+    eps : float or None, default None
+        Requested relative L2 accuracy of the potential, in (0, 1); None: 1e-6 (1e-4 in float32).
     expansion_order : int or None, default None
         Overrides the order chosen from ``eps``.
     leaf_size : int or None, default None
@@ -199,7 +205,7 @@ class PotentialTransformer(TransformerMixin, _PointEstimator, BaseEstimator):
     (10, 4)
     """
 
-    def __init__(self, *, kernel="laplace", wavenumber=None, eps=1e-6, expansion_order=None,
+    def __init__(self, *, kernel="laplace", wavenumber=None, eps=None, expansion_order=None,
                  leaf_size=None, gradient=False, memory="default"):
         self.kernel = kernel
         self.wavenumber = wavenumber
@@ -241,7 +247,7 @@ class PotentialTransformer(TransformerMixin, _PointEstimator, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, 1) or (n_samples, 4), float64 (complex for complex kernels)
+        ndarray of shape (n_samples, 1) or (n_samples, 4), of the fitted points' precision
             Columns ``potential`` and, with the gradient, ``grad_x, grad_y, grad_z``.
         """
         check_is_fitted(self)
@@ -258,7 +264,7 @@ class PotentialTransformer(TransformerMixin, _PointEstimator, BaseEstimator):
         return np.asarray(names, dtype=object)
 
 
-class IntegralEquationSolver(RegressorMixin, TransformerMixin, _PointEstimator, BaseEstimator):
+class IntegralEquationSolver(_PointEstimator, RegressorMixin, TransformerMixin, BaseEstimator):
     """Solve a point-quadrature integral equation with the FMM; predict its field anywhere.
 
     For boundary-element and PDE users with point clouds (quadrature or collocation points),
@@ -327,7 +333,7 @@ class IntegralEquationSolver(RegressorMixin, TransformerMixin, _PointEstimator, 
     """
 
     def __init__(self, *, kernel="laplace", wavenumber=None, diagonal="auto", solver="gmres",
-                 tol=1e-6, max_iter=500, eps=1e-6, expansion_order=None, leaf_size=None,
+                 tol=1e-6, max_iter=500, eps=None, expansion_order=None, leaf_size=None,
                  memory="default"):
         self.kernel = kernel
         self.wavenumber = wavenumber
@@ -476,7 +482,7 @@ class IntegralEquationSolver(RegressorMixin, TransformerMixin, _PointEstimator, 
 
         Returns
         -------
-        ndarray of shape (n_samples,), float64 (complex128 for a complex kernel)
+        ndarray of shape (n_samples,), of the fitted points' precision (complex: complex kernel)
         """
         check_is_fitted(self)
         X = _new_points(self, X)

@@ -155,14 +155,16 @@ class FMMField:
         A name from :data:`fmmsolve.KERNEL_NAMES`.
     wavenumber : scalar or None
         Required by the Helmholtz kernels; None for ``"laplace"``.
-    eps : float, default 1e-6
-        Requested relative L2 accuracy of the field over the evaluation points, in (0, 1).
+    eps : float or None, default None
+        Requested relative L2 accuracy of the field over the evaluation points, in (0, 1);
+        None is 1e-6 in float64 and 1e-4 in float32.
     expansion_order : int or None
         Overrides the order chosen from ``eps``.
     leaf_size : int or None
         Maximum sources per leaf; None picks a tuned default.
     dtype : None, np.float32 or np.float64
-        Real working precision (default float64).
+        Real working precision; None follows the sources (float32 if they are, else float64),
+        as for :class:`~fmmsolve.FMMOperator`.
     memory : "default", str, os.PathLike, joblib.Memory or None, default "default"
         Disk cache of the precomputed operators, as for :class:`~fmmsolve.FMMOperator`.
 
@@ -193,13 +195,13 @@ class FMMField:
     >>> phi = field.evaluate(np.random.default_rng(1).random((100, 3)) * 4 - 2)
     """
 
-    def __init__(self, sources, charges, *, kernel="laplace", wavenumber=None, eps=1e-6,
+    def __init__(self, sources, charges, *, kernel="laplace", wavenumber=None, eps=None,
                  expansion_order=None, leaf_size=None, dtype=None, memory="default"):
         t0 = time.perf_counter()
+        dtype = resolve_real_dtype(dtype, sources)  # before the sources become float64
         src = as_points(sources, "sources")
         kern = get_kernel(kernel)
-        q = as_densities(charges, src.shape[0], "charges",
-                         kern.value_dtype(resolve_real_dtype(dtype)))
+        q = as_densities(charges, src.shape[0], "charges", kern.value_dtype(dtype))
         store = cache.resolve_memory(memory)
         engine = FMMEngine(src, None, kernel=kern, wavenumber=wavenumber, eps=eps,
                            expansion_order=expansion_order, leaf_size=leaf_size, dtype=dtype,

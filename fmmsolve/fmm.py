@@ -59,8 +59,8 @@ class FMMEngine:
         None means the targets are the sources.
     kernel : str, default "laplace"
     wavenumber : scalar or None
-    eps : float, default 1e-6
-        Requested relative L2 accuracy of the potential, in [1e-9, 1).
+    eps : float or None
+        Relative L2 accuracy of the potential, in [1e-9, 1); None: 1e-6 (1e-4 in float32).
     dipoles : bool, default False
         Whether dipole densities will be evaluated: the order and the M2L compression are then
         chosen for ``eps / DIPOLE_MARGIN`` (:mod:`fmmsolve.accuracy`), so that dipole potentials
@@ -70,7 +70,7 @@ class FMMEngine:
     leaf_size : int or None
         Maximum points per leaf; None picks a default for the expansion order.
     dtype : None, np.float32 or np.float64
-        Real working precision (default float64); float32 needs eps >= 1e-4.
+        Real working precision; None follows the points (float32 if all are, else float64).
     plan_loader : callable or None
         ``plan_loader(kernel_name, order, compression_tol, dtype_str, wavenumber, m2l=True)
         -> Plan``;
@@ -105,14 +105,14 @@ class FMMEngine:
         Seconds spent in each fitting stage.
     """
 
-    def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
+    def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None,
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
                  plan_loader=None, tree_options=None, narrow_far_field=True):
         t0 = time.perf_counter()
         self.kernel = get_kernel(kernel)
         self._compiled = translations.for_kernel(self.kernel)
         self.wavenumber = self.kernel.check_wavenumber(wavenumber)
-        self.real_dtype = resolve_real_dtype(dtype)
+        self.real_dtype = resolve_real_dtype(dtype, sources, targets)
         self.value_dtype = self.kernel.value_dtype(self.real_dtype)
         self.eps, self.dipoles = check_eps(eps, self.real_dtype), bool(dipoles)
         # the accuracy the operators are built for (tighter when dipoles are evaluated)

@@ -78,8 +78,9 @@ class FMMOperator(LinearOperator):
         Green's function, a name from :data:`fmmsolve.KERNEL_NAMES`.
     wavenumber : scalar or None
         Required by the Helmholtz kernels; None for ``"laplace"``.
-    eps : float, default 1e-6
-        Requested relative L2 accuracy of the potential over the targets, in (0, 1).
+    eps : float or None, default None
+        Requested relative L2 accuracy of the potential over the targets, in (0, 1); None is
+        1e-6 in float64 and 1e-4 in float32 (the least float32 is measured to meet).
     dipoles : bool, default False
         Prepare for dipole (double-layer) densities, ``A.evaluate(dipoles=d)``: the far-field
         operators are built for ``eps / 100`` (about two orders higher; a product costs about
@@ -91,8 +92,10 @@ class FMMOperator(LinearOperator):
     leaf_size : int or None
         Maximum points per leaf; None picks a tuned default.
     dtype : None, np.float32 or np.float64
-        Real working precision (default float64); ``A.dtype`` is this, or the matching complex
-        dtype for a complex kernel.
+        Real working precision. None follows the points, as NumPy does: float32 when the
+        sources (and targets) are float32, float64 otherwise (float64, integer, or float32
+        mixed with float64). ``A.dtype`` is this, or the matching complex dtype for a complex
+        kernel.
     memory : "default", str, os.PathLike, joblib.Memory or None, default "default"
         Disk cache of the precomputed operators (:mod:`fmmsolve.cache`): ``"default"`` is
         ``$FMMSOLVE_CACHE_DIR`` or the per-user cache directory, a path or a
@@ -136,7 +139,7 @@ class FMMOperator(LinearOperator):
     >>> u, info = gmres(I + A / 2000, np.ones(2000))
     """
 
-    def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=1e-6,
+    def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None,
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
                  memory="default"):
         store = cache.resolve_memory(memory)

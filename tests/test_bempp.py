@@ -63,6 +63,24 @@ def test_enable_rejects_bad_eps(eps):
         fb.enable(eps=eps)
 
 
+@pytest.mark.parametrize("eps, asked", [
+    (None, "eps=0.0001 (from bempp-cl's fmm.expansion_order=5; each FMM is fit for eps / 10 = "
+           "1e-05"),
+    (1e-6, "eps=1e-06 (from fmmsolve.bempp.enable(eps=...); each FMM is fit for eps / 10 = "
+           "1e-07")])
+def test_frequency_refusal_quotes_the_eps_asked_and_advises_dense(monkeypatch, eps, asked):
+    # FmmInterface is what bempp-cl builds; it needs no bempp-cl to be refused
+    monkeypatch.setitem(fb._state, "options", {"eps": eps, "leaf_size": None, "memory": None})
+    points = np.random.default_rng(0).random((3000, 3))
+    with pytest.raises(fmmsolve.accuracy.FrequencyError) as info:
+        fb.FmmInterface(points, points, "helmholtz", 20.0 + 0j, expansion_order=5)
+    text = str(info.value)
+    assert asked in text and info.value.eps == (eps or 1e-4)
+    assert "Accepted: |k| <= " in text and "root cube of edge <= " in text
+    assert 'assembler="dense"' in text and "fmmsolve.direct" not in text
+    assert "3000 points" in text
+
+
 def test_eps_for_order_follows_the_accuracy_table():
     got = {p: fb.eps_for_order(p) for p in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)}
     assert got == {2: 1e-2, 3: 1e-2, 4: 1e-3, 5: 1e-4, 6: 1e-5, 7: 1e-6, 8: 1e-7, 9: 1e-8,

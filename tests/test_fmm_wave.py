@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fmmsolve
+from fmmsolve.accuracy import FrequencyError
 from fmmsolve.fmm import FMMEngine, max_kw2, order_for_eps
 from fmmsolve.operators.plan import compute_plan
 from fmmsolve.testing import fibonacci_sphere, point_cloud, relative_l2_error
@@ -145,6 +146,32 @@ def test_refuses_wavenumbers_beyond_the_low_frequency_range():
         fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=k, eps=1e-3)
     with pytest.raises(ValueError, match=r"\|k\| w_2 = "):  # |k|, not Re k
         fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=1j * k, eps=1e-3)
+
+
+def test_frequency_refusal_states_what_would_be_accepted():
+    edge = 2 * FMMEngine(CUBE, eps=1e-6).tree.half_width
+    k = 2 * max_kw2(order_for_eps(1e-6)) / (edge / 4)
+    with pytest.raises(FrequencyError) as info:
+        fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=k, eps=1e-6)
+    error = info.value
+    assert isinstance(error, ValueError) and error.eps == 1e-6
+    assert error.max_wavenumber == pytest.approx(k / 2) and error.max_edge == pytest.approx(edge / 2)
+    text = str(error)
+    assert "eps=1e-06 (expansion order 7)" in text
+    assert f"|k| <= {error.max_wavenumber:.3g}" in text  # 3 significant digits, rounded down
+    assert "fmmsolve.direct" in text and "smaller domain" in text
+    # the largest |k| quoted is accepted (at eps 1e-3, whose plans are cheap; the refusal
+    # comes before any plan)
+    with pytest.raises(FrequencyError) as info:
+        fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=k, eps=1e-3)
+    quoted = float(str(info.value).split("Accepted: |k| <= ")[1].split()[0])
+    assert quoted <= info.value.max_wavenumber
+    fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=quoted, eps=1e-3)
+
+
+def test_max_kw2_takes_an_order():
+    assert max_kw2(order_for_eps(1e-3)) == max_kw2(4) == 3.0
+    assert max_kw2(12) == min(max_kw2(p) for p in range(3, 8))  # unmeasured: the smallest
     # a tree too shallow for any far field is exact at any wavenumber
     x = CUBE[:100]
     A = fmmsolve.FMMOperator(x, kernel="helmholtz", wavenumber=1e3, eps=1e-3, memory=None)

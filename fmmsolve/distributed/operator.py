@@ -91,6 +91,8 @@ class DistributedFMMOperator:
         ``kernel``, ``wavenumber``, ``eps``, ``expansion_order``, ``leaf_size``, ``dtype`` and
         ``memory``, as for :class:`~fmmsolve.FMMOperator`; the same on every rank (``memory``
         may name a different directory on each rank, but be None on all or none of them).
+        Without ``dtype`` the precision follows each rank's points (float32 if they all are),
+        and ranks whose points differ in dtype are refused: pass ``dtype`` where they may.
 
     Raises
     ------
@@ -149,7 +151,7 @@ class DistributedFMMOperator:
     def _validate(local_sources, local_targets, fmm_options):
         """This rank's options and points, checked (a rank may hold no point), and the summary
         of its options that the ranks compare."""
-        options, memory, summary = check_options(fmm_options)
+        options, memory, summary = check_options(fmm_options, local_sources, local_targets)
         src = as_points(local_sources, "local_sources", allow_empty=True)
         tgt = src if local_targets is None else as_points(local_targets, "local_targets",
                                                           allow_empty=True)

@@ -31,13 +31,16 @@ __all__ = ["ENGINE_OPTIONS", "check_options", "check_same"]
 ENGINE_OPTIONS = ("kernel", "wavenumber", "eps", "expansion_order", "leaf_size", "dtype")
 
 
-def check_options(options):
+def check_options(options, *points):
     """Check one rank's keyword options as the serial FMM does.
 
     Parameters
     ----------
     options : dict
         The ``**fmm_options`` of :class:`~fmmsolve.distributed.DistributedFMMOperator`.
+    *points : array_like
+        This rank's sources and targets: without ``dtype``, the precision follows them as in
+        :class:`~fmmsolve.FMMOperator` (ranks that disagree are refused by :func:`check_same`).
 
     Returns
     -------
@@ -62,8 +65,8 @@ def check_options(options):
                         f"{', '.join(ENGINE_OPTIONS)} or memory")
     kernel = get_kernel(options.get("kernel", "laplace"))
     wavenumber = kernel.check_wavenumber(options.get("wavenumber"))
-    real_dtype = resolve_real_dtype(options.get("dtype"))
-    eps = check_eps(options.get("eps", 1e-6), real_dtype)
+    real_dtype = resolve_real_dtype(options.get("dtype"), *points)
+    eps = check_eps(options.get("eps"), real_dtype)
     order = options.get("expansion_order")
     order = order_for_eps(eps) if order is None else check_order(order)
     leaf_size = options.get("leaf_size")
