@@ -129,10 +129,11 @@ class FMMOperator(LinearOperator):
     Examples
     --------
     >>> import numpy as np, fmmsolve
+    >>> from scipy.sparse import identity
     >>> from scipy.sparse.linalg import gmres, aslinearoperator
     >>> x = np.random.default_rng(0).random((2000, 3))
     >>> A = fmmsolve.FMMOperator(x, eps=1e-6)
-    >>> I = aslinearoperator(np.eye(2000))
+    >>> I = aslinearoperator(identity(2000))  # sparse: no dense n x n array
     >>> u, info = gmres(I + A / 2000, np.ones(2000))
     """
 
