@@ -191,10 +191,11 @@ class FMMOperator(LinearOperator):
         """Write the fitted operator to the HDF5 file ``path``; :func:`fmmsolve.load` reads it.
 
         The file holds the tree (points in tree order and the permutations), the interaction
-        lists and the precomputed plan as plain numeric arrays, and every parameter as an
-        attribute (format version :data:`FORMAT_VERSION`; layout in :mod:`fmmsolve.io` and
-        :meth:`FMMEngine.state`). The loaded operator gives the same products bit for bit,
-        without fitting again. ``memory`` is not stored.
+        lists and the precomputed plan (one per tree level for the Helmholtz kernels) as plain
+        numeric arrays, and every parameter as an attribute (format version
+        :data:`FORMAT_VERSION`; layout in :mod:`fmmsolve.io` and :meth:`FMMEngine.state`). Every
+        kernel can be saved. The loaded operator gives the same products bit for bit, without
+        fitting again. ``memory`` is not stored.
 
         Parameters
         ----------
