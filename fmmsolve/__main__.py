@@ -12,13 +12,15 @@ Commands:
 
 Results go to standard output. Progress goes to standard error, as the library's log lines
 (logger ``fmmsolve``) with timings. ``--quiet`` silences it, and ``--verbose`` adds the
-per-evaluation lines. A bad argument or value ends the command with one line on standard error
-and exit code 2, never a traceback.
+per-evaluation lines; both may come before or after the command. A bad argument or value ends
+the command with one line on standard error and exit code 2, never a traceback. ``--help``
+shows plain text (``DESCRIPTION``, not this docstring) and every option's default.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import platform
@@ -60,11 +62,46 @@ def _timed(func, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
+def _numba_cache_is_cold():
+    """True when Numba's disk cache holds no compiled M2L yet (a first run, which compiles
+    every pass), False when it does, None when that cannot be told (no disk cache, or Numba's
+    internals changed). Reads one file's existence."""
+    from .operators import m2l
+
+    try:
+        return not os.path.exists(m2l._translate_chunks._cache._cache_file._index_path)
+    except AttributeError:
+        return None
+
+
+@contextlib.contextmanager
+def _log_prefix(prefix: str):
+    """Prefix the library's log lines (logger ``fmmsolve``) with ``prefix`` inside the block."""
+    def add(record):
+        record.msg = f"{prefix}{record.msg}"
+        return True
+
+    logger = logging.getLogger("fmmsolve")
+    logger.addFilter(add)
+    try:
+        yield
+    finally:
+        logger.removeFilter(add)
+
+
 def _warm_up(eps, seed, dtype=None, rhs=1):
     """One product on a small clustered problem whose tree has every list (U, V, W and X), so
-    that the timings after it exclude compiling (or loading) every pass."""
+    that the timings after it exclude compiling (or loading) every pass. Its progress lines
+    are labelled "warm-up", after a line that says whether this run compiles."""
+    log = logging.getLogger("fmmsolve")
+    cold = _numba_cache_is_cold()
+    log.info("warm-up on 3,000 points (not timed below): %s",
+             "compiling the Numba kernels (first run only, 20 s to a minute; Numba caches them "
+             "on disk)" if cold else "loading the compiled kernels from Numba's disk cache"
+             if cold is False else "compiling the Numba kernels on first use (cached afterwards)")
     small = point_cloud("clusters", 3000, seed)
-    FMMOperator(small, eps=eps, dtype=dtype, leaf_size=16) @ np.ones((3000, rhs))
+    with _log_prefix("warm-up: "):
+        FMMOperator(small, eps=eps, dtype=dtype, leaf_size=16) @ np.ones((3000, rhs))
 
 
 def demo(n: int, distribution: str, eps: float, leaf_size, seed: int, out=None) -> None:
@@ -81,8 +118,8 @@ def demo(n: int, distribution: str, eps: float, leaf_size, seed: int, out=None) 
     A, t_fit = _timed(FMMOperator, points, eps=eps, leaf_size=leaf_size)
     pot, t_matvec = _timed(A.matvec, charges)
     tree = A.tree
-    say(f"  fit     {t_fit:.2f} s  (tree {A.fit_timings['tree']:.2f} s, lists "
-        f"{A.fit_timings['lists']:.2f} s, operators {A.fit_timings['plan']:.2f} s)")
+    say(f"  fit     {t_fit:.2f} s  (" + ", ".join(  # validate, tree, lists, plan, bind
+        f"{k} {v:.2f}" for k, v in A.fit_timings.items()) + ")")
     say(f"  tree    depth {tree['depth']}, {tree['n_leaves']:,} leaves, expansion order "
         f"{A.expansion_order}, mean list sizes U {tree['mean_u']:.1f} V {tree['mean_v']:.1f} "
         f"W {tree['mean_w']:.1f} X {tree['mean_x']:.1f}")
@@ -122,7 +159,6 @@ def bench(n: int, distribution: str, eps: float, dtype: str, rhs: int, repeats: 
     points = point_cloud(distribution, n, seed)
     rng = np.random.default_rng(seed)
     charges = rng.standard_normal((n, rhs)) if rhs > 1 else rng.standard_normal(n)
-    log.info("bench: compiling on a small problem (or loading the compiled code)")
     _warm_up(eps, seed + 1, dtype, rhs)
     A, t_fit = _timed(FMMOperator, points, eps=eps, dtype=dtype, leaf_size=leaf_size)
     A @ charges
@@ -195,38 +231,91 @@ def _threading_layer() -> str:
         return numba.threading_layer()
 
 
+DESCRIPTION = """\
+fmmsolve: a kernel-independent fast multipole method for 3-D N-body sums.
+
+Results go to standard output. Progress goes to standard error as log lines
+with timings: --quiet silences it, --verbose adds every evaluation; either may
+come before or after the command. The first run compiles the Numba kernels
+(20 s to a minute); Numba caches them on disk for later runs."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; each option's default after its help, unless it has none
+    (None), is a flag, or the help already states it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if action.option_strings and "%(default)" not in text and default is not None \
+                and default is not argparse.SUPPRESS and not isinstance(default, bool):
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line and exit code 2 (argparse also prints the usage)."""
+    """Argument errors as one line and exit code 2 (argparse also prints the usage); help in
+    plain text with the defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _noise_options() -> argparse.ArgumentParser:
+    """--quiet and --verbose, shared by the main parser and every command so that they are
+    accepted before or after it. Their default is SUPPRESS, so a command's parser never
+    overwrites a flag given before the command; ``main`` reads them with ``getattr``."""
+    noise = argparse.ArgumentParser(add_help=False)
+    group = noise.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="no progress lines")
+    group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="progress lines and every evaluation's timings")
+    return noise
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fmmsolve", description=__doc__.splitlines()[0])
+    noise = _noise_options()
+    parser = _Parser(prog="fmmsolve", description=DESCRIPTION, parents=[noise])
     parser.add_argument("--version", action="version", version=f"fmmsolve {__version__}")
-    noise = parser.add_mutually_exclusive_group()
-    noise.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    noise.add_argument("-v", "--verbose", action="store_true", help="every evaluation's timings")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                metavar="{demo,bench,info,cache}")
+
+    def command(name, summary, description):
+        return sub.add_parser(name, help=summary, description=description, parents=[noise])
 
     def problem(p, n):
         p.add_argument("--n", type=_point_count, default=n, help="number of points (>= 2)")
-        p.add_argument("--distribution", choices=DISTRIBUTIONS, default="sphere")
-        p.add_argument("--eps", type=float, default=1e-6, help="requested accuracy")
-        p.add_argument("--leaf-size", type=_positive_int, default=None)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--distribution", choices=DISTRIBUTIONS, default="sphere",
+                       help="built-in point cloud")
+        p.add_argument("--eps", type=float, default=1e-6,
+                       help="requested accuracy (relative L2 error of the potential)")
+        p.add_argument("--leaf-size", type=_positive_int, default=None,
+                       help="most points per leaf (default: chosen from eps)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the points and charges")
 
-    problem(sub.add_parser("demo", help="FMM on a built-in point cloud: error, timings, GMRES"),
-            200_000)
-    p_bench = sub.add_parser("bench", help="benchmark table: medians, breakdown, error")
+    problem(command("demo", "FMM on a built-in point cloud: error, timings, GMRES",
+                    "Fit the Laplace FMM on built-in points, print the fit and matvec times\n"
+                    "per stage, the error against a sampled direct sum, and a GMRES solve\n"
+                    "of a second-kind integral equation (at most 20,000 points)."), 200_000)
+    p_bench = command("bench", "benchmark table: medians, breakdown, error",
+                      "Time fit and matvec on built-in points: the median matvec time, each\n"
+                      "operator's share of it and the error at 1,000 sampled targets.")
     problem(p_bench, 100_000)
-    p_bench.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p_bench.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                         help="working precision")
     p_bench.add_argument("--rhs", type=_positive_int, default=1, help="right-hand sides")
-    p_bench.add_argument("--repeats", type=_positive_int, default=3)
-    sub.add_parser("info", help="versions, threads, cache location and size")
-    p_cache = sub.add_parser("cache", help="the disk cache of precomputed operators")
-    p_cache.add_argument("action", choices=["clear"])
+    p_bench.add_argument("--repeats", type=_positive_int, default=3,
+                         help="timed matvecs (the median is shown)")
+    command("info", "versions, threads, cache location and size",
+            "Versions, threads, threading layer, and the caches' locations and sizes.")
+    p_cache = command("cache", "the disk cache of precomputed operators",
+                      "Manage the disk cache of precomputed operators (plans).")
+    p_cache.add_argument("action", choices=["clear"], help="clear: empty the cache")
     return parser
 
 
@@ -245,7 +334,10 @@ def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logger, level = logging.getLogger("fmmsolve"), logging.getLogger("fmmsolve").level
-    handler = _log_to_stderr(args.quiet, args.verbose)
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    if quiet and verbose:  # one before the command, the other after it
+        parser.error("argument -v/--verbose: not allowed with argument -q/--quiet")
+    handler = _log_to_stderr(quiet, verbose)
     try:
         if args.command == "demo":
             demo(args.n, args.distribution, args.eps, args.leaf_size, args.seed)

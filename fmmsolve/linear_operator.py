@@ -132,10 +132,11 @@ class FMMOperator(LinearOperator):
     Examples
     --------
     >>> import numpy as np, fmmsolve
+    >>> from scipy.sparse import identity
     >>> from scipy.sparse.linalg import gmres, aslinearoperator
     >>> x = np.random.default_rng(0).random((2000, 3))
     >>> A = fmmsolve.FMMOperator(x, eps=1e-6)
-    >>> I = aslinearoperator(np.eye(2000))
+    >>> I = aslinearoperator(identity(2000))  # sparse: no dense n x n array
     >>> u, info = gmres(I + A / 2000, np.ones(2000))
     """
 
@@ -193,10 +194,11 @@ class FMMOperator(LinearOperator):
         """Write the fitted operator to the HDF5 file ``path``; :func:`fmmsolve.load` reads it.
 
         The file holds the tree (points in tree order and the permutations), the interaction
-        lists and the precomputed plan as plain numeric arrays, and every parameter as an
-        attribute (format version :data:`FORMAT_VERSION`; layout in :mod:`fmmsolve.io` and
-        :meth:`FMMEngine.state`). The loaded operator gives the same products bit for bit,
-        without fitting again. ``memory`` is not stored.
+        lists and the precomputed plan (one per tree level for the Helmholtz kernels) as plain
+        numeric arrays, and every parameter as an attribute (format version
+        :data:`FORMAT_VERSION`; layout in :mod:`fmmsolve.io` and :meth:`FMMEngine.state`). Every
+        kernel can be saved. The loaded operator gives the same products bit for bit, without
+        fitting again. ``memory`` is not stored.
 
         Parameters
         ----------

@@ -104,3 +104,58 @@ def test_library_logs_fit_and_evaluation_and_prints_nothing(caplog, capsys):
     assert any(m.startswith("fit: 800 sources") for m in messages), messages
     assert any(m.startswith("evaluate: 1 column") for m in messages), messages
     assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("args", [["demo", "--quiet"], ["--quiet", "demo"], ["demo", "-q"]])
+def test_quiet_is_accepted_before_or_after_the_command(args, capsys):
+    assert main([*args, "--n", "3000", "--eps", "1e-3"]) == 0
+    captured = capsys.readouterr()
+    assert "gmres" in captured.out and captured.err == ""
+
+
+@pytest.mark.parametrize("args", [["-q", "info", "-v"], ["info", "-q", "--verbose"]])
+def test_quiet_and_verbose_together_are_refused(args):
+    proc = _run(*args)
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["bench", "--help"]])
+def test_help_is_plain_text_with_the_defaults(args, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out, out  # no reStructuredText
+    assert "--quiet" in out
+    if args != ["--help"]:
+        for default in ("(default: 1e-06)", "(default: sphere)", "(default: 0)",
+                        "(default: chosen from eps)"):
+            assert default in out, out
+        assert "(default: None)" not in out and "(default: False)" not in out, out
+
+
+def test_demo_labels_the_warm_up_and_reports_every_fit_stage(capsys):
+    assert main(["demo", "--n", "4000", "--eps", "1e-3"]) == 0
+    captured = capsys.readouterr()
+    progress = captured.err.splitlines()
+    assert "warm-up on 3,000 points (not timed below): " in progress[0], progress
+    warm = [line for line in progress if "fit: 3000 sources" in line]
+    assert warm and all("warm-up: fit:" in line for line in warm), progress
+    fit = next(line for line in captured.out.splitlines() if line.lstrip().startswith("fit"))
+    for stage in ("validate", "tree", "lists", "plan", "bind"):
+        assert f"{stage} " in fit, fit
+
+
+def test_the_compile_notice_tells_a_cold_numba_cache(tmp_path):
+    probe = "from fmmsolve.__main__ import _numba_cache_is_cold as c; print(c())"
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    cold = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=False,
+                          text=True, env={**env, "NUMBA_CACHE_DIR": str(tmp_path)}, timeout=600)
+    assert cold.stdout.strip() == "True", cold.stderr
+    no_cache = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=False,
+                              text=True, env={**env, "NUMBA_DISABLE_JIT": "1"}, timeout=600)
+    assert no_cache.stdout.strip() == "None", no_cache.stderr
+    main(["-q", "bench", "--n", "2", "--repeats", "1"])  # compiles or loads the M2L here
+    from fmmsolve.__main__ import _numba_cache_is_cold
+    assert _numba_cache_is_cold() is False
