@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit, prange
+from .._jit import jit
 from . import dense
 from .surfaces import UP_CHECK, UP_EQUIV
 
@@ -39,13 +39,15 @@ def octant_groups(tree, boxes, ops):
             for c in range(8) if np.any(octant == c)]
 
 
-@jit(parallel=True)
+# Both loops are serial: their work is O(n_sources) and O(n_boxes n), less than a parallel
+# region costs to start on a loaded machine (several ms each).
+@jit
 def _leaf_sums(q, rows, weights, leaves, src_begin, src_end, n_sources, out):
     """``out[i, c] += sum_j sum_a q[c rows + a, j] weights[j, a]`` over the sources j of leaf
     ``leaves[i]``, with ``q`` in the leaf-block layout of ``rows`` rows per column
     (:mod:`fmmsolve.operators.translations`): 1 for charges, 3 for dipoles."""
     per_point = q.shape[0] // n_sources
-    for i in prange(leaves.shape[0]):
+    for i in range(leaves.shape[0]):
         b = leaves[i]
         s0, s1 = src_begin[b], src_end[b]
         block = q[per_point * s0:per_point * s1].reshape((per_point, s1 - s0))
@@ -53,6 +55,20 @@ def _leaf_sums(q, rows, weights, leaves, src_begin, src_end, n_sources, out):
             for a in range(rows):
                 for j in range(s1 - s0):
                     out[i, c] += block[c * rows + a, j] * weights[s0 + j, a]
+
+
+@jit
+def _set_monopoles(multipole, boxes, levels, target, u, unit):
+    """``multipole[boxes[i], c] += (target[i, c] - u[l] . multipole[boxes[i], c]) unit[l]``
+    with ``l = levels[i]``, in the precision of ``u`` (float64 or complex128)."""
+    for i in range(boxes.shape[0]):
+        b, level = boxes[i], levels[i]
+        for c in range(multipole.shape[1]):
+            error = target[i, c]
+            for j in range(multipole.shape[2]):
+                error -= multipole[b, c, j] * u[level, j]
+            for j in range(multipole.shape[2]):
+                multipole[b, c, j] += error * unit[level, j]
 
 
 class Upward:
@@ -161,10 +177,8 @@ class Upward:
         on = self._on[levels]
         if not on.any():
             return
-        boxes, levels, target = boxes[on], levels[on], target[on]
-        sigma = multipole[boxes].astype(self.dtype)
-        error = target - np.einsum("bmn,bn->bm", sigma, self._u[levels])
-        multipole[boxes] = sigma + error[:, :, None] * self._unit[levels][:, None, :]
+        _set_monopoles(multipole, boxes[on], levels[on], np.ascontiguousarray(target[on]),
+                       self._u, self._unit)
 
     def m2m(self, multipole):
         """M2M up the levels in place on the (n_boxes, m, n) expansions, each level's parents
@@ -172,8 +186,9 @@ class Upward:
         target = np.zeros((self._tree.n_boxes, multipole.shape[1]), self.dtype)
         for level, parents, groups in self._m2m:
             for children, group_parents, op, v in groups:
+                densities = multipole[children]
                 if v is not None:
-                    target[group_parents] += multipole[children] @ v
-                multipole[group_parents] += dense.rmul(multipole[children], op)
+                    target[group_parents] += densities @ v
+                multipole[group_parents] += dense.rmul(densities, op)
             if self._on[level]:
                 self.fix(multipole, parents, target[parents])
