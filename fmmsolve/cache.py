@@ -60,7 +60,7 @@ import warnings
 import joblib
 import numpy as np
 
-from ._cache_entry import _checksum, _dump, _entry_bytes, _payload, _read_entry  # noqa: F401
+from ._cache_entry import _dump, _entry_bytes, _payload, _read_entry
 from ._config import DEFAULT_CACHE_MAX, parse_size
 from .operators import surfaces
 from .operators.plan import Plan, compute_plan
@@ -216,11 +216,11 @@ def _warn_not_cached(location, reason) -> None:
                   f"again; {_HOW_TO_CHANGE}.", RuntimeWarning, stacklevel=4)
 
 
-def _write_entry(path: pathlib.Path, payload: dict, store: joblib.Memory,
-                 limit: int) -> str | None:
-    """Evict least recently used entries of ``store`` so that ``payload`` fits in ``limit``
-    bytes, then write it to ``path`` whole or not at all; None, or why it was not written."""
-    size = _entry_bytes(payload)
+def _write_entry(path: pathlib.Path, payload: dict, store: joblib.Memory, limit: int,
+                 size: int) -> str | None:
+    """Evict least recently used entries of ``store`` so that ``payload`` (about ``size``
+    bytes) fits in ``limit`` bytes, then write it to ``path`` whole or not at all; None, or
+    why it was not written."""
     try:
         _make_room(store, limit - size)
         try:
@@ -351,7 +351,7 @@ def _store_entry(path, payload, store, location) -> str | None:
     """Write an entry within the limit; None, or why it was not written (warned once)."""
     limit, size = max_size(), _entry_bytes(payload)
     if size <= limit:
-        failure = _write_entry(path, payload, store, limit)
+        failure = _write_entry(path, payload, store, limit, size)
         if failure is not None:
             _warn_not_cached(location, failure)
         return failure

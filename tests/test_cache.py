@@ -171,9 +171,9 @@ def test_plan_fields_that_contradict_the_key_are_refused(memory, computed):
     entry = _entry(memory, ORDER)
     low = compute_plan("laplace", ORDER - 1, TOL, "<f8")
     # a consistent entry (sound checksum, right key) whose Plan is another order's
-    payload = cache._payload(joblib.load(entry)["key"], low)
+    payload = _cache_entry._payload(joblib.load(entry)["key"], low)
     payload["values"]["expansion_order"] = ORDER
-    payload["checksum"] = cache._checksum(payload["key"], payload["values"], payload["arrays"])
+    payload["checksum"] = _cache_entry._checksum(payload["key"], payload["values"], payload["arrays"])
     joblib.dump(payload, entry)
     with pytest.warns(RuntimeWarning, match="inconsistent plan"):
         again = _load(memory)
