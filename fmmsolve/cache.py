@@ -15,9 +15,9 @@ Layout and trust. The entries live in ``<store>/fmmsolve-plans`` (``<store>`` is
 :class:`joblib.Memory`'s directory), itself the store of a :class:`joblib.Memory` that holds
 nothing else: each entry is ``<digest>/output.pkl`` there, the layout of joblib's own items, with
 ``<digest>`` the :func:`joblib.hash` of the key. It is written with :func:`joblib.dump` and holds
-the key itself, the Plan's values and arrays, and a SHA-256 checksum of all of them. On reading, an entry is used only if its checksum holds, its
-stored key equals the requested one and the Plan's own fields (order, surface, shapes, dtypes)
-agree with the key. Otherwise a ``RuntimeWarning`` says why, and the Plan is recomputed and the
+the key itself, the Plan's values and arrays, and a SHA-256 checksum of all of them. On reading,
+an entry is used only if its checksum holds, its stored key equals the requested one and the
+Plan's own fields (order, surface, shapes, dtypes) agree with the key. Otherwise a ``RuntimeWarning`` says why, and the Plan is recomputed and the
 entry rewritten: a file copied over another entry's, or damaged, is never used.
 
 Writing. The cache is an optimisation, so it never makes a fit fail. fmmsolve writes entries
@@ -72,7 +72,9 @@ __all__ = ["ENV_VAR", "FORMAT_VERSION", "MAX_ENV_VAR", "CacheInfo", "cache_info"
            "set_max_size"]
 
 #: Bump whenever the content or layout of a Plan or an entry changes: old entries never match.
-FORMAT_VERSION = 7  # 7: M2M and L2L of octant 0 only; 6: <digest>/output.pkl, LRU-evicted
+# 8: M2L factors from a seeded randomized SVD; 7: M2M and L2L of octant 0 only;
+# 6: <digest>/output.pkl, LRU-evicted
+FORMAT_VERSION = 8
 #: Environment variable that overrides the default cache directory.
 ENV_VAR = "FMMSOLVE_CACHE_DIR"
 #: Environment variable that bounds the total size of a location's entries.

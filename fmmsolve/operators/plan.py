@@ -36,8 +36,6 @@ float64 and cast to the value dtype at the end. Conventions:
 from __future__ import annotations
 
 import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +154,32 @@ def _pinv_factors(k):
     u, s, vt = scipy.linalg.svd(k, full_matrices=False)
     keep = s > 4 * np.finfo(np.float64).eps * s[0]
     return vt[keep].conj().T / s[keep], u[:, keep].conj().T
+
+
+#: Extra columns of the random sketch in :func:`_truncated_svd`, beyond the rank it finds.
+OVERSAMPLE = 10
+
+
+def _truncated_svd(c, threshold, seed):
+    """``(A, B)``, each (r, k), with ``A^T B`` the SVD of the (k, k) matrix ``c`` truncated to its
+    ``r >= 1`` singular values above ``threshold``.
+
+    A randomized range finder (Halko, Martinsson and Tropp 2011, algorithm 4.1) with a sketch of
+    at least ``r + OVERSAMPLE`` columns, doubled until it is wide enough: the M2L singular values
+    decay exponentially, so the sketch captures the kept ones to far below ``threshold``, and
+    the SVD is of a (width, k) matrix instead of (k, k), several times cheaper at the ranks of
+    M2L. The sketch is seeded (``seed``): plans are reproducible.
+    """
+    k = c.shape[1]
+    rng = np.random.default_rng(seed)
+    width = min(k, 4 * OVERSAMPLE)
+    while True:
+        basis = np.linalg.qr(c @ rng.standard_normal((k, width)))[0]  # (k, width)
+        u, s, wt = scipy.linalg.svd(basis.conj().T @ c, full_matrices=False)
+        r = max(1, int(np.sum(s > threshold)))
+        if r + OVERSAMPLE <= width or width == k:
+            return ((basis @ u[:, :r]) * s[:r]).T, wt[:r]
+        width = min(k, 2 * width)
 
 
 def _r_factor(blocks, n):
@@ -321,17 +345,9 @@ def _m2l_operators(mat, surf, up_equiv, down_check, compression_tol, dc2e_a, dc2
     # Contiguous copies: NumPy's matmul leaves BLAS for strided operands.
     u_k, vt_k = np.ascontiguousarray(u_fat[:, :rank]), np.ascontiguousarray(vt_thin[:rank])
     threshold = 0.25 * compression_tol * s_fat[0]
-
-    def factors(k):
-        # C_v = U^H K_v V; A_v^T B_v is a plain transpose (how the factors are applied)
-        u, s, wt = scipy.linalg.svd(u_k.conj().T @ k @ vt_k.conj().T)
-        r = max(1, int(np.sum(s > threshold)))
-        return (u[:, :r] * s[:r]).T, wt[:r]
-
-    # 316 independent factorisations, each single-threaded: one task per core (LAPACK releases
-    # the GIL), the only parallelism in the precomputation.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        m2l_a, m2l_b = zip(*pool.map(factors, k_v))
+    # C_v = U^H K_v V; A_v^T B_v is a plain transpose (how the factors are applied)
+    m2l_a, m2l_b = zip(*(_truncated_svd(u_k.conj().T @ k @ vt_k.conj().T, threshold, seed=v)
+                         for v, k in enumerate(k_v)))
     m2l_ptr = np.concatenate([[0], np.cumsum([len(a) for a in m2l_a])])
     m2l_u = dc2e_a @ (dc2e_b @ u_k)
     return vt_k, m2l_ptr.astype(np.int64), np.vstack(m2l_a), np.vstack(m2l_b), m2l_u
