@@ -17,8 +17,9 @@ nothing else: each entry is ``<digest>/output.pkl`` there, the layout of joblib'
 ``<digest>`` the :func:`joblib.hash` of the key. It is written with :func:`joblib.dump` and holds
 the key itself, the Plan's values and arrays, and a SHA-256 checksum of all of them. On reading,
 an entry is used only if its checksum holds, its stored key equals the requested one and the
-Plan's own fields (order, surface, shapes, dtypes) agree with the key. Otherwise a ``RuntimeWarning`` says why, and the Plan is recomputed and the
-entry rewritten: a file copied over another entry's, or damaged, is never used.
+Plan's own fields (order, surface, shapes, dtypes) agree with the key. Otherwise a
+``RuntimeWarning`` says why, and the Plan is recomputed and the entry rewritten: a file copied
+over another entry's, or damaged, is never used.
 
 Writing. The cache is an optimisation, so it never makes a fit fail. fmmsolve writes entries
 itself rather than through ``joblib.Memory.cache``, which reports any failed write as "possibly

@@ -173,7 +173,8 @@ def test_plan_fields_that_contradict_the_key_are_refused(memory, computed):
     # a consistent entry (sound checksum, right key) whose Plan is another order's
     payload = _cache_entry._payload(joblib.load(entry)["key"], low)
     payload["values"]["expansion_order"] = ORDER
-    payload["checksum"] = _cache_entry._checksum(payload["key"], payload["values"], payload["arrays"])
+    payload["checksum"] = _cache_entry._checksum(payload["key"], payload["values"],
+                                                 payload["arrays"])
     joblib.dump(payload, entry)
     with pytest.warns(RuntimeWarning, match="inconsistent plan"):
         again = _load(memory)

@@ -62,8 +62,8 @@ EPS = {np.float64: (1e-3, 1e-6), np.float32: (1e-3, 1e-4)}
 # tests/test_fmm_wave.py), trees of depth 2 or 3 (shallower ones sum everything directly;
 # deeper ones need a plan per level), and, for dipoles in float64, eps 1e-3 only (1e-6 takes
 # order 9). That is at most 16 plans with M2L (2 values of c, orders 4 to 7, levels 2 and 3)
-# per run, in a cache of this module's own. The expensive test lifts the three bounds (tests/test_dipoles.py also leaves
-# order-9 wave plans to FMMSOLVE_EXPENSIVE_TESTS=1).
+# per run, in a cache of this module's own. The expensive test lifts the three bounds
+# (tests/test_dipoles.py also leaves order-9 wave plans to FMMSOLVE_EXPENSIVE_TESTS=1).
 WAVE_C = {"helmholtz": (1.0 + 0.3j,), "modified_helmholtz": (2.0,)}
 WAVE_C_EXPENSIVE = {"helmholtz": (0.25, 1.0, 1.0 + 0.3j), "modified_helmholtz": (0.25, 2.0)}
 WAVE_MAX_DEPTH = 3

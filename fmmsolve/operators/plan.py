@@ -345,8 +345,10 @@ def _m2l_operators(mat, surf, up_equiv, down_check, compression_tol, dc2e_a, dc2
     # Contiguous copies: NumPy's matmul leaves BLAS for strided operands.
     u_k, vt_k = np.ascontiguousarray(u_fat[:, :rank]), np.ascontiguousarray(vt_thin[:rank])
     threshold = 0.25 * compression_tol * s_fat[0]
-    # C_v = U^H K_v V; A_v^T B_v is a plain transpose (how the factors are applied)
-    m2l_a, m2l_b = zip(*(_truncated_svd(u_k.conj().T @ k @ vt_k.conj().T, threshold, seed=v)
+    # C_v = U^H K_v V; A_v^T B_v is a plain transpose (how the factors are applied). The
+    # conjugate transposes are made once, not per vector.
+    u_h, v_k = np.ascontiguousarray(u_k.conj().T), np.ascontiguousarray(vt_k.conj().T)
+    m2l_a, m2l_b = zip(*(_truncated_svd(u_h @ k @ v_k, threshold, seed=v)
                          for v, k in enumerate(k_v)))
     m2l_ptr = np.concatenate([[0], np.cumsum([len(a) for a in m2l_a])])
     m2l_u = dc2e_a @ (dc2e_b @ u_k)
