@@ -33,6 +33,8 @@ SUITE = [
      ["--sizes", "20000", "--repeats", "2"]),
     ("Accuracy", "accuracy_table.py", [], ["--n", "2000"]),
     ("Plan cache", "bench_cache.py", [], ["--n", "5000", "--orders", "4", "--repeats", "1"]),
+    ("Plan cache over a frequency sweep", "bench_cache_sweep.py", ["--limit", "512M"],
+     ["--n", "5000", "--wavenumbers", "4"]),
     ("Save and load", "bench_io.py", [], ["--sizes", "20000", "--repeats", "2"]),
     ("Against the peers, cube", "bench_peers.py",
      ["--distribution", "cube", "--ferreus-order", "6", "8"],

@@ -24,6 +24,12 @@ __all__ = ["jit", "bind", "prange"]
 
 prange = numba.prange
 
+# Parallel functions parallelise their explicit ``prange`` loop and nothing else: converting
+# array expressions, reductions and comprehensions to parallel loops (and fusing them) is never
+# wanted inside fmmsolve's loop bodies, and those passes cost about 10 % of each compile.
+_PRANGE_ONLY = {"prange": True, "comprehension": False, "numpy": False, "reduction": False,
+                "setitem": False, "stencil": False, "fusion": False, "inplace_binop": False}
+
 
 def jit(func=None, *, parallel: bool = False, inline: str = "never", cache: bool = True):
     """Compile ``func`` with fmmsolve's settings; usable as ``@jit`` or ``@jit(parallel=True)``.
@@ -34,7 +40,7 @@ def jit(func=None, *, parallel: bool = False, inline: str = "never", cache: bool
         cache=_config.NUMBA_CACHE and cache,
         fastmath=set(_config.NUMBA_FASTMATH),
         error_model=_config.NUMBA_ERROR_MODEL,
-        parallel=parallel,
+        parallel=_PRANGE_ONLY if parallel else False,
         nogil=True,
         inline=inline,
     )

@@ -25,9 +25,9 @@ discarded with ``assume`` (see ``FLOAT32_RESOLUTION``); so are float32 cases who
 result does not fit in float32.
 
 The example budget is fixed (``MAX_EXAMPLES``; ``derandomize=True``: the same examples on
-every run). Measured on 2 shared cores with Numba's cache warm: 95 s for the module (Laplace
-10 s, Helmholtz 55 s, modified Helmholtz 28 s; the wave kernels' plans are computed afresh in
-every run, in a temporary cache).
+every run). Measured on 2 shared cores, in the README's test run from cold caches: 80 s for
+the module (Laplace 18 s, Helmholtz 39 s, modified Helmholtz 23 s, compiling included; the
+wave kernels' plans, about half of it, are computed afresh in every run, in a temporary cache).
 """
 
 from __future__ import annotations

@@ -108,7 +108,9 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
     m = 1 if one_column else (q if q is not None else d).shape[1]
     n_t = t_soa.shape[1]
     pot = np.zeros((m, n_t), dtype=value)
-    grad = np.zeros((m, 3, n_t), dtype=value) if gradient else None
+    # (3, m, n_t): each component a C-contiguous (m, n_t) block whatever m, so the gradient
+    # sum is compiled for one layout, not for one (m == 1) and another (m > 1).
+    grad = np.zeros((3, m, n_t), dtype=value) if gradient else None
     # The block functions' layouts: (m, n_sources) charges, (3 m, n_sources) dipoles.
     for rows, dipole_rows in ((q, False), (d, True)):
         if rows is None:
@@ -116,14 +118,14 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
         rows = np.ascontiguousarray(rows.reshape(n, -1).T)
         potential_sum, gradient_sum = _compiled(kern, dipole_rows)
         if gradient:
-            gradient_sum(*s_soa, rows, *t_soa, k, pot, grad[:, 0], grad[:, 1], grad[:, 2])
+            gradient_sum(*s_soa, rows, *t_soa, k, pot, *grad)
         else:
             potential_sum(*s_soa, rows, *t_soa, k, pot)
 
     if one_column:
         pot = pot[0]
-        grad = None if grad is None else np.ascontiguousarray(grad[0].T)
+        grad = None if grad is None else np.ascontiguousarray(grad[:, 0].T)
     else:
         pot = np.ascontiguousarray(pot.T)
-        grad = None if grad is None else np.ascontiguousarray(grad.transpose(2, 0, 1))
+        grad = None if grad is None else np.ascontiguousarray(grad.transpose(2, 1, 0))
     return (pot, grad) if gradient else pot
