@@ -36,7 +36,8 @@ def _cpu_model():
 def machine():
     """One line naming the machine the numbers come from."""
     return (f"{_cpu_model()}, {os.cpu_count()} cores, "
-            f"{numba.get_num_threads()} Numba threads ({numba.threading_layer() if _ran() else 'n/a'}), "
+            f"{numba.get_num_threads()} Numba threads "
+            f"({numba.threading_layer() if _ran() else 'n/a'}), "
             f"Python {platform.python_version()}, Numba {numba.__version__}")
 
 

@@ -35,7 +35,8 @@ def naive_potential(sx, sy, sz, q, tx, ty, tz, out):
 @numba.njit(**FLAGS)
 def naive_gradient(sx, sy, sz, q, tx, ty, tz, out, g):
     for i in numba.prange(tx.shape[0]):
-        acc, ax, ay, az = out.dtype.type(0), out.dtype.type(0), out.dtype.type(0), out.dtype.type(0)
+        zero = out.dtype.type(0)
+        acc, ax, ay, az = zero, zero, zero, zero
         for j in range(sx.shape[0]):
             dx, dy, dz = tx[i] - sx[j], ty[i] - sy[j], tz[i] - sz[j]
             r2 = dx * dx + dy * dy + dz * dz

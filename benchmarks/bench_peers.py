@@ -182,7 +182,8 @@ def main():
     parser.add_argument("--eps", type=float, default=1e-6, help="fmmsolve's eps")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                         help="fmmsolve's precision (the peers are float64 only)")
-    parser.add_argument("--rhs", type=int, default=1, help="charge columns per product (all codes)")
+    parser.add_argument("--rhs", type=int, default=1,
+                        help="charge columns per product (all codes)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peers", nargs="+", choices=list(CODES), default=list(CODES),
                         help="codes to run (default: all; missing ones print 'not installed')")

@@ -132,7 +132,8 @@ def main():
     rows = []  # (target, measured, required, met)
     for dist in ("cube", "sphere"):
         one = med[f"{dist} f64 1e-6"]
-        rows.append((f"fit vs matvec, {dist}", f"fit {one['fit']:.2f} s, matvec {t(f'{dist} f64 1e-6')}"
+        rows.append((f"fit vs matvec, {dist}",
+                     f"fit {one['fit']:.2f} s, matvec {t(f'{dist} f64 1e-6')}"
                      f" -> {one['fit'] / one['eval']:.2f} matvecs", "<= 2 matvecs",
                      one["fit"] <= 2 * one["eval"]))
     for dist in ("cube", "sphere"):
@@ -158,7 +159,8 @@ def main():
                      f"{big['eval']:.1f} s ({big['error']:.1e}) vs {one['eval']:.2f} s "
                      f"-> {ratio:.2f}x", "<= 1.3x", ratio <= 1.3))
         rows.append((f"memory at {large.n:.0e}, cube",
-                     f"peak {big['peak']:.0f} MiB; {(big['peak'] - big['base']) * mib / large.n:.0f}"
+                     f"peak {big['peak']:.0f} MiB; "
+                     f"{(big['peak'] - big['base']) * mib / large.n:.0f}"
                      f" B/point above the base, fit {big['fit']:.1f} s", "stated", True))
     rows.append(("import fmmsolve (fresh process)",
                  f"{warm['import']:.2f} s, {warm['compiled_at_import']:.0f} compiled signatures",

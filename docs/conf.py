@@ -3,7 +3,8 @@ example gallery (sphinx-gallery over ``examples/``).
 
 Build (warnings are errors, as in CI):
 
-    python -m pip install ".[docs]" && python -m sphinx -W --keep-going -b html docs docs/_build/html
+    python -m pip install ".[docs]"
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 The gallery runs every example at its small size (``FMMSOLVE_EXAMPLE_SIZE=small``, as the
 tests do) and shows what it prints; an example that fails stops the build. An example is shown

@@ -16,8 +16,8 @@ and returns ``sigma``; the charge is ``sum(w * sigma)``. The error falls from 5e
 singular at the edges and corners, and one quadrature point per cell is a poor rule for cells
 next to an edge or across it. Going further needs quadrature adapted to those cells; grading
 the cells towards the edges alone did not help when we tried it (with exact self-terms of the
-rectangular cells, the error stayed above 1e-4). The number of GMRES iterations grows slowly with ``n``, as for any
-first-kind equation.
+rectangular cells, the error stayed above 1e-4). The number of GMRES iterations grows slowly
+with ``n``, as for any first-kind equation.
 
 Run ``python examples/cube_capacitance.py``; set ``FMMSOLVE_EXAMPLE_SIZE=small`` for a quick
 run.

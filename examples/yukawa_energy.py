@@ -3,8 +3,9 @@ Screened-Coulomb (Yukawa) energy of a charge cloud
 ==================================================
 
 A ball of radius R carries the total charge Q spread uniformly; with the modified Helmholtz
-kernel G = exp(-kappa r) / (4 pi r), its potential solves -lap(phi) + kappa^2 phi = rho and, inside the
-ball, is ``phi(r) = rho / kappa^2 * (1 - (1 + kappa R) exp(-kappa R) sinh(kappa r) / (kappa r))``.
+kernel G = exp(-kappa r) / (4 pi r), its potential solves -lap(phi) + kappa^2 phi = rho and,
+inside the ball, is
+``phi(r) = rho / kappa^2 * (1 - (1 + kappa R) exp(-kappa R) sinh(kappa r) / (kappa r))``.
 The continuum energy is ``E = 1/2 int rho phi dV``.
 
 N random points with charges Q / N sample the ball. Their pair energy

@@ -178,7 +178,8 @@ def bench(n: int, distribution: str, eps: float, dtype: str, rhs: int, repeats: 
     say(f"{'order':>5} {'leaves':>8} {'fit s':>7} {'matvec s':>9} {'us/pt':>7} {'error':>8}  "
         + " ".join(f"{o:>4}" for o in OPERATORS))
     say(f"{A.expansion_order:>5} {A.tree['n_leaves']:>8,} {t_fit:>7.3f} {wall:>9.3f} "
-        f"{wall / n * 1e6:>7.2f} {err:>8.1e}  " + " ".join(f"{shares[o]:>4.0%}" for o in OPERATORS))
+        f"{wall / n * 1e6:>7.2f} {err:>8.1e}  "
+        + " ".join(f"{shares[o]:>4.0%}" for o in OPERATORS))
 
 
 def info(out=None) -> None:

@@ -209,7 +209,8 @@ def state_of(engine):
     attrs = {"engine.kernel": engine.kernel.name, "engine.wavenumber": engine.wavenumber,
              "engine.eps": engine.eps, "engine.dipoles": engine.dipoles,
              "engine.expansion_order": engine.expansion_order,
-             "engine.leaf_size": engine.tree.leaf_size, "engine.real_dtype": engine.real_dtype.name,
+             "engine.leaf_size": engine.tree.leaf_size,
+             "engine.real_dtype": engine.real_dtype.name,
              "engine.radii": radii()}
     groups = {}
     shared = SHARED_TARGET_FIELDS if engine.tree.targets_are_sources else {}

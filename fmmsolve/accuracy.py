@@ -18,11 +18,11 @@ __all__ = ["order_for_eps", "design_eps", "check_eps", "check_order", "max_kw2",
            "MIN_EPS"]
 
 # eps -> expansion order, from the measured relative L2 error of the potential (20k points,
-# float64, worst of uniform / clusters / curve; benchmarks/accuracy_table.py): p=3 1.5e-3, 4 2.0e-4,
-# 5 1.8e-5, 6 1.9e-6, 7 2.5e-7, 8 3.6e-8, 9 5.2e-9, 10 2.1e-9 (stalls), 11 1.1e-10. Each eps
-# gets the lowest order whose worst error is at least 4x below it. The rows below 1e-9 are
-# reached only by the operators of dipole densities (see DIPOLE_MARGIN, where they are
-# measured); a user's eps stops at MIN_EPS.
+# float64, worst of uniform / clusters / curve; benchmarks/accuracy_table.py): p=3 1.5e-3, 4
+# 2.0e-4, 5 1.8e-5, 6 1.9e-6, 7 2.5e-7, 8 3.6e-8, 9 5.2e-9, 10 2.1e-9 (stalls), 11 1.1e-10. Each
+# eps gets the lowest order whose worst error is at least 4x below it. The rows below 1e-9 are
+# reached only by the operators of dipole densities (see DIPOLE_MARGIN, where they are measured); a
+# user's eps stops at MIN_EPS.
 _ORDERS = ((1e-2, 3), (1e-3, 4), (1e-4, 5), (1e-5, 6), (1e-6, 7), (1e-7, 8), (1e-8, 9),
            (1e-9, 11), (1e-10, 12), (1e-11, 15))
 #: Smallest eps a user may ask for.

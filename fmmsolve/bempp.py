@@ -33,10 +33,10 @@ Conventions fixed here:
 4. The Helmholtz FMM is a low-frequency method: fmmsolve refuses (``ValueError``) a wavenumber
    with ``|k| w_2`` above a bound of 2.5 to 3.5 by the accuracy asked, ``w_2`` a quarter of
    the bounding cube's edge (``|k| <= 5`` on the unit sphere at ``enable(eps=1e-6)``, 7 at
-   bempp-cl's default; the table in ``docs/bempp.md``). That error reaches the caller of ``weak_form()`` (for a
-   boundary operator) or of the potential operator's constructor (bempp-cl fits its FMM there),
-   retold in bempp-cl's terms: the eps given to :func:`enable` (or read from the expansion
-   order), the margin apart, and ``assembler="dense"`` as the remedy.
+   bempp-cl's default; the table in ``docs/bempp.md``). That error reaches the caller of
+   ``weak_form()`` (for a boundary operator) or of the potential operator's constructor (bempp-cl
+   fits its FMM there), retold in bempp-cl's terms: the eps given to :func:`enable` (or read from
+   the expansion order), the margin apart, and ``assembler="dense"`` as the remedy.
 """
 
 from __future__ import annotations

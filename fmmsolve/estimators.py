@@ -420,7 +420,7 @@ class IntegralEquationSolver(_PointEstimator, RegressorMixin, TransformerMixin, 
         if values.ndim == 0:
             return np.full(len(area), values[()])
         if values.shape != (n,):
-            raise ValueError(f"diagonal must have shape ({n},) (one per point), got {values.shape}")
+            raise ValueError(f"diagonal must have shape ({n},), one per point; got {values.shape}")
         if values.dtype.kind == "c":
             return (merge(values.real) + 1j * merge(values.imag)) / area
         return merge(values.astype(np.float64)) / area

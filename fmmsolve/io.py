@@ -78,7 +78,7 @@ class OperatorFileError(ValueError):
         return type(self), (self.path, self.problem)
 
 
-# -- writing ---------------------------------------------------------------------------------------
+# -- writing --------------------------------------------------------------------------------------
 
 def _check_name(name, what):
     if not isinstance(name, str) or not name or "/" in name or _TYPE_SUFFIX in name \
@@ -231,7 +231,7 @@ def write_groups(path, groups, attrs, *, kind, format_version):
     _replace_with(path, _image(groups, encoded, kind, format_version))
 
 
-# -- reading ---------------------------------------------------------------------------------------
+# -- reading --------------------------------------------------------------------------------------
 
 def _safe_dtype(dtype):
     """Whether ``dtype`` is a plain number type (convention 4)."""

@@ -130,7 +130,8 @@ def test_interface_with_separate_targets_and_real_result(rng):
     assert got.dtype == np.float64 and fmm.operator.eps == pytest.approx(1e-5)  # order 5 -> 1e-4
     pot, grad = fmmsolve.direct(sources, targets, vec, gradient=True)
     assert rel(got, np.column_stack([pot, grad])) <= 1e-4
-    np.testing.assert_allclose(fmm.as_matrix() @ vec, pot, rtol=1e-4, atol=1e-4 * np.abs(pot).max())
+    np.testing.assert_allclose(fmm.as_matrix() @ vec, pot, rtol=1e-4,
+                               atol=1e-4 * np.abs(pot).max())
     with pytest.raises(ValueError, match="mode must be one of"):
         fb.FmmInterface(sources, targets, "stokes")
 
@@ -189,7 +190,8 @@ def dense_products(api, space, densities):
     return product
 
 
-@pytest.mark.parametrize("eps, name", CASES, ids=[f"{n.replace(' ', '-')}-{e:g}" for e, n in CASES])
+@pytest.mark.parametrize("eps, name", CASES,
+                         ids=[f"{n.replace(' ', '-')}-{e:g}" for e, n in CASES])
 def test_fmm_assembler_agrees_with_dense(api, space, densities, dense_products, eps, name):
     expected = dense_products(name)
     fb.enable(eps=eps)

@@ -157,7 +157,8 @@ def test_frequency_refusal_states_what_would_be_accepted():
         fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=k, eps=1e-6)
     error = info.value
     assert isinstance(error, ValueError) and error.eps == 1e-6
-    assert error.max_wavenumber == pytest.approx(k / 2) and error.max_edge == pytest.approx(edge / 2)
+    assert error.max_wavenumber == pytest.approx(k / 2)
+    assert error.max_edge == pytest.approx(edge / 2)
     text = str(error)
     assert "eps=1e-06 (expansion order 7)" in text
     assert f"|k| <= {error.max_wavenumber:.3g}" in text  # 3 significant digits, rounded down

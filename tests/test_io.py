@@ -505,7 +505,7 @@ def test_inconsistent_file(saved, tmp_path, edit, message):
         fmmsolve.load(path)
 
 
-# -- declared sizes: checked before anything is allocated ------------------------------------------
+# -- declared sizes: checked before anything is allocated -----------------------------------------
 
 def _replace_dataset(name, **create):
     """Replace dataset ``name`` by ``create_dataset(**create)`` (data only where given)."""

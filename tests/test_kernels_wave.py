@@ -84,8 +84,9 @@ def test_gradient_is_the_derivative_of_the_potential(rng):
     for axis in range(3):
         step = np.zeros((1, 3))
         step[0, axis] = h
-        plus = fmmsolve.direct(sources, y + step, charges, kernel="helmholtz", wavenumber=3 + 0.5j)
-        minus = fmmsolve.direct(sources, y - step, charges, kernel="helmholtz", wavenumber=3 + 0.5j)
+        k = 3 + 0.5j
+        plus = fmmsolve.direct(sources, y + step, charges, kernel="helmholtz", wavenumber=k)
+        minus = fmmsolve.direct(sources, y - step, charges, kernel="helmholtz", wavenumber=k)
         np.testing.assert_allclose(grad[0, axis], (plus - minus)[0] / (2 * h), rtol=1e-7)
 
 

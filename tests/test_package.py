@@ -90,8 +90,10 @@ found = list(vars(translations.for_kernel(kern)).values())
 found += list(sys.modules["fmmsolve.kernels.direct"]._compiled(kern))
 for name, module in list(sys.modules.items()):
     if name.startswith("fmmsolve"):
-        found += [f for f in vars(module).values() if isinstance(f, numba.core.dispatcher.Dispatcher)]
-misses = {f.py_func.__qualname__: dict(f.stats.cache_misses) for f in found if f.stats.cache_misses}
+        found += [f for f in vars(module).values()
+                  if isinstance(f, numba.core.dispatcher.Dispatcher)]
+misses = {f.py_func.__qualname__: dict(f.stats.cache_misses)
+          for f in found if f.stats.cache_misses}
 hits = sum(sum(f.stats.cache_hits.values()) for f in found)
 print(repr(misses), hits)
 """
@@ -206,3 +208,21 @@ def test_dependency_rule():
                 offences.append(f"{'/'.join(rel)} imports {'.'.join(target)} (kernels and tree "
                                 "are independent)")
     assert not offences, offences
+
+
+#: The most lines a module of the package may have: past it, split the module by what it owns.
+MODULE_BUDGET = 500
+
+
+def test_no_module_passes_the_line_budget():
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+             for p in (ROOT / "fmmsolve").rglob("*.py")}
+    assert sizes and not {p: n for p, n in sizes.items() if n > MODULE_BUDGET}
+
+
+def test_the_linter_passes():
+    ruff = pytest.importorskip("ruff", reason="the test extra installs ruff")
+    del ruff
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

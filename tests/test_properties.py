@@ -1,12 +1,12 @@
 """Property-based tests: the FMM against ``fmmsolve.direct`` on random small point sets.
 
-Hypothesis draws 1 to 500 sources (mostly fewer than 200) at scales 1e-8 to 1e8 with shifts
-up to 1e3 times the scale: uniform boxes, tight Gaussian clusters (relative widths down to
-1e-6; 1e-2 in float32, see below), planes and lines; targets that are the sources, others among them (some on sources
-exactly), or apart from them by a few extents; charges, dipoles or both, one or two columns;
-float64 (eps 1e-3, 1e-6) and float32 (eps 1e-3, 1e-4); leaf sizes down to 1 (deep adaptive
-trees); every kernel. The reference is the direct sum in float64 of the same inputs (rounded
-to float32 first for float32).
+Hypothesis draws 1 to 500 sources (mostly fewer than 200) at scales 1e-8 to 1e8 with shifts up to
+1e3 times the scale: uniform boxes, tight Gaussian clusters (relative widths down to 1e-6; 1e-2 in
+float32, see below), planes and lines; targets that are the sources, others among them (some on
+sources exactly), or apart from them by a few extents; charges, dipoles or both, one or two
+columns; float64 (eps 1e-3, 1e-6) and float32 (eps 1e-3, 1e-4); leaf sizes down to 1 (deep adaptive
+trees); every kernel. The reference is the direct sum in float64 of the same inputs (rounded to
+float32 first for float32).
 
 eps is checked relative to the field of the densities' magnitudes
 (:func:`fmmsolve.testing.magnitude_field`), which cannot cancel:

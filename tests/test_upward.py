@@ -68,13 +68,13 @@ def _exact_monopoles(engine, charges, dipoles):
 @pytest.mark.parametrize("density", ["charges", "dipoles"])
 def test_every_expansion_carries_its_sources_monopole(name, k, density, rng):
     """u . sigma_b, the monopole of box b's equivalent density (u_i = w(|z_i - c_b|) on its
-    upward equivalent surface), equals the exact monopole of the sources in b, for every box
-    with sources: leaves (P2M) and internal boxes (M2M), relative to the sources' size (dipoles over the box's half-width): to rounding at leaves
-    and for Laplace. A wave kernel's M2M takes a parent's monopole from its children's
-    densities, whose dipole moments are right to the solve's truncation only; it reaches the
-    parent's monopole with a factor of about (k h)^2, which is what the bound allows
-    (measured: 2.4e-5 (k h)^2 at most). Without the correction the error is the truncation
-    itself (about 1e-7) at every level, far above that bound in the deep levels."""
+    upward equivalent surface), equals the exact monopole of the sources in b, for every box with
+    sources: leaves (P2M) and internal boxes (M2M), relative to the sources' size (dipoles over the
+    box's half-width): to rounding at leaves and for Laplace. A wave kernel's M2M takes a parent's
+    monopole from its children's densities, whose dipole moments are right to the solve's
+    truncation only; it reaches the parent's monopole with a factor of about (k h)^2, which is what
+    the bound allows (measured: 2.4e-5 (k h)^2 at most). Without the correction the error is the
+    truncation itself (about 1e-7) at every level, far above that bound in the deep levels."""
     distribution, n, depth = TREES[name]
     src = point_cloud(distribution, n, rng)
     engine = FMMEngine(src, kernel=name, wavenumber=k, eps=1e-3, leaf_size=8,

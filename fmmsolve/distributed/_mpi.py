@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._jit import jit
+
 _EXTRA = ('the distributed FMM needs MPI: install the "mpi" extra, '
           'pip install "fmmsolve[mpi]" (mpi4py, numba-mpi and an MPI library such as mpich)')
 
@@ -28,8 +30,6 @@ try:
     from mpi4py import MPI
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(f"{_EXTRA}; {exc}") from exc
-
-from .._jit import jit
 
 __all__ = ["MPI", "RankFailedError", "agree", "alltoallv", "gather_agreed", "resolve_comm",
            "run_agreed", "sum_over_ranks"]

@@ -12,8 +12,8 @@ Conventions
 3. ``L`` is the deepest level at which :data:`FULL` of the points lie in cut boxes holding at
    least ``leaf_size / 8`` points (about the leaves' level: a thin ghost layer, and few boxes
    forced deeper than the serial tree's leaves), then deeper while the heaviest rank carries
-   more than :data:`BALANCE` times the mean load. One rank takes level 2 (no ghosts). A cut box is never
-   split between ranks, so a cluster tighter than a cut box of level ``MAX_CUT_LEVEL`` stays
+   more than :data:`BALANCE` times the mean load. One rank takes level 2 (no ghosts). A cut box is
+   never split between ranks, so a cluster tighter than a cut box of level ``MAX_CUT_LEVEL`` stays
    on one rank: that bounds the balance of very clustered points (stated in docs/mpi.md).
 4. A rank's *near* cut boxes are its own and those adjacent to them (closed cubes touch). It
    receives the sources of all of them (its own sources and the *ghosts*) and the targets of its

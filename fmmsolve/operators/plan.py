@@ -1,8 +1,8 @@
 """Precomputation of the translation operators: a pure function of hashable arguments.
 
 ``compute_plan(kernel, order, compression_tol, dtype)`` returns a :class:`Plan`; the float64
-plan is computed once per (kernel, order, tolerance) and other dtypes are cast from it. A Plan holds
-only plain arrays and values, and it does not depend on any geometry. All the work is done in
+plan is computed once per (kernel, order, tolerance) and other dtypes are cast from it. A Plan
+holds only plain arrays and values, and it does not depend on any geometry. All the work is done in
 float64 and cast to the value dtype at the end. Conventions:
 
 * Operators are computed for a reference box of half-width 1. For a scale-invariant kernel with

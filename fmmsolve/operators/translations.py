@@ -4,16 +4,17 @@ M2P, P2P (onto targets).
 Every function is a ``prange`` over boxes or leaves. Each one calls the kernel's block
 functions (:mod:`fmmsolve.kernels._kernel`) through the module globals ``p2p`` and
 ``p2p_gradient``; :func:`for_kernel` compiles the templates with those names bound to one
-kernel's functions (see :func:`fmmsolve._jit.bind` for why they are not arguments). The matrix translations (M2M, L2L, M2L) are dense matrix products
-and live in :mod:`fmmsolve.fmm`.
+kernel's functions (see :func:`fmmsolve._jit.bind` for why they are not arguments). The
+translations between expansions are matrix products: M2M in :mod:`fmmsolve.operators.upward`,
+M2L in :mod:`fmmsolve.operators.m2l`, L2L in :mod:`fmmsolve.fmm`.
 
 Layouts: coordinates are structure of arrays ``(3, n)`` in tree order, and *local*: each point
 is stored relative to its leaf's origin (see Frames). Densities are flat, in *leaf blocks*: the
 sources of the leaf ``[s0, s1)`` own ``charges[m * s0:m * s1]``, a C-contiguous ``(m, s1 - s0)``
 block (:func:`leaf_block_index` builds the layout), which is what the block functions want.
-Potentials are ``(m, n_targets)`` and gradients ``(m, 3, n_targets)``. Expansions (equivalent densities) are
-``(n_boxes, m, n_surface)``. ``surf`` is the unit surface as ``(3, n_surface)``, and a box's
-surface points are ``centre + radius * half_width * surf``.
+Potentials are ``(m, n_targets)`` and gradients ``(m, 3, n_targets)``. Expansions (equivalent
+densities) are ``(n_boxes, m, n_surface)``. ``surf`` is the unit surface as ``(3, n_surface)``, and
+a box's surface points are ``centre + radius * half_width * surf``.
 
 Frames: every interaction is computed in the frame of one box: coordinates relative to the
 box's *origin* ``frames[box]``. An internal box's origin is its centre; a leaf's is the centre
@@ -55,7 +56,8 @@ def _box_surface(surf, centres, frames, half_widths, radius, box, frame):
 
 @jit(inline="always")
 def _points_in_frame(pts, s0, s1, frames, box, frame):
-    """Copy of the local points ``pts[:, s0:s1]`` of leaf ``box`` moved to the frame of ``frame``."""
+    """Copy of the local points ``pts[:, s0:s1]`` of leaf ``box``, moved to the frame of
+    ``frame``."""
     out = np.empty((3, s1 - s0), pts.dtype)
     for d in range(3):
         shift = pts.dtype.type(frames[box, d] - frames[frame, d])

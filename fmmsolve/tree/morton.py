@@ -134,7 +134,8 @@ def point_keys(points, lower_corner, edge):
     keys : ndarray of shape (n,), int64
     """
     out = np.empty(points.shape[0], dtype=np.int64)
-    _point_keys(points, np.asarray(lower_corner, dtype=np.float64), float(2**MAX_DEPTH) / edge, out)
+    _point_keys(points, np.asarray(lower_corner, dtype=np.float64), float(2**MAX_DEPTH) / edge,
+                out)
     return out
 
 

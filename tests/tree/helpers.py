@@ -26,8 +26,8 @@ def adjacency(tree):
     c, h = tree.box_centers(), tree.box_half_widths()
     lo, hi = c - h[:, None], c + h[:, None]
     tol = 1e-9 * tree.half_width
-    return np.all((lo[:, None, :] <= hi[None, :, :] + tol) & (lo[None, :, :] <= hi[:, None, :] + tol),
-                  axis=2)
+    return np.all((lo[:, None, :] <= hi[None, :, :] + tol)
+                  & (lo[None, :, :] <= hi[:, None, :] + tol), axis=2)
 
 
 def ancestor_or_self(tree):

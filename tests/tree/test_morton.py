@@ -9,7 +9,8 @@ from fmmsolve.tree import morton
 def slow_encode(i, j, k):
     out = 0
     for b in range(21):
-        out |= ((i >> b) & 1) << (3 * b) | ((j >> b) & 1) << (3 * b + 1) | ((k >> b) & 1) << (3 * b + 2)
+        out |= (((i >> b) & 1) << (3 * b) | ((j >> b) & 1) << (3 * b + 1)
+                | ((k >> b) & 1) << (3 * b + 2))
     return out
 
 
