@@ -384,7 +384,7 @@ class IntegralEquationSolver(_PointEstimator, RegressorMixin, TransformerMixin, 
 
         operator = FMMOperator(points, **self._fmm_params())
         sigma = self._solve(operator, diag, area, data)
-        self.field_ = FMMField(points, area * sigma, **self._fmm_params())
+        self.field_ = FMMField.from_operator(operator, area * sigma)  # no second fit
         self._keys, self._self_terms = unique, diag * sigma
         self.density_ = np.zeros(n, sigma.dtype)
         at, match = self._coincident(keys)

@@ -206,6 +206,45 @@ class FMMField:
         engine = FMMEngine(src, None, kernel=kern, wavenumber=wavenumber, eps=eps,
                            expansion_order=expansion_order, leaf_size=leaf_size, dtype=dtype,
                            plan_loader=functools.partial(cache.load_plan, store))
+        self._set_up(engine, src, q, wavenumber, leaf_size, memory, dtype, t0)
+
+    @classmethod
+    def from_operator(cls, operator, charges) -> "FMMField":
+        """The field of ``charges`` at the sources of a fitted :class:`~fmmsolve.FMMOperator`,
+        on its tree, lists and plans: no second fit.
+
+        Parameters
+        ----------
+        operator : FMMOperator
+            Fitted on its sources alone (``targets=None``); with ``dipoles=True`` its higher
+            order serves the charges too.
+        charges : array_like of shape (n_sources,) or (n_sources, m)
+            As for the constructor.
+
+        Returns
+        -------
+        FMMField
+            Equal, bit for bit, to ``FMMField(operator.sources, charges, ...)`` with the
+            operator's kernel, wavenumber, eps, leaf size, dtype and memory.
+        """
+        from .linear_operator import FMMOperator  # the operator module does not need fields
+
+        t0 = time.perf_counter()
+        if not isinstance(operator, FMMOperator):
+            raise TypeError(f"operator must be an FMMOperator, got {type(operator).__name__}")
+        if operator.targets is not None:
+            raise ValueError("operator must be fitted on its sources alone (targets=None): a "
+                             "field needs the tree of its sources only")
+        engine = operator._engine
+        q = as_densities(charges, engine.n_sources, "charges", engine.value_dtype)
+        field = cls.__new__(cls)
+        field._set_up(engine, operator.sources, q, operator.wavenumber, operator.leaf_size,
+                      operator.memory, engine.real_dtype, t0)
+        return field
+
+    def _set_up(self, engine, src, q, wavenumber, leaf_size, memory, dtype, t0):
+        """Everything after the engine's fit: attributes, then the upward and downward passes
+        of the charges ``q`` (validated, of the engine's value dtype)."""
         self._engine = engine
         self._compiled = translations.for_kernel(engine.kernel)
         self.sources, self.charges = _read_only(src), _read_only(q)

@@ -484,3 +484,21 @@ def test_joblib_caching(tmp_path, rng):
     assert solve.check_call_in_cache(IntegralEquationSolver(eps=1e-4), x, np.ones(500), w)
     np.testing.assert_array_equal(a.density_, b.density_)
     np.testing.assert_array_equal(a.predict(x[:5] * 2), b.predict(x[:5] * 2))
+
+
+def test_integral_equation_solver_fits_its_points_once(monkeypatch):
+    import fmmsolve.fmm
+
+    built = []
+    original = fmmsolve.fmm.FMMEngine.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(fmmsolve.fmm.FMMEngine, "__init__", counting)
+    x, w = sphere(800, 1.0)
+    model = IntegralEquationSolver(eps=1e-4).fit(x, np.ones(800), sample_weight=w)
+    assert len(built) == 1  # the operator's engine serves the field too
+    # the field of the solved density: 1 on the conductor (the equation solved)
+    assert np.allclose(model.predict(x[:50]), 1.0, atol=1e-3)

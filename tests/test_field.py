@@ -205,3 +205,34 @@ def test_bad_points_are_named():
         field.evaluate([[0.0, 1.0]])
     with pytest.raises(ValueError, match="points contains NaN"):
         field.evaluate([[0.0, np.nan, 1.0]])
+
+
+@pytest.mark.parametrize("kernel, k", [("laplace", None), ("helmholtz", 2.0 + 0.5j)])
+def test_from_operator_reuses_the_operators_fit_and_equals_a_fresh_field(kernel, k, rng):
+    x = point_cloud("clusters", 1500, 3)
+    q = rng.standard_normal((1500, 2))
+    q = q + 1j * rng.standard_normal((1500, 2)) if kernel == "helmholtz" else q
+    A = fmmsolve.FMMOperator(x, kernel=kernel, wavenumber=k, eps=1e-4, leaf_size=20,
+                             memory=None)
+    field = FMMField.from_operator(A, q)
+    assert field._engine is A._engine  # no second tree, lists or plans
+    fresh = FMMField(x, q, kernel=kernel, wavenumber=k, eps=1e-4, leaf_size=20, memory=None)
+    y = rng.random((300, 3)) * 1.4 - 0.2
+    np.testing.assert_array_equal(field.evaluate(y), fresh.evaluate(y))
+    np.testing.assert_array_equal(field.evaluate(x), A @ q)  # at the sources: the operator
+    copy = pickle.loads(pickle.dumps(field))  # refits with the operator's parameters
+    np.testing.assert_array_equal(copy.evaluate(y), fresh.evaluate(y))
+
+
+def test_from_operator_refuses_what_it_cannot_reuse(rng):
+    x = point_cloud("uniform", 500, 4)
+    A = fmmsolve.FMMOperator(x, eps=1e-3, memory=None)
+    with pytest.raises(TypeError, match="operator must be an FMMOperator, got ndarray"):
+        FMMField.from_operator(np.eye(3), np.ones(3))
+    with pytest.raises(ValueError, match=r"charges must have shape \(500,\)"):
+        FMMField.from_operator(A, np.ones(499))
+    with pytest.raises(ValueError, match="charges contains NaN"):
+        FMMField.from_operator(A, np.full(500, np.nan))
+    with_targets = fmmsolve.FMMOperator(x, rng.random((20, 3)), eps=1e-3, memory=None)
+    with pytest.raises(ValueError, match=r"fitted on its sources alone \(targets=None\)"):
+        FMMField.from_operator(with_targets, np.ones(500))
