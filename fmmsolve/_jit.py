@@ -71,7 +71,8 @@ def bind(template, suffix: str, bindings: dict, *, parallel: bool = False):
     namespace = dict(template.__globals__)
     namespace.update(bindings)
     # Numba keys a cache entry by its own file only. Name the copy after the bound functions'
-    # files too, so that editing a kernel module never reuses a copy compiled with the old code.
+    # files and code too, so that editing a kernel module, or binding a function defined
+    # without a file (a notebook), never reuses a copy compiled from other code.
     suffix = f"{suffix}_{_source_stamp(bindings.values())}"
     name = f"{template.__name__}__{suffix}"
     func = types.FunctionType(template.__code__, namespace, name, template.__defaults__,
@@ -83,12 +84,35 @@ def bind(template, suffix: str, bindings: dict, *, parallel: bool = False):
 
 
 def _source_stamp(objects) -> str:
-    """Short hash of the modification time and size of the files defining ``objects``."""
+    """Short hash of the definitions of ``objects``: the modification time and size of each
+    one's file, and a digest of its code, so that code without a file (a notebook cell,
+    ``exec``) or a file edited within the clock's resolution never reuses another definition's
+    compiled copy."""
     parts = []
     for obj in objects:
+        func = getattr(obj, "py_func", obj)
         try:
-            stat = os.stat(inspect.getsourcefile(getattr(obj, "py_func", obj)))
+            stat = os.stat(inspect.getsourcefile(func))
             parts.append(f"{stat.st_mtime_ns}:{stat.st_size}")
         except (TypeError, OSError):
             parts.append("?")
+        code = getattr(func, "__code__", None)
+        parts.append("" if code is None else _code_digest(code))
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:8]
+
+
+def _code_digest(code) -> str:
+    """Digest of a code object's instructions, constants (nested code included) and names;
+    the same in every process (a frozenset's elements are sorted, not hash-ordered)."""
+    def const(c):
+        if isinstance(c, types.CodeType):
+            return _code_digest(c)
+        if isinstance(c, frozenset):
+            return "frozenset(" + ",".join(sorted(map(const, c))) + ")"
+        if isinstance(c, tuple):
+            return "(" + ",".join(map(const, c)) + ")"
+        return repr(c)
+
+    text = "|".join([code.co_code.hex(), ",".join(map(const, code.co_consts)),
+                     ",".join(code.co_names), ",".join(code.co_varnames)])
+    return hashlib.sha1(text.encode()).hexdigest()

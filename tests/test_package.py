@@ -226,3 +226,31 @@ def test_the_linter_passes():
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+STAMPED = '''
+def g(x):
+    return x {op} 1 if x in {{"a", "b", "c"}} else x
+'''
+
+
+def _defined_without_a_file(op):
+    namespace = {}
+    exec(STAMPED.format(op=op), namespace)  # like a notebook cell: no source file
+    return namespace["g"]
+
+
+def test_compiled_copies_are_named_after_the_code_of_functions_without_a_file():
+    from fmmsolve._jit import _source_stamp
+
+    plus, minus = _defined_without_a_file("+"), _defined_without_a_file("-")
+    assert _source_stamp([plus]) != _source_stamp([minus])  # one name, two definitions
+    assert _source_stamp([plus]) == _source_stamp([_defined_without_a_file("+")])
+    # the same in every process, whatever the string hash seed (the set constant's order)
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import test_package as t; "
+              "from fmmsolve._jit import _source_stamp; "
+              "print(_source_stamp([t._defined_without_a_file('+')]))")
+    stamps = {subprocess.run([sys.executable, "-c", script, str(ROOT / "tests")],
+                             env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True,
+                             text=True, check=True).stdout.strip() for seed in ("1", "2")}
+    assert stamps == {_source_stamp([plus])}
