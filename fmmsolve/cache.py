@@ -50,6 +50,7 @@ variables are read at each use, not at import.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import pathlib
@@ -249,6 +250,13 @@ def _plain(wavenumber):
     if wavenumber is None:
         return None
     return complex(wavenumber) if np.iscomplexobj(wavenumber) else float(wavenumber)
+
+
+def plan_loader(memory):
+    """The ``plan_loader`` of an engine whose plans go through ``memory``'s disk cache (a
+    ``memory=`` argument, resolved here, so that its errors come first): :func:`load_plan`
+    with the store bound."""
+    return functools.partial(load_plan, resolve_memory(memory))
 
 
 def load_plan(memory: joblib.Memory | None, kernel_name: str, expansion_order: int,

@@ -202,10 +202,10 @@ class FMMField:
         src = as_points(sources, "sources")
         kern = get_kernel(kernel)
         q = as_densities(charges, src.shape[0], "charges", kern.value_dtype(dtype))
-        store = cache.resolve_memory(memory)
+        loader = cache.plan_loader(memory)
         engine = FMMEngine(src, None, kernel=kern, wavenumber=wavenumber, eps=eps,
                            expansion_order=expansion_order, leaf_size=leaf_size, dtype=dtype,
-                           plan_loader=functools.partial(cache.load_plan, store))
+                           plan_loader=loader)
         self._set_up(engine, src, q, wavenumber, leaf_size, memory, dtype, t0)
 
     @classmethod

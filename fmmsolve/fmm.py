@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 
-from ._config import DEFAULT_LEAF_SIZE
 from ._validation import as_points, check_positive_int, resolve_real_dtype
 from .kernels import get_kernel
 from .operators import dense, m2l, surfaces, translations
@@ -121,8 +120,7 @@ class FMMEngine:
             else check_order(expansion_order)
         self._narrow = bool(narrow_far_field)
         if leaf_size is None:
-            # about one surface's worth of points per leaf balances near and far field
-            leaf_size = max(DEFAULT_LEAF_SIZE, surfaces.n_surface_points(self.expansion_order))
+            leaf_size = surfaces.default_leaf_size(self.expansion_order)
         leaf_size = check_positive_int(leaf_size, "leaf_size")
         src = as_points(sources, "sources", precision=self.real_dtype)
         tgt = None if targets is None else as_points(targets, "targets",

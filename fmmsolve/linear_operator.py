@@ -28,7 +28,6 @@ This module owns the bridge to SciPy's host protocol and is the only one importi
 
 from __future__ import annotations
 
-import functools
 import inspect
 import time
 
@@ -143,11 +142,11 @@ class FMMOperator(LinearOperator):
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None,
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
                  memory="default"):
-        store = cache.resolve_memory(memory)
+        loader = cache.plan_loader(memory)
         engine = FMMEngine(sources, targets, kernel=kernel, wavenumber=wavenumber, eps=eps,
                            dipoles=check_flag(dipoles, "dipoles"), expansion_order=expansion_order,
                            leaf_size=leaf_size, dtype=dtype,
-                           plan_loader=functools.partial(cache.load_plan, store))
+                           plan_loader=loader)
         self._set_fitted(engine, _read_only(sources),
                          None if targets is None else _read_only(targets),
                          wavenumber, leaf_size, memory)

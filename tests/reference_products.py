@@ -8,7 +8,9 @@ with :func:`fingerprint`, a description of everything that changes the bits of a
 result besides fmmsolve itself: the CPU and its features, and the versions of NumPy, SciPy,
 Numba, llvmlite and the BLAS. ``tests/test_reference_products.py`` recomputes them and compares.
 
-Rewrite the file only when a change is meant to change results, and say so in its commit.
+Write it with an empty Numba cache (``NUMBA_CACHE_DIR`` a new directory): bits depend on
+whether kernels were compiled afresh or loaded from the cache (see the test module). Rewrite
+the file only when a change is meant to change results, and say so in its commit.
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
 import fmmsolve
-from fmmsolve._config import DEFAULT_LEAF_SIZE
 from fmmsolve.accuracy import order_for_eps
 from fmmsolve.operators import surfaces
 from fmmsolve.testing import magnitude_field
@@ -181,7 +180,7 @@ def _depth(src, tgt, eps, dipoles, leaf_size):
     """Depth of the tree the FMM builds (its default leaf size: about one surface of points)."""
     if leaf_size is None:
         order = order_for_eps(eps, dipoles)
-        leaf_size = max(DEFAULT_LEAF_SIZE, surfaces.n_surface_points(order))
+        leaf_size = surfaces.default_leaf_size(order)
     return fmmsolve.build_octree(src, tgt, leaf_size=leaf_size).depth
 
 

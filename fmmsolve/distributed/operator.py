@@ -17,7 +17,6 @@ the caller gave them (one ``Alltoallv``).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 
 import numpy as np
@@ -169,7 +168,7 @@ class DistributedFMMOperator:
         """Fit this rank's engine and top tree (rank 0 first when plans go through a disk
         cache, so that the ranks do not write the same cache entry at once)."""
         comm, part = self.comm, self.partition
-        options = {**options, "plan_loader": functools.partial(cache.load_plan, memory)}
+        options = {**options, "plan_loader": cache.plan_loader(memory)}
         top_options = {k: v for k, v in options.items() if k != "leaf_size"}
 
         def build():

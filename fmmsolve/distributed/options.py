@@ -19,11 +19,10 @@
 from __future__ import annotations
 
 from .. import cache
-from .._config import DEFAULT_LEAF_SIZE
 from .._validation import check_positive_int, resolve_real_dtype
 from ..accuracy import check_eps, check_order, order_for_eps
 from ..kernels import get_kernel
-from ..operators.surfaces import n_surface_points
+from ..operators.surfaces import default_leaf_size
 
 __all__ = ["ENGINE_OPTIONS", "check_options", "check_same"]
 
@@ -71,7 +70,7 @@ def check_options(options, *points):
     order = order_for_eps(eps) if order is None else check_order(order)
     leaf_size = options.get("leaf_size")
     # the engine's default, resolved here: the partition needs it too, and it must be compared
-    leaf_size = max(DEFAULT_LEAF_SIZE, n_surface_points(order)) if leaf_size is None \
+    leaf_size = default_leaf_size(order) if leaf_size is None \
         else check_positive_int(leaf_size, "leaf_size")
     memory = cache.resolve_memory(options.get("memory", "default"))
     engine = {"kernel": kernel, "wavenumber": options.get("wavenumber"), "eps": eps,

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["surface", "n_surface_points", "radii", "UP_EQUIV", "UP_CHECK", "DOWN_EQUIV",
-           "DOWN_CHECK", "SEPARATION"]
+from .._config import DEFAULT_LEAF_SIZE
+
+__all__ = ["surface", "n_surface_points", "default_leaf_size", "radii", "UP_EQUIV", "UP_CHECK",
+           "DOWN_EQUIV", "DOWN_CHECK", "SEPARATION"]
 
 UP_EQUIV = 1.05
 UP_CHECK = 2.95
@@ -29,6 +31,12 @@ SEPARATION = 3.0
 def n_surface_points(order: int) -> int:
     """Number of points of a surface of order ``order`` (>= 2)."""
     return 6 * (order - 1) ** 2 + 2
+
+
+def default_leaf_size(order: int) -> int:
+    """Sources per leaf when the user gives none: about one surface's worth of points (at least
+    ``DEFAULT_LEAF_SIZE``), which balances the near field against the far field."""
+    return max(DEFAULT_LEAF_SIZE, n_surface_points(order))
 
 
 def surface(order: int) -> np.ndarray:

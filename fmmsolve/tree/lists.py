@@ -12,11 +12,11 @@ box (it holds sources):
 * ``X(B)``: the leaves A coarser than B, not adjacent to B, adjacent to B's parent; that is,
   B is in the W list A would have as a target leaf (P2L).
 
-These lists are correct on trees that are not 2:1 balanced (fmmsolve does not balance): for
-every target leaf T and every source leaf S exactly one of the following holds, which
-``tests/test_lists.py`` checks by brute force: S is in U(T); S is, or descends from, a box in
-V(B) for B = T or an ancestor of T; S is, or descends from, a box in W(T); S is in X(B) for
-B = T or an ancestor of T.
+These lists are correct on trees that are not 2:1 balanced (fmmsolve does not balance): for every
+target leaf T and every source leaf S exactly one of the following holds, which
+``tests/tree/test_lists.py`` checks by brute force: S is in U(T); S is, or descends from, a box in
+V(B) for B = T or an ancestor of T; S is, or descends from, a box in W(T); S is in X(B) for B = T
+or an ancestor of T.
 
 Each list is stored as ``indptr`` of shape (n_boxes + 1,) and ``indices`` (box indices), as in
 ``scipy.sparse.csr_matrix``: the list of box ``b`` is ``indices[indptr[b]:indptr[b + 1]]``.
