@@ -58,7 +58,8 @@ def _compiled(kernel, dipoles=False):
 
 def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wavenumber=None,
            gradient=False, dtype=None):
-    """Exact potentials (and gradients): phi(y_i) = sum_j G(y_i, x_j) q_j + grad_x G . d_j.
+    """Exact potentials (and gradients),
+    phi(y_i) = sum_j G(y_i, x_j) q_j + grad_x G(y_i, x_j) . d_j.
 
     Pairs with y_i == x_j (zero distance) are skipped, so ``targets=None`` gives the
     self-interaction without the singular diagonal.
