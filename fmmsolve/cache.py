@@ -76,7 +76,7 @@ __all__ = ["ENV_VAR", "FORMAT_VERSION", "MAX_ENV_VAR", "CacheInfo", "cache_info"
 #: Bump whenever the content or layout of a Plan or an entry changes: old entries never match.
 # 8: M2L factors from a seeded randomized SVD; 7: M2M and L2L of octant 0 only;
 # 6: <digest>/output.pkl, LRU-evicted
-FORMAT_VERSION = 8
+FORMAT_VERSION = 9
 #: Environment variable that overrides the default cache directory.
 ENV_VAR = "FMMSOLVE_CACHE_DIR"
 #: Environment variable that bounds the total size of a location's entries.

@@ -1,13 +1,21 @@
 """M2M and L2L of octants 1-7 are octant 0's reflected (``plan.octant_operators``): the
 reflections permute the surface exactly, and each octant's operators reproduce the fields they
-translate, for a scale-invariant kernel and a wave kernel."""
+translate, for a scale-invariant kernel and a wave kernel. The basis the M2L precomputation works
+in is orthonormal and even or odd under each reflection (the M2L factors themselves are checked
+against the exact translations in test_m2l.py)."""
 
 import numpy as np
 import pytest
 
 from fmmsolve import get_kernel
 from fmmsolve.operators import surfaces
-from fmmsolve.operators.plan import _octant_offsets, _octant_permutations, compute_plan
+from fmmsolve.operators.plan import (
+    _characters,
+    _octant_offsets,
+    _octant_permutations,
+    _reflection_basis,
+    compute_plan,
+)
 from fmmsolve.testing import relative_l2_error
 
 
@@ -18,6 +26,18 @@ def test_reflections_permute_the_surface(order):
     for c, offset in enumerate(_octant_offsets()):
         assert sorted(perm[c]) == list(range(len(surf)))
         np.testing.assert_allclose(surf[perm[c]], surf * -offset, atol=1e-15)  # octant 0: -1
+
+
+@pytest.mark.parametrize("order", [2, 3, 6, 9])
+def test_reflection_basis_is_orthonormal_and_even_or_odd(order):
+    basis, character = _reflection_basis(order)
+    n = surfaces.n_surface_points(order)
+    assert basis.shape == (n, n) and character.shape == (n,)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(n), atol=1e-13)
+    perm, sign = _octant_permutations(order), _characters()
+    for s in range(8):  # reflecting a column multiplies it by its character at s
+        np.testing.assert_allclose(basis[perm[s]], basis * sign[character, s], atol=1e-15)
+    assert set(character) == set(range(8))
 
 
 @pytest.mark.parametrize("kernel, k", [("laplace", None), ("helmholtz", 1.5)])
