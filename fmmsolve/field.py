@@ -420,12 +420,12 @@ class FMMField:
         compiled = self._compiled
         t1 = time.perf_counter()
         geometry = (engine._centres, engine._frames, engine._half_widths, engine._surf)
-        compiled.surfaces_to_targets(gradient, tgt, boxes, engine._l2p_box_of[boxes], begin,
-                                     end, *geometry,
+        l2p = translations.singleton_lists(tree.n_boxes, boxes, engine._l2p_box_of[boxes])
+        compiled.surfaces_to_targets(gradient, tgt, boxes, *l2p, begin, end, *geometry,
                                      surfaces.DOWN_EQUIV, self._local, k, pot, grad)
         t2 = time.perf_counter()
-        compiled.w_list_to_targets(gradient, tgt, leaves, *engine._w, begin, end, *geometry,
-                                   surfaces.UP_EQUIV, self._multipole, k, pot, grad)
+        compiled.surfaces_to_targets(gradient, tgt, leaves, *engine._w, begin, end, *geometry,
+                                     surfaces.UP_EQUIV, self._multipole, k, pot, grad)
         t3 = time.perf_counter()
         compiled.near_field(gradient, engine._src, self._q, tgt, leaves, *engine._near,
                             tree.src_begin, tree.src_end, begin, end, engine._frames, k,

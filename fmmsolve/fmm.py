@@ -195,7 +195,10 @@ class FMMEngine:
         # its own (tree/lists.py); FMMField uses the same map for its points
         self._l2p_box_of = l2p_boxes(tree, lists, np.arange(tree.n_boxes),
                                      receivers=[self._x_boxes, tree.levels <= tree_min_depth])
-        self._l2p_boxes = self._l2p_box_of[self._l2p_leaves]
+        self._l2p = translations.singleton_lists(tree.n_boxes, self._l2p_leaves,
+                                                 self._l2p_box_of[self._l2p_leaves])
+        self._p2m = translations.singleton_lists(tree.n_boxes, self._src_leaves,
+                                                 self._src_leaves)
         self._p2m_groups = self._by_plan(self._src_leaves)
         self._p2l_groups = self._by_plan(self._x_boxes)
 
@@ -311,11 +314,11 @@ class FMMEngine:
         compiled = self._compiled
         common = (gradient, self._tgt, self._tgt_leaves)
         compiled.surfaces_to_targets(
-            gradient, self._tgt, self._l2p_leaves, self._l2p_boxes, tree.tgt_begin, tree.tgt_end,
+            gradient, self._tgt, self._l2p_leaves, *self._l2p, tree.tgt_begin, tree.tgt_end,
             self._centres, self._frames, self._half_widths, self._surf, surfaces.DOWN_EQUIV,
             local, k, pot, grad)
         lap("l2p")
-        compiled.w_list_to_targets(
+        compiled.surfaces_to_targets(
             *common, *self._w, tree.tgt_begin, tree.tgt_end,
             self._centres, self._frames, self._half_widths, self._surf, surfaces.UP_EQUIV,
             multipole, k, pot, grad)
@@ -362,8 +365,9 @@ class FMMEngine:
         check = np.zeros((len(leaves), m, n_e), vdt)
         for passes, q in sources:
             passes.points_to_surfaces(
-                self._src, q, leaves, tree.src_begin, tree.src_end, self._centres, self._frames,
-                self._half_widths, self._surf, surfaces.UP_CHECK, self.wavenumber, check)
+                self._src, q, leaves, *self._p2m, tree.src_begin, tree.src_end, self._centres,
+                self._frames, self._half_widths, self._surf, surfaces.UP_CHECK, self.wavenumber,
+                check)
         for rows, plan in self._p2m_groups:
             boxes = leaves[rows]
             scale = self._c2e_scale[boxes, None, None]
@@ -391,7 +395,7 @@ class FMMEngine:
         if len(boxes):
             check = np.zeros((len(boxes), m, n_e), vdt)
             for passes, q in sources:
-                passes.x_list_to_surfaces(
+                passes.points_to_surfaces(
                     self._src, q, boxes, *self._x,
                     tree.src_begin, tree.src_end, self._centres, self._frames, self._half_widths,
                     self._surf, surfaces.DOWN_CHECK, self.wavenumber, check)

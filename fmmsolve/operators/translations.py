@@ -1,6 +1,12 @@
 """Compiled KIFMM translations that touch points: P2M, P2L (onto check surfaces), and L2P,
 M2P, P2P (onto targets).
 
+Three templates serve the five: :func:`points_to_surfaces` (P2M and P2L), whose boxes each list
+the leaves whose sources they see (P2M: the box itself), :func:`surfaces_to_targets` (L2P and
+M2P), whose leaves each list the boxes whose expansions they see (L2P: the one box the leaf
+takes its local expansion from), and :func:`near_field` (P2P). Each template is compiled once
+per kernel and precision, so a first run compiles three parallel functions, not five.
+
 Every function is a ``prange`` over boxes or leaves. Each one calls the kernel's block
 functions (:mod:`fmmsolve.kernels._kernel`) through the module globals ``p2p`` and
 ``p2p_gradient``; :func:`for_kernel` compiles the templates with those names bound to one
@@ -36,7 +42,7 @@ import types
 from .._jit import bind, jit, prange
 from ..kernels import dipole
 
-__all__ = ["for_kernel", "leaf_block_index", "leaf_frames"]
+__all__ = ["for_kernel", "leaf_block_index", "leaf_frames", "singleton_lists"]
 
 # Placeholders: the templates read these globals, `for_kernel` binds them to a kernel.
 p2p = p2p_gradient = None
@@ -83,54 +89,34 @@ def _to_targets(p2p, p2p_gradient, gradient, sx, sy, sz, q, tgt, a, b, wavenumbe
         p2p(sx, sy, sz, q, tgt[0, a:b], tgt[1, a:b], tgt[2, a:b], wavenumber, pot[:, a:b])
 
 
-def points_to_surfaces(src, charges, boxes, src_begin, src_end, centres, frames, half_widths,
-                       surf, radius, wavenumber, out):
-    """P2M check step: ``out[i]`` (m, n_surface) = potential at box ``boxes[i]``'s surface of
-    ``radius`` due to the box's own sources."""
-    for i in prange(boxes.shape[0]):
-        b = boxes[i]
-        pts = _box_surface(surf, centres, frames, half_widths, radius, b, b)
-        s0, s1 = src_begin[b], src_end[b]
-        p2p(src[0, s0:s1], src[1, s0:s1], src[2, s0:s1],
-            _leaf_densities(charges, s0, s1, src.shape[1]), pts[0], pts[1], pts[2], wavenumber,
-            out[i])
-
-
-def x_list_to_surfaces(src, charges, boxes, x_ptr, x_idx, src_begin, src_end, centres,
+def points_to_surfaces(src, charges, boxes, list_ptr, list_idx, src_begin, src_end, centres,
                        frames, half_widths, surf, radius, wavenumber, out):
-    """P2L check step: ``out[i]`` (m, n_surface) = potential at box ``boxes[i]``'s surface due
-    to the sources of every leaf in its X list."""
+    """P2M and P2L check step: ``out[i]`` (m, n_surface) += potential at box ``boxes[i]``'s
+    surface of ``radius`` due to the sources of every leaf in its list
+    ``list_idx[list_ptr[b]:list_ptr[b + 1]]``: the box itself for P2M
+    (:func:`singleton_lists`), its X list for P2L."""
     for i in prange(boxes.shape[0]):
         b = boxes[i]
         pts = _box_surface(surf, centres, frames, half_widths, radius, b, b)
-        for e in range(x_ptr[b], x_ptr[b + 1]):
-            a = x_idx[e]
+        for e in range(list_ptr[b], list_ptr[b + 1]):
+            a = list_idx[e]
             s0, s1 = src_begin[a], src_end[a]
             s = _points_in_frame(src, s0, s1, frames, a, b)
             p2p(s[0], s[1], s[2], _leaf_densities(charges, s0, s1, src.shape[1]),
                 pts[0], pts[1], pts[2], wavenumber, out[i])
 
 
-def surfaces_to_targets(gradient, tgt, leaves, boxes, tgt_begin, tgt_end, centres, frames,
-                        half_widths, surf, radius, expansions, wavenumber, pot, grad):
-    """L2P: add, at the targets of each leaf ``leaves[i]``, the field of the local expansion
-    (equivalent densities on the surface of ``radius``) of the box ``boxes[i]``: the leaf itself
-    or an ancestor whose expansion the leaf's only refines (see ``FMMEngine``)."""
-    for i in prange(leaves.shape[0]):
-        b, e = leaves[i], boxes[i]
-        pts = _box_surface(surf, centres, frames, half_widths, radius, e, b)
-        _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], expansions[e],
-                    tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad)
-
-
-def w_list_to_targets(gradient, tgt, leaves, w_ptr, w_idx, tgt_begin,
-                      tgt_end, centres, frames, half_widths, surf, radius, expansions, wavenumber,
-                      pot, grad):
-    """M2P: add the field of the multipole expansion of every box in a leaf's W list."""
+def surfaces_to_targets(gradient, tgt, leaves, list_ptr, list_idx, tgt_begin, tgt_end, centres,
+                        frames, half_widths, surf, radius, expansions, wavenumber, pot, grad):
+    """L2P and M2P: add, at the targets of each leaf ``leaves[i]``, the field of the expansions
+    (equivalent densities on the surface of ``radius``) of every box in its list: for L2P the
+    one box whose local expansion the leaf's targets take (the leaf, or an ancestor whose
+    expansion the leaf's only refines; see ``FMMEngine``), for M2P the multipoles of its W
+    list."""
     for i in prange(leaves.shape[0]):
         b = leaves[i]
-        for e in range(w_ptr[b], w_ptr[b + 1]):
-            a = w_idx[e]
+        for e in range(list_ptr[b], list_ptr[b + 1]):
+            a = list_idx[e]
             pts = _box_surface(surf, centres, frames, half_widths, radius, a, b)
             _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], expansions[a],
                         tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad)
@@ -150,16 +136,15 @@ def near_field(gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,
                         tgt_end[b], wavenumber, pot, grad)
 
 
-_TEMPLATES = (points_to_surfaces, x_list_to_surfaces, surfaces_to_targets, w_list_to_targets,
-              near_field)
+_TEMPLATES = (points_to_surfaces, surfaces_to_targets, near_field)
 
 
 @functools.lru_cache(maxsize=None)
 def for_kernel(kernel, dipoles=False):
     """The translation templates above compiled for ``kernel``, for charges or (``dipoles``)
     for dipole densities in the leaf-block layout of 3 m columns
-    (:mod:`fmmsolve.kernels.dipole`). Only P2M, P2L and P2P read densities; the other passes
-    are the same either way.
+    (:mod:`fmmsolve.kernels.dipole`). Only P2M, P2L and P2P read densities; L2P and M2P are the
+    same either way.
 
     Returns a namespace whose attributes are named and called like the templates.
     """
@@ -171,6 +156,20 @@ def for_kernel(kernel, dipoles=False):
     return types.SimpleNamespace(**{
         t.__name__: bind(t, suffix, bindings, parallel=True) for t in _TEMPLATES
     })
+
+
+def singleton_lists(n_boxes, boxes, entries):
+    """The CSR lists ``(ptr, idx)`` over ``n_boxes`` boxes, shapes (n_boxes + 1,) and
+    (len(boxes),), int64, in which box ``boxes[i]`` lists only ``entries[i]`` and every other
+    box nothing: P2M and L2P as :func:`points_to_surfaces` and :func:`surfaces_to_targets`.
+    ``boxes`` must be distinct."""
+    boxes = np.asarray(boxes, np.int64)
+    counts = np.zeros(n_boxes, np.int64)
+    counts[boxes] = 1
+    ptr = np.concatenate([[0], np.cumsum(counts)])
+    idx = np.empty(len(boxes), np.int64)
+    idx[ptr[boxes]] = entries
+    return ptr, idx
 
 
 def leaf_block_index(src_begin, src_end, leaves, m):
