@@ -39,7 +39,7 @@ float64 and cast to the value dtype at the end. Conventions:
   ``U`` and ``V`` come from 16 small QR factorisations of 56 blocks instead of two of 316,
   their columns are even or odd, and ``C_{s v}`` is ``C_v`` with rows and columns negated:
   only 56 of the 316 second-stage SVDs are computed. (Five times faster than the plain stacks
-  at order 7, seven at order 11; same ranks.)
+  at order 7, ten at order 11; same ranks.)
 """
 
 from __future__ import annotations
