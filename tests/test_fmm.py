@@ -140,6 +140,24 @@ def test_leaf_block_layout(rng):
         np.testing.assert_array_equal(flat[m * s0:m * s1].reshape(m, s1 - s0), q[s0:s1].T)
 
 
+def test_singleton_lists_list_one_entry_per_given_box(rng):
+    """P2M and L2P run as P2L and M2P over these lists: each given box lists its entry, every
+    other box nothing; a repeated box is refused (its first entry would be lost)."""
+    from fmmsolve.operators.translations import singleton_lists
+    boxes = rng.permutation(40)[:15]
+    entries = rng.integers(0, 40, 15)
+    ptr, idx = singleton_lists(40, boxes, entries)
+    assert ptr.shape == (41,) and idx.shape == (15,)
+    for b in range(40):
+        listed = idx[ptr[b]:ptr[b + 1]]
+        want = entries[boxes == b]
+        np.testing.assert_array_equal(listed, want)
+    ptr, idx = singleton_lists(5, np.array([], np.int64), np.array([], np.int64))
+    assert (ptr == 0).all() and idx.shape == (0,)
+    with pytest.raises(ValueError, match="distinct"):
+        singleton_lists(40, [3, 7, 3], [1, 2, 3])
+
+
 def test_far_field_hook_and_translate_add_the_far_boxes(rng):
     """The distributed FMM's split on one process: the sources adjacent to one level-2 box go
     through the engine; the other level-2 boxes' multipoles go through ``translate`` on a tree

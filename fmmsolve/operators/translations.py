@@ -162,10 +162,11 @@ def singleton_lists(n_boxes, boxes, entries):
     """The CSR lists ``(ptr, idx)`` over ``n_boxes`` boxes, shapes (n_boxes + 1,) and
     (len(boxes),), int64, in which box ``boxes[i]`` lists only ``entries[i]`` and every other
     box nothing: P2M and L2P as :func:`points_to_surfaces` and :func:`surfaces_to_targets`.
-    ``boxes`` must be distinct."""
+    Raises ValueError when a box appears twice (one entry would be lost)."""
     boxes = np.asarray(boxes, np.int64)
-    counts = np.zeros(n_boxes, np.int64)
-    counts[boxes] = 1
+    counts = np.bincount(boxes, minlength=n_boxes)
+    if len(boxes) and counts.max() > 1:
+        raise ValueError("singleton_lists: boxes must be distinct")
     ptr = np.concatenate([[0], np.cumsum(counts)])
     idx = np.empty(len(boxes), np.int64)
     idx[ptr[boxes]] = entries
