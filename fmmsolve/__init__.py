@@ -9,7 +9,7 @@ scikit-learn.
 from ._version import __version__
 from .cache import clear_cache
 from .field import FMMField
-from .kernels import KERNEL_NAMES, get_kernel
+from .kernels import KERNEL_NAMES, get_kernel, register_kernel
 from .kernels.direct import direct
 from .linear_operator import FMMOperator, load
 from .tree import InteractionLists, Octree, build_interaction_lists, build_octree
@@ -25,6 +25,7 @@ __all__ = [
     "FMMField",
     "load",
     "get_kernel",
+    "register_kernel",
     "KERNEL_NAMES",
     "Octree",
     "build_octree",

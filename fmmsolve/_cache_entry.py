@@ -56,7 +56,7 @@ def _payload(key, plan: Plan) -> dict:
 
 def _inconsistency(plan: Plan, key) -> str | None:
     """What in ``plan`` contradicts ``key``, or None: the last guard before a Plan is used."""
-    kernel_name, _, order, tol, dtype, _, _, variant = key
+    kernel_name, _, order, tol, dtype, _, _, variant = key[:8]
     stored = (plan.kernel_name, plan.expansion_order, plan.compression_tol)
     if stored != (kernel_name, order, tol):
         return f"kernel, order and tolerance {stored} instead of {(kernel_name, order, tol)}"

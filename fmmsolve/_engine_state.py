@@ -15,7 +15,7 @@ import numpy as np
 
 from ._config import MAX_DEPTH
 from ._validation import resolve_real_dtype
-from .kernels import get_kernel
+from .kernels import kernel_for_key
 from .operators import surfaces, translations
 from .operators.plan import Plan, transfer_vectors
 from .tree import InteractionLists, Octree
@@ -199,14 +199,16 @@ def state_of(engine):
         invariant adds ``"plan_1"`` ... ``"plan_<depth>"``, the plans of the other levels.
         A tree built with ``targets=None`` gives its shared arrays once, as the sources'.
     attrs : dict of str to scalar
-        ``"engine.kernel"`` (registry name), ``"engine.wavenumber"`` (the value passed to
-        the kernel), ``"engine.eps"``, ``"engine.dipoles"``, ``"engine.expansion_order"``,
-        ``"engine.leaf_size"``,
+        ``"engine.kernel"`` (registry name), ``"engine.kernel_digest"`` (the digest of its
+        definition, :attr:`~fmmsolve.kernels.Kernel.digest`), ``"engine.wavenumber"`` (the
+        value passed to the kernel), ``"engine.eps"``, ``"engine.dipoles"``,
+        ``"engine.expansion_order"``, ``"engine.leaf_size"``,
         ``"engine.real_dtype"`` (``"float64"`` or ``"float32"``), ``"engine.radii"`` (the
         surface radii the plan was computed for), and every other field of the records as
         ``"tree.<field>"``, ``"lists.<field>"``, ``"plan.<field>"`` or ``"plan_<l>.<field>"``.
     """
-    attrs = {"engine.kernel": engine.kernel.name, "engine.wavenumber": engine.wavenumber,
+    attrs = {"engine.kernel": engine.kernel.name, "engine.kernel_digest": engine.kernel.digest,
+             "engine.wavenumber": engine.wavenumber,
              "engine.eps": engine.eps, "engine.dipoles": engine.dipoles,
              "engine.expansion_order": engine.expansion_order,
              "engine.leaf_size": engine.tree.leaf_size,
@@ -232,7 +234,7 @@ def restore(engine, groups, attrs):
     """Set the fitted fields of the bare ``engine`` (kernel, parameters, tree, lists and plan)
     from :func:`state_of`'s output, checking everything first; see
     :meth:`FMMEngine.from_state <fmmsolve.fmm.FMMEngine.from_state>`."""
-    engine.kernel = get_kernel(param(attrs, "engine.kernel", str))
+    engine.kernel = saved_kernel(attrs)
     engine._compiled = translations.for_kernel(engine.kernel)
     engine.wavenumber = param(attrs, "engine.wavenumber", numbers.Number)
     engine.real_dtype = resolve_real_dtype(param(attrs, "engine.real_dtype", str))
@@ -278,6 +280,20 @@ def restore(engine, groups, attrs):
                 f"{names[level]} has no M2L operators, but level {level} has V-list pairs")
 
 
+def saved_kernel(attrs):
+    """The registered kernel a saved state names: its name and, if saved (always, since
+    kernels have digests), the digest of its definition must match a registered kernel's.
+    A state without a digest can only be of a built-in kernel."""
+    name = param(attrs, "engine.kernel", str)
+    if "engine.kernel_digest" not in attrs:
+        return kernel_for_key(name)
+    digest = param(attrs, "engine.kernel_digest", str)
+    kernel = kernel_for_key(f"{name}-{digest[:16]}")
+    require(kernel.digest == digest, f"engine.kernel_digest {digest!r} is not the digest of "
+                                     f"the registered kernel {name!r}")
+    return kernel
+
+
 def check_layout(layout, attrs):
     """Check the groups, dtypes and shapes a saved state declares, before any array is read.
 
@@ -303,7 +319,7 @@ def check_layout(layout, attrs):
     stand_ins = {group: {name: np.broadcast_to(np.zeros((), dtype), shape)
                          for name, (dtype, shape) in arrays.items()}
                  for group, arrays in layout.items()}
-    kernel = get_kernel(param(attrs, "engine.kernel", str))
+    kernel = saved_kernel(attrs)
     value_dtype = kernel.value_dtype(resolve_real_dtype(param(attrs, "engine.real_dtype", str)))
     order = param(attrs, "engine.expansion_order", numbers.Integral)
     require(2 <= order <= 16, f"engine.expansion_order must be in [2, 16], got {order!r}")

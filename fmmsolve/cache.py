@@ -4,12 +4,13 @@ A Plan costs seconds to compute: about 2 s at expansion order 7 and 20 s at orde
 pure function of a few plain values, so fmmsolve stores it on disk and loads it in every later
 process. The key of an entry is every argument the Plan depends on:
 
-* the kernel name and wavenumber;
+* the kernel's name and wavenumber, and the digest of the kernel's definition (last);
 * the expansion order, the compression tolerance and the dtype;
 * the four surface radii;
 * :data:`FORMAT_VERSION`, bumped whenever a Plan's content or layout changes;
 * ``"m2l"``, or ``"no-m2l"`` for a plan without M2L operators (tree levels 0 and 1 of the wave
-  kernels).
+  kernels);
+* the box half-width of a plan of a kernel without a scaling law (None for the others).
 
 Layout and trust. The entries live in ``<store>/fmmsolve-plans`` (``<store>`` is the
 :class:`joblib.Memory`'s directory), itself the store of a :class:`joblib.Memory` that holds
@@ -64,19 +65,22 @@ import numpy as np
 
 from ._cache_entry import _dump, _entry_bytes, _payload, _read_entry
 from ._config import DEFAULT_CACHE_MAX, parse_size
+from .kernels import kernel_for_key
 from .operators import surfaces
 from .operators.plan import Plan, compute_plan
 
 _log = logging.getLogger("fmmsolve")
 
 __all__ = ["ENV_VAR", "FORMAT_VERSION", "MAX_ENV_VAR", "CacheInfo", "cache_info", "cache_size",
-           "clear_cache", "default_location", "load_plan", "max_size", "resolve_memory",
+           "clear_cache", "default_location", "load_plan", "loader_location", "max_size",
+           "resolve_memory",
            "set_max_size"]
 
 #: Bump whenever the content or layout of a Plan or an entry changes: old entries never match.
-# 8: M2L factors from a seeded randomized SVD; 7: M2M and L2L of octant 0 only;
-# 6: <digest>/output.pkl, LRU-evicted
-FORMAT_VERSION = 9
+# 10: keyed by the kernel's digest, and by the box size of a kernel without a scaling law;
+# 9: M2L precomputation by reflections; 8: M2L factors from a seeded randomized SVD;
+# 7: M2M and L2L of octant 0 only; 6: <digest>/output.pkl, LRU-evicted
+FORMAT_VERSION = 10
 #: Environment variable that overrides the default cache directory.
 ENV_VAR = "FMMSOLVE_CACHE_DIR"
 #: Environment variable that bounds the total size of a location's entries.
@@ -259,16 +263,27 @@ def plan_loader(memory):
     return functools.partial(load_plan, resolve_memory(memory))
 
 
+def loader_location(loader) -> pathlib.Path | None:
+    """The cache directory behind a :func:`plan_loader` (None for another loader, or for one
+    without a disk cache): where other measurements may be kept next to the plans."""
+    if isinstance(loader, functools.partial) and loader.func is load_plan and loader.args \
+            and loader.args[0] is not None:
+        return pathlib.Path(loader.args[0].location)
+    return None
+
+
 def load_plan(memory: joblib.Memory | None, kernel_name: str, expansion_order: int,
-              compression_tol: float, dtype: str, wavenumber=None, m2l=True) -> Plan:
+              compression_tol: float, dtype: str, wavenumber=None, m2l=True,
+              scale=None) -> Plan:
     """The Plan for these parameters: from this process, from ``memory``, or computed.
 
     Parameters
     ----------
     memory : joblib.Memory or None
         None skips the disk (the Plan is still memoised in this process).
-    kernel_name, expansion_order, compression_tol, dtype, wavenumber, m2l
-        As for :func:`fmmsolve.operators.plan.compute_plan`.
+    kernel_name, expansion_order, compression_tol, dtype, wavenumber, m2l, scale
+        As for :func:`fmmsolve.operators.plan.compute_plan`. The entry is keyed by the
+        kernel's :attr:`~fmmsolve.kernels.Kernel.key` (its digest), not its name.
 
     Warns
     -----
@@ -279,12 +294,14 @@ def load_plan(memory: joblib.Memory | None, kernel_name: str, expansion_order: i
     """
     order, tol, dtype = int(expansion_order), float(compression_tol), np.dtype(dtype).str
     wavenumber, radii = _plain(wavenumber), surfaces.radii()
-    args = (kernel_name, order, tol, dtype, wavenumber, radii, bool(m2l))
+    scale = None if scale is None else float(scale)
+    kernel = kernel_for_key(kernel_name)
+    args = (kernel_name, order, tol, dtype, wavenumber, radii, bool(m2l), scale)
     store = None if memory is None else getattr(memory.store_backend, "location", None)
     if store is None:
         return compute_plan(*args)
-    key = (kernel_name, wavenumber, order, tol, dtype, radii, FORMAT_VERSION,
-           "m2l" if m2l else "no-m2l")
+    key = (kernel.name, wavenumber, order, tol, dtype, radii, FORMAT_VERSION,
+           "m2l" if m2l else "no-m2l", scale, kernel.digest)
     return _load_plan_from(pathlib.Path(store) / ENTRY_DIR, memory.location, key, args)
 
 

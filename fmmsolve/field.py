@@ -121,7 +121,7 @@ def neighbourhood_to_targets(gradient, points, groups, start_ptr, start_idx, chi
 def _traversal(kernel):
     """:func:`neighbourhood_to_targets` compiled for ``kernel``."""
     bindings = {"p2p": kernel.p2p, "p2p_gradient": kernel.p2p_gradient}
-    return bind(neighbourhood_to_targets, kernel.name, bindings, parallel=True)
+    return bind(neighbourhood_to_targets, kernel.tag, bindings, parallel=True)
 
 
 _OFFSETS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), np.int64)  # (27, 3)
@@ -266,7 +266,7 @@ class FMMField:
         self.timings = {}
 
     def _params(self) -> dict:
-        return dict(kernel=self.kernel, wavenumber=self.wavenumber, eps=self.eps,
+        return dict(kernel=self._engine.kernel.key, wavenumber=self.wavenumber, eps=self.eps,
                     expansion_order=self.expansion_order, leaf_size=self.leaf_size,
                     dtype=self._dtype, memory=self.memory)
 

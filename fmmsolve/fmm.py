@@ -24,10 +24,11 @@ from ._validation import as_points, check_positive_int, resolve_real_dtype
 from .kernels import get_kernel
 from .operators import dense, m2l, surfaces, translations
 from .operators.upward import Upward, octant_groups
-from .operators.plan import compute_plan, transfer_index
+from .operators.plan import level_plans, transfer_index
 from .tree import build_interaction_lists, build_octree
 from .tree.lists import l2p_boxes, leaves_away_from_sources, narrow_far_field, near_and_far
 from . import _engine_state as checks
+from . import calibration
 from .accuracy import (COMPRESSION_MARGIN, check_eps, check_frequency, check_order, design_eps,
                        level_half_widths, max_expansion_half_width, max_kw2, order_for_eps)
 
@@ -71,10 +72,11 @@ class FMMEngine:
     dtype : None, np.float32 or np.float64
         Real working precision; None follows the points (float32 if all are, else float64).
     plan_loader : callable or None
-        ``plan_loader(kernel_name, order, compression_tol, dtype_str, wavenumber, m2l=True)
-        -> Plan``;
-        None computes it (memoised in this process). :class:`~fmmsolve.FMMOperator` passes the
-        disk cache of :mod:`fmmsolve.cache` here.
+        ``plan_loader(kernel_key, order, compression_tol, dtype_str, wavenumber, m2l=True)
+        -> Plan`` (with ``scale=h`` too for a kernel without a homogeneity law, see
+        :func:`~fmmsolve.operators.plan.level_plans`); None computes it (memoised in this
+        process). :class:`~fmmsolve.FMMOperator` passes the disk cache of
+        :mod:`fmmsolve.cache` here.
     tree_options : dict or None
         More keyword arguments of :func:`~fmmsolve.tree.build_octree` (``root``, ``min_depth``,
         ``max_depth``), for :mod:`fmmsolve.distributed`.
@@ -116,15 +118,21 @@ class FMMEngine:
         self.eps, self.dipoles = check_eps(eps, self.real_dtype), bool(dipoles)
         # the accuracy the operators are built for (tighter when dipoles are evaluated)
         self._design_eps = design_eps(self.eps, self.dipoles)
-        self.expansion_order = order_for_eps(self.eps, self.dipoles) if expansion_order is None \
-            else check_order(expansion_order)
+        if expansion_order is not None:
+            self.expansion_order = check_order(expansion_order)
+        elif self.kernel.measured:  # else calibrated below, from the points' extent
+            self.expansion_order = order_for_eps(self.eps, self.dipoles)
         self._narrow = bool(narrow_far_field)
-        if leaf_size is None:
-            leaf_size = surfaces.default_leaf_size(self.expansion_order)
-        leaf_size = check_positive_int(leaf_size, "leaf_size")
+        if leaf_size is not None:
+            leaf_size = check_positive_int(leaf_size, "leaf_size")
         src = as_points(sources, "sources", precision=self.real_dtype)
         tgt = None if targets is None else as_points(targets, "targets",
                                                      precision=self.real_dtype)
+        if expansion_order is None and not self.kernel.measured:
+            self.expansion_order = calibration.order_for_points(
+                self.kernel, self.wavenumber, self._design_eps, (src, tgt), plan_loader)
+        if leaf_size is None:
+            leaf_size = surfaces.default_leaf_size(self.expansion_order)
         t1 = time.perf_counter()
         self.tree = build_octree(src, tgt, leaf_size=leaf_size, **(tree_options or {}))
         t2 = time.perf_counter()
@@ -132,15 +140,9 @@ class FMMEngine:
         t3 = time.perf_counter()
         check_frequency(self.kernel, self.wavenumber, self.tree, self.expansion_order,
                          self.eps)
-        load = compute_plan if plan_loader is None else plan_loader
-        args = (self.kernel.name, self.expansion_order, COMPRESSION_MARGIN * self._design_eps,
-                self.value_dtype.str)
-        if self.kernel.scale_invariant:  # one plan, rescaled per level
-            self.plans = [load(*args, self.wavenumber)] * (self.tree.depth + 1)
-        else:  # the plan of level l is the reference plan at the wavenumber k h_l; levels 0
-            # and 1 have no V list, so their plans skip the M2L operators
-            self.plans = [load(*args, wavenumber=self.wavenumber * h, m2l=level >= 2)
-                          for level, h in enumerate(level_half_widths(self.tree))]
+        self.plans = level_plans(self.kernel, self.wavenumber, self.expansion_order,
+                                 COMPRESSION_MARGIN * self._design_eps, self.value_dtype,
+                                 level_half_widths(self.tree), plan_loader)
         self.plan = self.plans[0]
         t4 = time.perf_counter()
         self._bind_geometry((tree_options or {}).get("min_depth", 0))

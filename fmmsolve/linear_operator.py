@@ -168,7 +168,7 @@ class FMMOperator(LinearOperator):
 
     def _params(self) -> dict:
         """Keyword arguments that rebuild this operator (the adjoint and unpickling use them)."""
-        return dict(kernel=self.kernel, wavenumber=self.wavenumber, eps=self.eps,
+        return dict(kernel=self._engine.kernel.key, wavenumber=self.wavenumber, eps=self.eps,
                     dipoles=self.dipoles, expansion_order=self.expansion_order,
                     leaf_size=self.leaf_size,
                     dtype=self._real_dtype, memory=self.memory)

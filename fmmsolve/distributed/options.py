@@ -67,6 +67,11 @@ def check_options(options, *points):
     real_dtype = resolve_real_dtype(options.get("dtype"), *points)
     eps = check_eps(options.get("eps"), real_dtype)
     order = options.get("expansion_order")
+    if order is None and not kernel.measured:
+        raise ValueError(f"kernel {kernel.name!r} has no measured eps -> order table, and the "
+                         f"distributed FMM does not calibrate one: pass expansion_order= (a "
+                         f"serial fit calibrates it: FMMOperator(points, kernel=..., "
+                         f"eps=...).expansion_order)")
     order = order_for_eps(eps) if order is None else check_order(order)
     leaf_size = options.get("leaf_size")
     # the engine's default, resolved here: the partition needs it too, and it must be compared
@@ -77,7 +82,8 @@ def check_options(options, *points):
               "expansion_order": order, "leaf_size": leaf_size, "dtype": real_dtype}
     summary = {"kernel": kernel.name, "wavenumber": wavenumber, "eps": eps,
                "expansion_order": order, "leaf_size": leaf_size, "dtype": real_dtype.name,
-               "memory": "None" if memory is None else "a plan cache"}
+               "memory": "None" if memory is None else "a plan cache",
+               "kernel_digest": kernel.digest[:16]}  # one name, two definitions: refused
     return engine, memory, summary
 
 

@@ -23,13 +23,17 @@ densities are (3 m, n_s): rows ``3 c, 3 c + 1, 3 c + 2`` hold the x, y, z compon
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
-__all__ = ["Kernel", "inverse_distance_matrix"]
+__all__ = ["Kernel", "inverse_distance_matrix", "BUILTIN_VERSION"]
+
+#: Part of every built-in kernel's digest: raise it when a built-in kernel's values change.
+BUILTIN_VERSION = 1
 
 
 def inverse_distance_matrix(targets, sources):
@@ -84,6 +88,17 @@ class Kernel:
         Laplace, ``sin(k r) / (k r)`` for Helmholtz), and ``dw = w'(r) / r``; arrays of float64
         or complex128 like ``r`` (float64). The upward pass keeps the monopole of every
         expansion exact with it (:mod:`fmmsolve.operators.upward`); None skips that.
+    homogeneity : int or None
+        ``d`` with G(s x, s y) = s^-d G(x, y), the parameter (if any) rescaled to ``s k``
+        (1 for the built-in kernels). None: the kernel has no such law, and the plan of each
+        tree level is computed at the level's own box size.
+    digest : str
+        SHA-256 hex digest of the kernel's definition (:mod:`fmmsolve.kernels.profile`); for a
+        built-in kernel, of its name and :data:`BUILTIN_VERSION`. Plans, compiled copies,
+        pickles and saved files are keyed by it (:attr:`key`).
+    measured : bool
+        Whether :mod:`fmmsolve.accuracy`'s tables (eps -> order) were measured for this
+        kernel. Otherwise the order is calibrated at first use (:mod:`fmmsolve.calibration`).
     """
 
     name: str
@@ -98,12 +113,33 @@ class Kernel:
     oscillatory: bool = False
     decay: Callable[[Any], float] = lambda k: 0.0
     monopole_weight: Callable[..., tuple] | None = None
+    homogeneity: int | None = 1
+    digest: str = ""
+    measured: bool = True
+
+    def __post_init__(self):
+        if not self.digest:
+            text = f"fmmsolve built-in kernel {self.name} {BUILTIN_VERSION}"
+            object.__setattr__(self, "digest", hashlib.sha256(text.encode()).hexdigest())
+
+    @property
+    def key(self) -> str:
+        """``"<name>-<first 16 digits of the digest>"``: the kernel's identity in plan keys,
+        compiled copies' names and saved files."""
+        return f"{self.name}-{self.digest[:16]}"
+
+    @property
+    def tag(self) -> str:
+        """``"<name>_<first 10 digits of the digest>"``: names the compiled copies of generic
+        templates bound to this kernel (:func:`fmmsolve._jit.bind`)."""
+        return f"{self.name}_{self.digest[:10]}"
 
     def __reduce__(self):
-        # Pickle by name: the compiled dispatchers are not data.
-        from . import get_kernel
+        # Pickle by name and digest: the compiled dispatchers are not data; the unpickling
+        # process must have registered the same definition.
+        from . import kernel_for_key
 
-        return get_kernel, (self.name,)
+        return kernel_for_key, (self.key,)
 
     def value_dtype(self, real_dtype) -> np.dtype:
         """The dtype of potentials for coordinates of ``real_dtype``."""

@@ -62,5 +62,5 @@ def blocks(kernel):
     """The dipole block functions of ``kernel``: a namespace with ``p2p`` and ``p2p_gradient``
     (called like the kernel's charge block functions, with (3 m, n_s) densities)."""
     bindings = {"radial": kernel.radial}
-    return types.SimpleNamespace(p2p=bind(p2p_dipole, kernel.name, bindings),
-                                 p2p_gradient=bind(p2p_dipole_gradient, kernel.name, bindings))
+    return types.SimpleNamespace(p2p=bind(p2p_dipole, kernel.tag, bindings),
+                                 p2p_gradient=bind(p2p_dipole_gradient, kernel.tag, bindings))

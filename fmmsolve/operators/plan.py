@@ -51,11 +51,12 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 
-from ..kernels import get_kernel
+from ..kernels import kernel_for_key
 from . import surfaces
 from .dense import single_threaded_blas
 
-__all__ = ["Plan", "compute_plan", "octant_operators", "transfer_vectors", "transfer_index"]
+__all__ = ["Plan", "compute_plan", "level_plans", "octant_operators", "transfer_vectors",
+           "transfer_index"]
 
 
 def transfer_vectors() -> np.ndarray:
@@ -253,9 +254,43 @@ def octant_operators(first: np.ndarray, order: int) -> np.ndarray:
     return np.ascontiguousarray(first.reshape(n, n)[perm[:, :, None], perm[:, None, :]])
 
 
+def level_plans(kernel, wavenumber, expansion_order, compression_tol, value_dtype,
+                half_widths, loader=None) -> list:
+    """The Plan of each tree level, from ``loader`` (default :func:`compute_plan`).
+
+    A scale-invariant kernel shares one plan among all levels. A kernel with a homogeneity law
+    and a wavenumber gets, at level l, the reference plan at the wavenumber ``k h_l``; one
+    without a law, the plan of boxes of half-width ``h_l`` (``scale=h_l``). Levels 0 and 1 have
+    no V list, so their plans skip the M2L operators.
+
+    Parameters
+    ----------
+    kernel : Kernel
+    wavenumber : scalar
+        As checked by the kernel.
+    expansion_order : int
+    compression_tol : float
+    value_dtype : numpy.dtype
+    half_widths : ndarray (depth + 1,), float64
+        Box half-width of each level.
+    loader : callable or None
+        ``loader(kernel_key, order, compression_tol, dtype_str, wavenumber, m2l=..., scale=...)``
+        as :func:`compute_plan`; ``scale`` is passed only for a kernel without a law.
+    """
+    load = compute_plan if loader is None else loader
+    args = (kernel.key, expansion_order, compression_tol, np.dtype(value_dtype).str)
+    if kernel.scale_invariant:
+        return [load(*args, wavenumber)] * len(half_widths)
+    if kernel.homogeneity is not None:
+        return [load(*args, wavenumber=wavenumber * h, m2l=level >= 2)
+                for level, h in enumerate(half_widths)]
+    return [load(*args, wavenumber=wavenumber, m2l=level >= 2, scale=float(h))
+            for level, h in enumerate(half_widths)]
+
+
 @functools.lru_cache(maxsize=16)
 def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
-                 dtype: str, wavenumber=None, radii=None, m2l=True) -> Plan:
+                 dtype: str, wavenumber=None, radii=None, m2l=True, scale=None) -> Plan:
     """The :class:`Plan` (see the module docstring) with matrices of ``dtype``.
 
     Arguments must be hashable; results are memoised in memory (the disk cache is
@@ -263,15 +298,19 @@ def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
     half-widths, default :func:`~fmmsolve.operators.surfaces.radii`; ``wavenumber`` is passed to
     the kernel (None for Laplace). ``m2l=False`` leaves the M2L operators empty (rank 0, every
     ``r_v`` 0): the plans of tree levels 0 and 1, which no V list reaches, skip most of the
-    work.
+    work. ``kernel_name`` is a built-in kernel's name or any kernel's
+    :attr:`~fmmsolve.kernels.Kernel.key`. ``scale``: for a kernel without a homogeneity law,
+    the half-width h of the boxes the plan is for; its operators are those of the reference
+    box for the kernel ``h G(h x, h y)``, so that the check-to-equivalent maps at half-width h
+    are again ``h`` times the reference ones (``scale_degree`` 1).
     """
     radii = surfaces.radii() if radii is None else tuple(float(r) for r in radii)
     real = np.finfo(np.dtype(dtype)).dtype  # "<c16" -> float64, "<c8" -> float32
     if real == np.float64:
         return _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii,
-                               m2l)
+                               m2l, scale)
     base = compute_plan(kernel_name, expansion_order, compression_tol, "<f8", wavenumber, radii,
-                        m2l)
+                        m2l, scale)
 
     def cast(name, v):
         if not isinstance(v, np.ndarray) or v.dtype.kind not in "fc" or name == "surface":
@@ -283,19 +322,24 @@ def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
 
 
 @functools.lru_cache(maxsize=16)
-def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii, m2l):
+def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii, m2l,
+                    scale):
     # Hundreds of small factorisations: BLAS threads cost more in wake-ups than they save
     # (4x slower on two cores when GEMM and LAPACK calls alternate).
     with single_threaded_blas():  # the shared count: safe when fits run in several threads
         return _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber,
-                                      radii, m2l)
+                                      radii, m2l, scale)
 
 
 def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber, radii,
-                           m2l=True):
-    kernel = get_kernel(kernel_name)
-    degree = 1
-    mat = lambda t, s: kernel.matrix(t, s, wavenumber)  # noqa: E731
+                           m2l=True, scale=None):
+    kernel = kernel_for_key(kernel_name)
+    if scale is None:
+        degree = 1 if kernel.homogeneity is None else kernel.homogeneity
+        mat = lambda t, s: kernel.matrix(t, s, wavenumber)  # noqa: E731
+    else:  # the reference box's operators for the kernel h G(h x, h y): see compute_plan
+        degree, h = 1, float(scale)
+        mat = lambda t, s: h * kernel.matrix(h * t, h * s, wavenumber)  # noqa: E731
     up_equiv, up_check, down_equiv, down_check = radii
     surf = surfaces.surface(expansion_order)
 

@@ -152,7 +152,7 @@ def for_kernel(kernel, dipoles=False):
     bindings = {"p2p": blocks.p2p, "p2p_gradient": blocks.p2p_gradient}
     if dipoles:  # `radial` too, for the source stamp (see fmmsolve._jit.bind)
         bindings["radial"] = kernel.radial
-    suffix = f"{kernel.name}_dipole" if dipoles else kernel.name
+    suffix = f"{kernel.tag}_dipole" if dipoles else kernel.tag
     return types.SimpleNamespace(**{
         t.__name__: bind(t, suffix, bindings, parallel=True) for t in _TEMPLATES
     })
