@@ -24,6 +24,8 @@ from ._validation import as_points, check_positive_int, resolve_real_dtype
 from .kernels import get_kernel
 from .operators import dense, m2l, surfaces, translations
 from .operators.upward import Upward, octant_groups
+from .operators.m2l import DEFAULT as DEFAULT_M2L
+from .operators.m2l import check_strategy
 from .operators.plan import compute_plan, transfer_index
 from .tree import build_interaction_lists, build_octree
 from .tree.lists import l2p_boxes, leaves_away_from_sources, narrow_far_field, near_and_far
@@ -72,7 +74,7 @@ class FMMEngine:
         Real working precision; None follows the points (float32 if all are, else float64).
     plan_loader : callable or None
         ``plan_loader(kernel_name, order, compression_tol, dtype_str, wavenumber, m2l=True)
-        -> Plan``;
+        -> Plan``, also given ``m2l_strategy=`` when ``m2l`` is not the default;
         None computes it (memoised in this process). :class:`~fmmsolve.FMMOperator` passes the
         disk cache of :mod:`fmmsolve.cache` here.
     tree_options : dict or None
@@ -83,6 +85,9 @@ class FMMEngine:
         boxes no wider than :func:`~fmmsolve.accuracy.max_expansion_half_width` allows
         (:func:`~fmmsolve.tree.lists.narrow_far_field`). :mod:`fmmsolve.distributed` turns it
         off: the other ranks' field reaches a leaf through its local expansion.
+    m2l : str, default "svd"
+        The M2L strategy (:data:`fmmsolve.operators.m2l.STRATEGY_NAMES`): ``"svd"``
+        (compressed), or ``"dense"`` (uncompressed, orders up to 8: the oracle of the others).
 
     Attributes
     ----------
@@ -98,6 +103,8 @@ class FMMEngine:
         The plan of level 0 (for Laplace, of every level).
     plans : list of Plan
         The plan of each level 0..depth.
+    m2l : str
+        The M2L strategy.
     timings : dict of str to float
         Seconds per operator in the last ``evaluate``.
     fit_timings : dict of str to float
@@ -106,7 +113,7 @@ class FMMEngine:
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None,
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
-                 plan_loader=None, tree_options=None, narrow_far_field=True):
+                 plan_loader=None, tree_options=None, narrow_far_field=True, m2l="svd"):
         t0 = time.perf_counter()
         self.kernel = get_kernel(kernel)
         self._compiled = translations.for_kernel(self.kernel)
@@ -119,6 +126,7 @@ class FMMEngine:
         self.expansion_order = order_for_eps(self.eps, self.dipoles) if expansion_order is None \
             else check_order(expansion_order)
         self._narrow = bool(narrow_far_field)
+        self.m2l = check_strategy(m2l, self.expansion_order)
         if leaf_size is None:
             leaf_size = surfaces.default_leaf_size(self.expansion_order)
         leaf_size = check_positive_int(leaf_size, "leaf_size")
@@ -135,12 +143,14 @@ class FMMEngine:
         load = compute_plan if plan_loader is None else plan_loader
         args = (self.kernel.name, self.expansion_order, COMPRESSION_MARGIN * self._design_eps,
                 self.value_dtype.str)
+        # the default strategy goes unsaid, for loaders written before strategies
+        strategy = {} if self.m2l == DEFAULT_M2L else {"m2l_strategy": self.m2l}
         if self.kernel.scale_invariant:  # one plan, rescaled per level
-            self.plans = [load(*args, self.wavenumber)] * (self.tree.depth + 1)
+            self.plans = [load(*args, self.wavenumber, **strategy)] * (self.tree.depth + 1)
         else:  # the plan of level l is the reference plan at the wavenumber k h_l; levels 0
             # and 1 have no V list, so their plans skip the M2L operators
-            self.plans = [load(*args, wavenumber=self.wavenumber * h, m2l=level >= 2)
-                          for level, h in enumerate(level_half_widths(self.tree))]
+            self.plans = [load(*args, wavenumber=self.wavenumber * h, m2l=level >= 2,
+                               **strategy) for level, h in enumerate(level_half_widths(self.tree))]
         self.plan = self.plans[0]
         t4 = time.perf_counter()
         self._bind_geometry((tree_options or {}).get("min_depth", 0))
@@ -213,7 +223,7 @@ class FMMEngine:
             self._l2l_groups += octant_groups(tree, boxes[has_tgt[boxes]],
                                               self.plans[level - 1].l2l)
 
-        # M2L pairs, scheduled in cache-sized chunks of targets (operators/m2l.py).
+        # M2L pairs, scheduled in cache-sized chunks of targets (operators/m2l/).
         t = np.repeat(np.arange(tree.n_boxes), np.diff(lists.v_indptr))
         s = lists.v_indices
         vec = transfer_index(tree.anchors[s] - tree.anchors[t])
@@ -222,7 +232,8 @@ class FMMEngine:
         # One pass over all boxes with a shared plan, else one per level (its ranks differ):
         # (first box, end box, plan, schedule of the pairs in boxes counted from the first).
         if self._shared_plan:
-            self._m2l = [(0, tree.n_boxes, self.plan, m2l.schedule(t, s, vec, m2l.CHUNK_BOXES))]
+            self._m2l = [(0, tree.n_boxes, self.plan,
+                          m2l.schedule(t, s, vec, m2l.CHUNK_BOXES, self.m2l))]
         else:
             self._m2l = []
             for level in range(2, tree.depth + 1):
@@ -230,7 +241,7 @@ class FMMEngine:
                 pairs = (t >= lo) & (t < hi)
                 if pairs.any():
                     self._m2l.append((lo, hi, self.plans[level], m2l.schedule(
-                        t[pairs] - lo, s[pairs] - lo, vec[pairs], m2l.CHUNK_BOXES)))
+                        t[pairs] - lo, s[pairs] - lo, vec[pairs], m2l.CHUNK_BOXES, self.m2l)))
 
     def _by_plan(self, boxes):
         """``boxes`` split by plan: a list of (rows of ``boxes``, plan); one entry with

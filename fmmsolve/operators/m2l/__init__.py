@@ -36,13 +36,13 @@ example; ``docs/methods.md`` walks through adding one):
 
 from __future__ import annotations
 
-from . import svd
+from . import dense, svd
 from .base import CHUNK_BOXES, M2LData, M2LSchedule, transfer_index, transfer_vectors
 
 __all__ = ["CHUNK_BOXES", "DEFAULT", "M2LData", "M2LSchedule", "STRATEGY_NAMES", "apply",
            "check_strategy", "get_strategy", "schedule", "transfer_index", "transfer_vectors"]
 
-_STRATEGIES = {module.NAME: module for module in (svd,)}
+_STRATEGIES = {module.NAME: module for module in (svd, dense)}
 #: Names of the registered strategies.
 STRATEGY_NAMES = tuple(_STRATEGIES)
 #: The strategy an engine uses unless told otherwise.
