@@ -69,7 +69,7 @@ def _numba_cache_is_cold():
     from .operators import m2l
 
     try:
-        return not os.path.exists(m2l._translate_chunks._cache._cache_file._index_path)
+        return not os.path.exists(m2l.svd._translate_chunks._cache._cache_file._index_path)
     except AttributeError:
         return None
 

@@ -1,10 +1,12 @@
 """The file of one Plan cache entry: its content, its checks, and an atomic write.
 
 An entry is a dict written with :func:`joblib.dump`: the key, the Plan's plain values and
-arrays, and a SHA-256 checksum of all of them. :func:`_read_entry` returns a Plan only when the
-checksum holds, the stored key is the one asked for and the Plan's own fields agree with it;
-:func:`_dump` writes through a temporary file renamed over the entry, so readers see the old
-entry or the new one and no partial file is left behind. Where entries live, how many, and
+arrays (its M2L strategy's as ``m2l_<field>``, :meth:`M2LData.arrays
+<fmmsolve.operators.m2l.M2LData.arrays>`), and a SHA-256 checksum of all of them.
+:func:`_read_entry` returns a Plan only when the checksum holds, the stored key is the one
+asked for and the Plan's own fields agree with it; :func:`_dump` writes through a temporary
+file renamed over the entry, so readers see the old entry or the new one and no partial file is
+left behind. Where entries live, how many, and
 when they are evicted is :mod:`fmmsolve.cache`'s business.
 """
 
@@ -22,7 +24,8 @@ import joblib
 import numpy as np
 
 from .operators import surfaces
-from .operators.plan import Plan, octant_operators, transfer_vectors
+from .operators.m2l import get_strategy
+from .operators.plan import Plan, octant_operators
 
 # Stored for octant 0 only: the other 7 are its reflections (plan.octant_operators).
 _BY_SYMMETRY = ("m2m", "l2l")
@@ -45,10 +48,12 @@ def _checksum(key, values: dict, arrays: dict) -> str:
 
 def _payload(key, plan: Plan) -> dict:
     """An entry's content: the key, the Plan as plain values and arrays (M2M and L2L of
-    octant 0 only), their checksum."""
+    octant 0 only; the M2L strategy's by their stored names), their checksum."""
     fields = dict(vars(plan))
+    m2l_arrays = fields.pop("m2l_data").arrays()
     arrays = {k: v[:1] if k in _BY_SYMMETRY else v
               for k, v in fields.items() if isinstance(v, np.ndarray)}
+    arrays.update(m2l_arrays)
     values = {k: v for k, v in fields.items() if not isinstance(v, np.ndarray)}
     return {"key": key, "arrays": arrays, "values": values,
             "checksum": _checksum(key, values, arrays)}
@@ -56,26 +61,27 @@ def _payload(key, plan: Plan) -> dict:
 
 def _inconsistency(plan: Plan, key) -> str | None:
     """What in ``plan`` contradicts ``key``, or None: the last guard before a Plan is used."""
-    kernel_name, _, order, tol, dtype, _, _, variant = key[:8]
+    kernel_name, _, order, tol, dtype, _, _, variant, strategy = key[:9]
     stored = (plan.kernel_name, plan.expansion_order, plan.compression_tol)
     if stored != (kernel_name, order, tol):
         return f"kernel, order and tolerance {stored} instead of {(kernel_name, order, tol)}"
-    n, k = surfaces.n_surface_points(order), plan.m2l_vt.shape[0]
+    if plan.m2l_strategy != strategy:
+        return f"M2L strategy {plan.m2l_strategy!r} instead of {strategy!r}"
+    n = surfaces.n_surface_points(order)
     if not np.array_equal(plan.surface, surfaces.surface(order)):
         return f"a surface of shape {plan.surface.shape} that is not the order-{order} one"
-    ptr = plan.m2l_ptr
-    if ptr.shape != (len(transfer_vectors()) + 1,) or ptr[0] != 0 or np.any(np.diff(ptr) < 0):
-        return "malformed M2L row pointers"
     shapes = {"uc2e_a": (n, None), "uc2e_b": (None, n), "dc2e_a": (n, None),
-              "dc2e_b": (None, n), "m2m": (8, n, n), "l2l": (8, n, n), "m2l_vt": (k, n),
-              "m2l_a": (ptr[-1], k), "m2l_b": (ptr[-1], k), "m2l_u": (n, k)}
+              "dc2e_b": (None, n), "m2m": (8, n, n), "l2l": (8, n, n)}
     for name, shape in shapes.items():
         a = getattr(plan, name)
         if a.dtype != np.dtype(dtype) or a.ndim != len(shape) or any(
                 want is not None and have != want for have, want in zip(a.shape, shape)):
             return f"{name} of shape {a.shape} and dtype {a.dtype}, not {shape} {dtype}"
-    if (k == 0) != (variant == "no-m2l"):
-        return f"M2L rank {k} in a plan with variant {variant!r}"
+    why = plan.m2l_data.inconsistency(n, np.dtype(dtype))  # the strategy's own rules
+    if why:
+        return why
+    if (plan.rank == 0) != (variant == "no-m2l"):
+        return f"M2L rank {plan.rank} in a plan with variant {variant!r}"
     return None
 
 
@@ -104,7 +110,9 @@ def _read_entry(path: pathlib.Path, key) -> tuple[Plan | None, str | None]:
         if payload["key"] != key:
             return None, (f"holds the plan of another configuration {payload['key']} (copied "
                           f"or renamed?)")
-        plan = Plan(**_all_octants(arrays, values["expansion_order"]), **values)
+        data = get_strategy(values["m2l_strategy"]).Data.from_arrays(arrays)
+        own = {k: v for k, v in arrays.items() if k not in data.arrays()}
+        plan = Plan(**_all_octants(own, values["expansion_order"]), **values, m2l_data=data)
         why = _inconsistency(plan, key)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         return None, f"is damaged ({type(exc).__name__}: {exc})"

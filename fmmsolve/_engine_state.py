@@ -3,7 +3,9 @@ the consistency checks of a saved state.
 
 Tables of the dtype and shape of every array field of the tree, lists and plan, and checks of
 the links between them, so that an inconsistent file raises a clear ``ValueError`` instead of
-crashing compiled code or giving wrong numbers.
+crashing compiled code or giving wrong numbers. A plan's M2L arrays follow the rules of its
+strategy (``RULES`` and ``inconsistency`` of its data record, :mod:`fmmsolve.operators.m2l`),
+named by the parameter ``<plan group>.m2l_strategy``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from ._config import MAX_DEPTH
 from ._validation import resolve_real_dtype
 from .kernels import kernel_for_key
 from .operators import surfaces, translations
-from .operators.plan import Plan, transfer_vectors
+from .operators.m2l import M2LData, STRATEGY_NAMES, get_strategy, transfer_vectors
+from .operators.plan import Plan
 from .tree import InteractionLists, Octree
 from .tree.morton import decode_array
 
@@ -40,14 +43,12 @@ TREE_RULES = {
 }
 LISTS_RULES = {f"{name}_{part}": (_I8, ("boxes+1",) if part == "indptr" else (name,))
                 for name in "uvwx" for part in ("indptr", "indices")}
+# The plan's own arrays; its M2L strategy's follow the strategy's rules (plan_record).
 PLAN_RULES = {
     "surface": (_F8, ("n", 3)),
     "uc2e_a": (_VALUE, ("n", "r_up")), "uc2e_b": (_VALUE, ("r_up", "n")),
     "dc2e_a": (_VALUE, ("n", "r_down")), "dc2e_b": (_VALUE, ("r_down", "n")),
     "m2m": (_VALUE, (8, "n", "n")), "l2l": (_VALUE, (8, "n", "n")),
-    "m2l_vt": (_VALUE, ("k", "n")), "m2l_ptr": (_I8, ("vectors+1",)),
-    "m2l_a": (_VALUE, ("rows", "k")), "m2l_b": (_VALUE, ("rows", "k")),
-    "m2l_u": (_VALUE, ("n", "k")),
 }
 
 
@@ -77,9 +78,14 @@ def param(attrs, key, kind):
 def record(record_cls, group, groups, attrs, rules, dims, shared, value_dtype=None):
     """Build ``record_cls`` from ``groups[group]`` (array fields, checked against ``rules``
     with the dimensions ``dims``, completed in place) and ``attrs["<group>.<field>"]``."""
+    names = [f.name for f in fields(record_cls)]
+    return record_cls(**_values(names, group, groups, attrs, rules, dims, shared, value_dtype))
+
+
+def _values(names, group, groups, attrs, rules, dims, shared, value_dtype=None):
+    """The fields ``names`` of :func:`record`, by name."""
     arrays = groups.get(group)
     require(isinstance(arrays, dict), f"missing group {group!r}")
-    names = [f.name for f in fields(record_cls)]
     unexpected = sorted(set(arrays) - (set(names) - set(shared)))
     require(not unexpected, f"unexpected arrays in {group!r}: {unexpected}")
     values = {}
@@ -113,7 +119,25 @@ def record(record_cls, group, groups, attrs, rules, dims, shared, value_dtype=No
             values[name] = attrs[key]
     for name, same in shared.items():
         values[name] = values[same]
-    return record_cls(**values)
+    return values
+
+
+def plan_record(group, groups, attrs, dims, value_dtype):
+    """The :class:`Plan` of ``groups[group]``: its own arrays by :data:`PLAN_RULES`, its M2L
+    strategy's (named by ``attrs["<group>.m2l_strategy"]``) by that strategy's rules. Files
+    written before there were strategies do not name one: they hold the SVD strategy's arrays
+    (the names of the format are the same)."""
+    key = f"{group}.m2l_strategy"
+    name = param(attrs, key, str) if key in attrs else "svd"
+    require(name in STRATEGY_NAMES, f"{group}.m2l_strategy {name!r} is not an M2L strategy of "
+                                    f"this fmmsolve ({', '.join(STRATEGY_NAMES)})")
+    data_cls = get_strategy(name).Data
+    names = [f.name for f in fields(Plan) if f.name not in ("m2l_strategy", "m2l_data")]
+    rules = {**PLAN_RULES, **data_cls.stored_rules()}
+    values = _values(names + list(data_cls.stored_rules()), group, groups, attrs, rules, dims,
+                     {}, value_dtype)
+    data = data_cls.from_arrays(values)
+    return Plan(**{k: values[k] for k in names}, m2l_strategy=name, m2l_data=data)
 
 
 def check_csr(name, indptr, indices, n_boxes):
@@ -163,16 +187,16 @@ def check_tree(t):
         require(np.isfinite(points).all(), f"tree: {side} hold NaN or infinite coordinates")
 
 
-def check_plan(plan, kernel_name, order, rows):
+def check_plan(plan, kernel_name, order, value_dtype):
     require(plan.kernel_name == kernel_name and plan.expansion_order == order,
              f"the plan is for kernel {plan.kernel_name!r}, order {plan.expansion_order!r}; "
              f"the engine's are {kernel_name!r}, {order}")
     require(is_int(plan.scale_degree) and isinstance(plan.compression_tol, float)
              and plan.compression_tol > 0, "plan.scale_degree or plan.compression_tol is invalid")
-    ptr = plan.m2l_ptr
-    require(ptr[0] == 0 and ptr[-1] == rows and (np.diff(ptr) >= 0).all(),
-             f"plan/m2l_ptr does not split the {rows} rows of plan/m2l_a")
-    require(all(np.isfinite(v).all() for v in vars(plan).values() if isinstance(v, np.ndarray)),
+    why = plan.m2l_data.inconsistency(plan.n_surface, value_dtype)
+    require(why is None, f"the plan's M2L operators are inconsistent: {why}")
+    arrays = [v for v in vars(plan).values() if isinstance(v, np.ndarray)]
+    require(all(np.isfinite(v).all() for v in arrays + list(plan.m2l_data.arrays().values())),
              "the plan holds NaN or infinite values")
 
 
@@ -195,7 +219,8 @@ def state_of(engine):
         ``"tree"``, ``"lists"`` and ``"plan"``: the array fields of the
         :class:`~fmmsolve.tree.Octree`, :class:`~fmmsolve.tree.InteractionLists` and
         :class:`~fmmsolve.operators.plan.Plan`, by field name (the arrays themselves, not
-        copies; shapes and dtypes as documented there); a kernel that is not scale
+        copies; shapes and dtypes as documented there; the plan's M2L data record gives its
+        arrays by their stored names, ``m2l_<field>``); a kernel that is not scale
         invariant adds ``"plan_1"`` ... ``"plan_<depth>"``, the plans of the other levels.
         A tree built with ``targets=None`` gives its shared arrays once, as the sources'.
     attrs : dict of str to scalar
@@ -205,7 +230,8 @@ def state_of(engine):
         ``"engine.expansion_order"``, ``"engine.leaf_size"``,
         ``"engine.real_dtype"`` (``"float64"`` or ``"float32"``), ``"engine.radii"`` (the
         surface radii the plan was computed for), and every other field of the records as
-        ``"tree.<field>"``, ``"lists.<field>"``, ``"plan.<field>"`` or ``"plan_<l>.<field>"``.
+        ``"tree.<field>"``, ``"lists.<field>"``, ``"plan.<field>"`` or ``"plan_<l>.<field>"``
+        (among them ``"plan.m2l_strategy"``, the name of the M2L strategy).
     """
     attrs = {"engine.kernel": engine.kernel.name, "engine.kernel_digest": engine.kernel.digest,
              "engine.wavenumber": engine.wavenumber,
@@ -222,7 +248,9 @@ def state_of(engine):
         arrays = groups[name] = {}
         for field in fields(record):
             value = getattr(record, field.name)
-            if isinstance(value, np.ndarray):
+            if isinstance(value, M2LData):
+                arrays.update(value.arrays())
+            elif isinstance(value, np.ndarray):
                 if field.name not in shared:
                     arrays[field.name] = value
             else:
@@ -267,11 +295,13 @@ def restore(engine, groups, attrs):
     plans = {}
     for name in dict.fromkeys(names):  # each distinct plan once, level order
         dims = {"n": n, "vectors": len(transfer_vectors())}
-        plans[name] = record(Plan, name, groups, attrs, PLAN_RULES, dims, {},
-                             value_dtype=engine.value_dtype)
-        check_plan(plans[name], engine.kernel.name, engine.expansion_order, dims["rows"])
+        plans[name] = plan_record(name, groups, attrs, dims, engine.value_dtype)
+        check_plan(plans[name], engine.kernel.name, engine.expansion_order, engine.value_dtype)
     engine.plans = [plans[name] for name in names]
     engine.plan = engine.plans[0]
+    engine.m2l = engine.plan.m2l_strategy
+    require(all(p.m2l_strategy == engine.m2l for p in engine.plans),
+            "the plans of the levels have different M2L strategies")
     # a level with V-list pairs needs M2L operators (levels 0 and 1 are saved without them)
     levels = engine.tree.levels[np.repeat(np.arange(engine.tree.n_boxes),
                                           np.diff(engine.lists.v_indptr))]
@@ -333,4 +363,4 @@ def check_layout(layout, attrs):
     require(not unexpected, f"unexpected groups {unexpected}")
     dims = {"n": surfaces.n_surface_points(order), "vectors": len(transfer_vectors())}
     for name in dict.fromkeys(names):
-        record(Plan, name, stand_ins, attrs, PLAN_RULES, dict(dims), {}, value_dtype=value_dtype)
+        plan_record(name, stand_ins, attrs, dict(dims), value_dtype)

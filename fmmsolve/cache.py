@@ -10,7 +10,10 @@ process. The key of an entry is every argument the Plan depends on:
 * :data:`FORMAT_VERSION`, bumped whenever a Plan's content or layout changes;
 * ``"m2l"``, or ``"no-m2l"`` for a plan without M2L operators (tree levels 0 and 1 of the wave
   kernels);
-* the box half-width of a plan of a kernel without a scaling law (None for the others).
+* the name of the M2L strategy (:mod:`fmmsolve.operators.m2l`): a plan of one strategy is never
+  read back as another's;
+* the box half-width of a plan of a kernel without a scaling law (None for the others);
+* the digest of the kernel's definition (:attr:`~fmmsolve.kernels.Kernel.digest`).
 
 Layout and trust. The entries live in ``<store>/fmmsolve-plans`` (``<store>`` is the
 :class:`joblib.Memory`'s directory), itself the store of a :class:`joblib.Memory` that holds
@@ -18,7 +21,8 @@ nothing else: each entry is ``<digest>/output.pkl`` there, the layout of joblib'
 ``<digest>`` the :func:`joblib.hash` of the key. It is written with :func:`joblib.dump` and holds
 the key itself, the Plan's values and arrays, and a SHA-256 checksum of all of them. On reading,
 an entry is used only if its checksum holds, its stored key equals the requested one and the
-Plan's own fields (order, surface, shapes, dtypes) agree with the key. Otherwise a
+Plan's own fields (order, surface, shapes, dtypes, M2L strategy and the strategy's own checks)
+agree with the key. Otherwise a
 ``RuntimeWarning`` says why, and the Plan is recomputed and the entry rewritten: a file copied
 over another entry's, or damaged, is never used.
 
@@ -67,6 +71,8 @@ from ._cache_entry import _dump, _entry_bytes, _payload, _read_entry
 from ._config import DEFAULT_CACHE_MAX, parse_size
 from .kernels import kernel_for_key
 from .operators import surfaces
+from .operators.m2l import DEFAULT as DEFAULT_M2L
+from .operators.m2l import check_strategy
 from .operators.plan import Plan, compute_plan
 
 _log = logging.getLogger("fmmsolve")
@@ -77,8 +83,9 @@ __all__ = ["ENV_VAR", "FORMAT_VERSION", "MAX_ENV_VAR", "CacheInfo", "cache_info"
            "set_max_size"]
 
 #: Bump whenever the content or layout of a Plan or an entry changes: old entries never match.
-# 10: keyed by the kernel's digest, and by the box size of a kernel without a scaling law;
-# 9: M2L precomputation by reflections; 8: M2L factors from a seeded randomized SVD;
+# 10: the M2L strategy's name in the key and in the entry, its arrays named by it; keyed by
+# the kernel's digest, and by the box size of a kernel without a scaling law;
+# 9: M2L from the reflection-symmetric blocks; 8: M2L factors from a seeded randomized SVD;
 # 7: M2M and L2L of octant 0 only; 6: <digest>/output.pkl, LRU-evicted
 FORMAT_VERSION = 10
 #: Environment variable that overrides the default cache directory.
@@ -274,16 +281,21 @@ def loader_location(loader) -> pathlib.Path | None:
 
 def load_plan(memory: joblib.Memory | None, kernel_name: str, expansion_order: int,
               compression_tol: float, dtype: str, wavenumber=None, m2l=True,
-              scale=None) -> Plan:
+              m2l_strategy: str = DEFAULT_M2L, scale=None) -> Plan:
     """The Plan for these parameters: from this process, from ``memory``, or computed.
 
     Parameters
     ----------
     memory : joblib.Memory or None
         None skips the disk (the Plan is still memoised in this process).
-    kernel_name, expansion_order, compression_tol, dtype, wavenumber, m2l, scale
+    kernel_name, expansion_order, compression_tol, dtype, wavenumber, m2l, m2l_strategy, scale
         As for :func:`fmmsolve.operators.plan.compute_plan`. The entry is keyed by the
-        kernel's :attr:`~fmmsolve.kernels.Kernel.key` (its digest), not its name.
+        kernel's digest as well as its name.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``m2l_strategy``, or an order it refuses.
 
     Warns
     -----
@@ -296,12 +308,13 @@ def load_plan(memory: joblib.Memory | None, kernel_name: str, expansion_order: i
     wavenumber, radii = _plain(wavenumber), surfaces.radii()
     scale = None if scale is None else float(scale)
     kernel = kernel_for_key(kernel_name)
-    args = (kernel_name, order, tol, dtype, wavenumber, radii, bool(m2l), scale)
+    args = (kernel_name, order, tol, dtype, wavenumber, radii, bool(m2l),
+            check_strategy(m2l_strategy, order), scale)
     store = None if memory is None else getattr(memory.store_backend, "location", None)
     if store is None:
         return compute_plan(*args)
     key = (kernel.name, wavenumber, order, tol, dtype, radii, FORMAT_VERSION,
-           "m2l" if m2l else "no-m2l", scale, kernel.digest)
+           "m2l" if m2l else "no-m2l", m2l_strategy, scale, kernel.digest)
     return _load_plan_from(pathlib.Path(store) / ENTRY_DIR, memory.location, key, args)
 
 

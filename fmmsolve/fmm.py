@@ -24,6 +24,7 @@ from ._validation import as_points, check_positive_int, resolve_real_dtype
 from .kernels import get_kernel
 from .operators import dense, m2l, surfaces, translations
 from .operators.upward import Upward, octant_groups
+from .operators.m2l import check_strategy
 from .operators.plan import level_plans, transfer_index
 from .tree import build_interaction_lists, build_octree
 from .tree.lists import l2p_boxes, leaves_away_from_sources, narrow_far_field, near_and_far
@@ -73,10 +74,10 @@ class FMMEngine:
         Real working precision; None follows the points (float32 if all are, else float64).
     plan_loader : callable or None
         ``plan_loader(kernel_key, order, compression_tol, dtype_str, wavenumber, m2l=True)
-        -> Plan`` (with ``scale=h`` too for a kernel without a homogeneity law, see
-        :func:`~fmmsolve.operators.plan.level_plans`); None computes it (memoised in this
-        process). :class:`~fmmsolve.FMMOperator` passes the disk cache of
-        :mod:`fmmsolve.cache` here.
+        -> Plan``, also given ``m2l_strategy=`` when ``m2l`` is not the default, and ``scale=h``
+        for a kernel without a homogeneity law (:func:`~fmmsolve.operators.plan.level_plans`);
+        None computes it (memoised in this process). :class:`~fmmsolve.FMMOperator` passes the
+        disk cache of :mod:`fmmsolve.cache` here.
     tree_options : dict or None
         More keyword arguments of :func:`~fmmsolve.tree.build_octree` (``root``, ``min_depth``,
         ``max_depth``), for :mod:`fmmsolve.distributed`.
@@ -85,6 +86,9 @@ class FMMEngine:
         boxes no wider than :func:`~fmmsolve.accuracy.max_expansion_half_width` allows
         (:func:`~fmmsolve.tree.lists.narrow_far_field`). :mod:`fmmsolve.distributed` turns it
         off: the other ranks' field reaches a leaf through its local expansion.
+    m2l : str, default "svd"
+        The M2L strategy (:data:`fmmsolve.operators.m2l.STRATEGY_NAMES`): ``"svd"``
+        (compressed), or ``"dense"`` (uncompressed, orders up to 8: the oracle of the others).
 
     Attributes
     ----------
@@ -100,6 +104,8 @@ class FMMEngine:
         The plan of level 0 (for Laplace, of every level).
     plans : list of Plan
         The plan of each level 0..depth.
+    m2l : str
+        The M2L strategy.
     timings : dict of str to float
         Seconds per operator in the last ``evaluate``.
     fit_timings : dict of str to float
@@ -108,7 +114,7 @@ class FMMEngine:
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None,
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
-                 plan_loader=None, tree_options=None, narrow_far_field=True):
+                 plan_loader=None, tree_options=None, narrow_far_field=True, m2l="svd"):
         t0 = time.perf_counter()
         self.kernel = get_kernel(kernel)
         self._compiled = translations.for_kernel(self.kernel)
@@ -123,6 +129,7 @@ class FMMEngine:
         elif self.kernel.measured:  # else calibrated below, from the points' extent
             self.expansion_order = order_for_eps(self.eps, self.dipoles)
         self._narrow = bool(narrow_far_field)
+        self.m2l = check_strategy(m2l)  # its order limit: in level_plans, once the order is known
         if leaf_size is not None:
             leaf_size = check_positive_int(leaf_size, "leaf_size")
         src = as_points(sources, "sources", precision=self.real_dtype)
@@ -142,7 +149,7 @@ class FMMEngine:
                          self.eps)
         self.plans = level_plans(self.kernel, self.wavenumber, self.expansion_order,
                                  COMPRESSION_MARGIN * self._design_eps, self.value_dtype,
-                                 level_half_widths(self.tree), plan_loader)
+                                 level_half_widths(self.tree), plan_loader, self.m2l)
         self.plan = self.plans[0]
         t4 = time.perf_counter()
         self._bind_geometry((tree_options or {}).get("min_depth", 0))
@@ -215,7 +222,7 @@ class FMMEngine:
             self._l2l_groups += octant_groups(tree, boxes[has_tgt[boxes]],
                                               self.plans[level - 1].l2l)
 
-        # M2L pairs, scheduled in cache-sized chunks of targets (operators/m2l.py).
+        # M2L pairs, scheduled in cache-sized chunks of targets (operators/m2l/).
         t = np.repeat(np.arange(tree.n_boxes), np.diff(lists.v_indptr))
         s = lists.v_indices
         vec = transfer_index(tree.anchors[s] - tree.anchors[t])
@@ -224,7 +231,8 @@ class FMMEngine:
         # One pass over all boxes with a shared plan, else one per level (its ranks differ):
         # (first box, end box, plan, schedule of the pairs in boxes counted from the first).
         if self._shared_plan:
-            self._m2l = [(0, tree.n_boxes, self.plan, m2l.schedule(t, s, vec, m2l.CHUNK_BOXES))]
+            self._m2l = [(0, tree.n_boxes, self.plan,
+                          m2l.schedule(t, s, vec, m2l.CHUNK_BOXES, self.m2l))]
         else:
             self._m2l = []
             for level in range(2, tree.depth + 1):
@@ -232,7 +240,7 @@ class FMMEngine:
                 pairs = (t >= lo) & (t < hi)
                 if pairs.any():
                     self._m2l.append((lo, hi, self.plans[level], m2l.schedule(
-                        t[pairs] - lo, s[pairs] - lo, vec[pairs], m2l.CHUNK_BOXES)))
+                        t[pairs] - lo, s[pairs] - lo, vec[pairs], m2l.CHUNK_BOXES, self.m2l)))
 
     def _by_plan(self, boxes):
         """``boxes`` split by plan: a list of (rows of ``boxes``, plan); one entry with

@@ -99,6 +99,10 @@ class FMMOperator(LinearOperator):
         Disk cache of the precomputed operators (:mod:`fmmsolve.cache`): ``"default"`` is
         ``$FMMSOLVE_CACHE_DIR`` or the per-user cache directory, a path or a
         ``joblib.Memory`` selects another, None disables it.
+    m2l : str, default "svd"
+        How the far-field translations (M2L) are done: ``"svd"``, compressed (the fast
+        default), or ``"dense"``, uncompressed (expansion orders up to 8; a reference for
+        testing). A name from :data:`fmmsolve.operators.m2l.STRATEGY_NAMES`.
 
     Attributes
     ----------
@@ -110,7 +114,7 @@ class FMMOperator(LinearOperator):
     targets : ndarray of shape (n_targets, 3), float64, read-only, or None
     kernel : str
         The kernel's registry name.
-    wavenumber, eps, dipoles, leaf_size, memory
+    wavenumber, eps, dipoles, leaf_size, memory, m2l
         The constructor arguments.
     expansion_order : int
         The order the engine uses.
@@ -126,7 +130,7 @@ class FMMOperator(LinearOperator):
     ------
     ValueError
         From the engine, naming the argument: bad points, unknown kernel, eps outside (0, 1),
-        a wavenumber the kernel does not accept, a bad dtype, order or leaf size.
+        a wavenumber the kernel does not accept, a bad dtype, order, leaf size or M2L strategy.
 
     Examples
     --------
@@ -141,12 +145,12 @@ class FMMOperator(LinearOperator):
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None,
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
-                 memory="default"):
+                 memory="default", m2l="svd"):
         loader = cache.plan_loader(memory)
         engine = FMMEngine(sources, targets, kernel=kernel, wavenumber=wavenumber, eps=eps,
                            dipoles=check_flag(dipoles, "dipoles"), expansion_order=expansion_order,
                            leaf_size=leaf_size, dtype=dtype,
-                           plan_loader=loader)
+                           plan_loader=loader, m2l=m2l)
         self._set_fitted(engine, _read_only(sources),
                          None if targets is None else _read_only(targets),
                          wavenumber, leaf_size, memory)
@@ -161,6 +165,7 @@ class FMMOperator(LinearOperator):
         self.dipoles = engine.dipoles
         self.leaf_size = leaf_size
         self.memory = memory
+        self.m2l = engine.m2l
         self._real_dtype = engine.real_dtype
         self._transpose_op = None
         self._adjoint_op = None
@@ -171,7 +176,7 @@ class FMMOperator(LinearOperator):
         return dict(kernel=self._engine.kernel.key, wavenumber=self.wavenumber, eps=self.eps,
                     dipoles=self.dipoles, expansion_order=self.expansion_order,
                     leaf_size=self.leaf_size,
-                    dtype=self._real_dtype, memory=self.memory)
+                    dtype=self._real_dtype, memory=self.memory, m2l=self.m2l)
 
     def __reduce__(self):
         return _restore, (self.sources, self.targets, self._params())

@@ -154,7 +154,7 @@ def test_identity_is_the_digest_of_the_definition(points, tmp_path):
     blob = pickle.dumps(op)
     assert pickle.loads(blob).kernel == "test_redefined"
     assert np.allclose(fmmsolve.load(tmp_path / "op.h5") @ q[:500], op @ q[:500])
-    plan = compute_plan(first.key, 4, 1e-4, "<f8", 0.0, None, True, 1.0)
+    plan = compute_plan(first.key, 4, 1e-4, "<f8", 0.0, None, True, scale=1.0)
     global KAPPA
     try:
         KAPPA = 3.0  # a changed constant is a changed kernel
@@ -172,7 +172,7 @@ def test_identity_is_the_digest_of_the_definition(points, tmp_path):
         compute_plan("test_redefined", 4, 1e-4, "<f8")
     # compiled copies and plans of the two definitions are distinct
     assert first.tag != second.tag
-    again = compute_plan(second.key, 4, 1e-4, "<f8", 0.0, None, True, 1.0)
+    again = compute_plan(second.key, 4, 1e-4, "<f8", 0.0, None, True, scale=1.0)
     assert not np.allclose(plan.uc2e_a, again.uc2e_a)
 
 

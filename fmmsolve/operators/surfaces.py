@@ -7,16 +7,22 @@ values known to work (see ARCHITECTURE.md):
 
 * upward equivalent 1.05 and upward check 2.95;
 * downward equivalent 2.95 and downward check 1.05.
+
+The 8 axis reflections map the surface onto itself (:func:`octant_permutations`): the plan
+(M2M, L2L) and the SVD M2L strategy use them to compute one operator and reflect the others.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
 from .._config import DEFAULT_LEAF_SIZE
 
-__all__ = ["surface", "n_surface_points", "default_leaf_size", "radii", "UP_EQUIV", "UP_CHECK",
-           "DOWN_EQUIV", "DOWN_CHECK", "SEPARATION"]
+__all__ = ["surface", "n_surface_points", "default_leaf_size", "radii", "octant_offsets",
+           "octant_permutations", "UP_EQUIV", "UP_CHECK", "DOWN_EQUIV", "DOWN_CHECK",
+           "SEPARATION"]
 
 UP_EQUIV = 1.05
 UP_CHECK = 2.95
@@ -57,3 +63,26 @@ def surface(order: int) -> np.ndarray:
 def radii() -> tuple:
     """The current ``(UP_EQUIV, UP_CHECK, DOWN_EQUIV, DOWN_CHECK)``: part of every Plan's key."""
     return (UP_EQUIV, UP_CHECK, DOWN_EQUIV, DOWN_CHECK)
+
+
+def octant_offsets() -> np.ndarray:
+    """Centre offset of child octant ``c``, in half the parent's half-width, shape (8, 3),
+    float64: ``((c & 1), (c >> 1 & 1), (c >> 2 & 1)) * 2 - 1`` (:mod:`fmmsolve.tree.morton`,
+    convention 2). Row ``c`` is also the reflection with flip mask ``c`` applied to octant 0."""
+    c = np.arange(8)
+    return np.stack([c & 1, (c >> 1) & 1, (c >> 2) & 1], axis=1) * 2.0 - 1.0
+
+
+@functools.lru_cache(maxsize=32)
+def octant_permutations(order: int) -> np.ndarray:
+    """``perm[c, i]``: the surface point that is point ``i`` reflected from octant 0 into
+    octant ``c``, shape (8, n), int64. Computed on the surface's integer grid, so exact."""
+    surf = surface(order)
+    grid = np.rint((surf + 1.0) * (order - 1) / 2).astype(np.int64)  # 0 .. order-1 per axis
+    index = np.full(order**3, -1, np.int64)
+    index[(grid[:, 0] * order + grid[:, 1]) * order + grid[:, 2]] = np.arange(len(surf))
+    perm = np.empty((8, len(surf)), np.int64)
+    for c, sign in enumerate(-octant_offsets()):  # octant 0 has offset (-1, -1, -1)
+        g = np.where(sign < 0, order - 1 - grid, grid)
+        perm[c] = index[(g[:, 0] * order + g[:, 1]) * order + g[:, 2]]
+    return perm

@@ -1,0 +1,181 @@
+"""What every M2L strategy shares: the transfer vectors, the schedule of the V-list pairs, and
+the base of the strategies' data records.
+
+Transfer vectors. A V-list pair (target box, source box) of one level has its source at one of
+316 offsets ``v`` in {-3..3}^3 \\ {-1..1}^3, in box edges (:func:`transfer_vectors`); a
+strategy precomputes one translation per vector, for the reference box of half-width 1.
+
+Schedule. The pairs are sorted by chunk of consecutive target boxes and then by transfer vector
+(:func:`schedule`). Boxes are numbered in Morton order within each level, so a chunk is a
+compact region of space. The expansions that a chunk reads and writes therefore stay in the
+last-level cache while all 316 transfer vectors are applied. A single pass per vector over every
+box would instead stream them all from memory 316 times. A strategy's ``apply`` runs one
+compiled ``prange`` over the chunks; chunks own disjoint target boxes, so no two threads write
+the same row.
+
+Data records (:class:`M2LData`). A strategy's precomputed operators are a frozen dataclass of
+arrays only. Its fields are stored as ``m2l_<field>`` next to the plan's own arrays, in a plan
+cache entry and in a saved file's plan group; the base class gives that naming, the byte count
+and equality, and the strategy adds its rank, its shape rules and its consistency check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import numpy as np
+
+__all__ = ["CHUNK_BOXES", "M2LData", "M2LSchedule", "schedule", "transfer_index",
+           "transfer_vectors"]
+
+#: Target boxes per chunk. Small chunks keep each thread's rows in its own cache and balance the
+#: threads; groups stay large enough (up to this many pairs) for efficient matrix products.
+CHUNK_BOXES = 256
+
+#: Prefix of a strategy's arrays among a plan's (cache entries, saved files).
+PREFIX = "m2l_"
+
+
+def transfer_vectors() -> np.ndarray:
+    """The 316 M2L offsets (target -> source, in box edges), shape (316, 3), int64."""
+    r = np.arange(-3, 4)
+    v = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    return v[np.abs(v).max(axis=1) > 1]
+
+
+def transfer_index(offsets) -> np.ndarray:
+    """Index into :func:`transfer_vectors` of each offset (shape (n, 3)); -1 if not one."""
+    table = np.full(343, -1, np.int64)
+    v = transfer_vectors()
+    table[(v[:, 0] + 3) * 49 + (v[:, 1] + 3) * 7 + (v[:, 2] + 3)] = np.arange(len(v))
+    o = np.asarray(offsets, dtype=np.int64)
+    flat = np.zeros(o.shape[:-1], np.int64)
+    inside = np.ones(o.shape[:-1], bool)
+    for d, weight in enumerate((49, 7, 1)):  # one component at a time: millions of pairs
+        c = o[..., d] + 3
+        inside &= (c >= 0) & (c <= 6)
+        flat += c * weight
+    flat[~inside] = 0
+    return np.where(inside, table[flat], -1)
+
+
+@dataclass(frozen=True, eq=False)
+class M2LData:
+    """Base of a strategy's precomputed M2L operators: a frozen record of arrays.
+
+    A subclass declares its array fields and sets the class attributes below; the methods here
+    work on any such record.
+
+    Attributes
+    ----------
+    strategy : str (class attribute)
+        The strategy's registry name (:data:`fmmsolve.operators.m2l.STRATEGY_NAMES`).
+    RULES : dict (class attribute)
+        Field name -> ``(dtype, shape)`` for the checks of a saved file before it is read
+        (:mod:`fmmsolve._engine_state`): dtype ``"value"`` is the plan's value dtype; a shape
+        entry is an int or a named dimension, where ``"n"`` is the surface's point count,
+        ``"vectors"`` is 316, ``"<name>+1"`` is one more than ``<name>`` and any other name is
+        bound by its first use.
+    """
+
+    strategy: ClassVar[str] = ""
+    RULES: ClassVar[dict] = {}
+
+    @property
+    def rank(self) -> int:
+        """Columns of the compressed expansions M2L works on; 0 for a record without
+        operators (:func:`empty`-made, for tree levels without V lists)."""
+        raise NotImplementedError
+
+    def inconsistency(self, n: int, dtype) -> str | None:
+        """What in this record contradicts a plan of ``n`` surface points and value ``dtype``,
+        or None: the check of a cache entry or a saved file before the record is used."""
+        raise NotImplementedError
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f.name).nbytes for f in fields(self))
+
+    def arrays(self) -> dict:
+        """The fields by their stored names, ``m2l_<field>`` (the arrays themselves)."""
+        return {PREFIX + f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def stored_rules(cls) -> dict:
+        """:attr:`RULES` by the stored names, ``m2l_<field>``."""
+        return {PREFIX + name: rule for name, rule in cls.RULES.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict):
+        """The record from the stored names' arrays in ``arrays`` (others are ignored);
+        KeyError naming the first one missing."""
+        return cls(**{f.name: arrays[PREFIX + f.name] for f in fields(cls)})
+
+    def map_arrays(self, func):
+        """A record of the same strategy with ``func(array)`` for each field."""
+        return type(self)(**{f.name: func(getattr(self, f.name)) for f in fields(self)})
+
+    def __eq__(self, other):
+        """Same strategy and bit-for-bit equal arrays (of equal dtypes and shapes)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, f.name).dtype == getattr(other, f.name).dtype
+                   and np.array_equal(getattr(self, f.name), getattr(other, f.name))
+                   for f in fields(self))
+
+    __hash__ = None  # mutable arrays inside: no hash, as for an ndarray
+
+
+@dataclass(frozen=True)
+class M2LSchedule:
+    """The V-list pairs in the order a strategy's ``apply`` visits them.
+
+    Attributes
+    ----------
+    targets, sources : ndarray (n_pairs,), int64
+        Box indices of each pair.
+    group_ptr : ndarray (n_groups + 1,), int64
+        Pairs ``group_ptr[g]:group_ptr[g + 1]`` share a chunk and a transfer vector.
+    group_vec : ndarray (n_groups,), int64
+        Transfer vector of each group (index into :func:`transfer_vectors`).
+    chunk_ptr : ndarray (n_chunks + 1,), int64
+        Groups ``chunk_ptr[c]:chunk_ptr[c + 1]`` belong to chunk ``c``.
+    v_targets : ndarray, int64
+        The boxes with a non-empty V list, sorted.
+    """
+
+    targets: np.ndarray
+    sources: np.ndarray
+    group_ptr: np.ndarray
+    group_vec: np.ndarray
+    chunk_ptr: np.ndarray
+    v_targets: np.ndarray
+
+
+def schedule(targets, sources, vectors, chunk_boxes) -> M2LSchedule:
+    """Sort V-list pairs into groups of (chunk of ``chunk_boxes`` targets, transfer vector).
+
+    Parameters
+    ----------
+    targets, sources, vectors : ndarray (n_pairs,), int64
+        One row per V-list pair: target box, source box, transfer vector index.
+    chunk_boxes : int
+        Consecutive target boxes per chunk.
+    """
+    key = (targets // chunk_boxes) * 316 + vectors
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    group_ptr = _run_starts(key)
+    group_key = key[group_ptr[:-1]]
+    chunk_ptr = _run_starts(group_key // 316)
+    return M2LSchedule(targets=targets[order], sources=sources[order], group_ptr=group_ptr,
+                       group_vec=group_key % 316, chunk_ptr=chunk_ptr,
+                       v_targets=np.flatnonzero(np.bincount(targets)))
+
+
+def _run_starts(sorted_keys):
+    """CSR pointer of the runs of equal values in ``sorted_keys`` (``[0]`` when empty)."""
+    cuts = np.flatnonzero(np.diff(sorted_keys)) + 1
+    return np.concatenate([[0], cuts, [len(sorted_keys)] if len(sorted_keys) else []]
+                          ).astype(np.int64)
