@@ -26,8 +26,10 @@ from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["CHUNK_BOXES", "M2LData", "M2LSchedule", "schedule", "transfer_index",
-           "transfer_vectors"]
+from ..._jit import jit
+
+__all__ = ["CHUNK_BOXES", "M2LData", "M2LSchedule", "gather_group", "scatter_group", "schedule",
+           "transfer_index", "transfer_vectors"]
 
 #: Target boxes per chunk. Small chunks keep each thread's rows in its own cache and balance the
 #: threads; groups stay large enough (up to this many pairs) for efficient matrix products.
@@ -179,3 +181,28 @@ def _run_starts(sorted_keys):
     cuts = np.flatnonzero(np.diff(sorted_keys)) + 1
     return np.concatenate([[0], cuts, [len(sorted_keys)] if len(sorted_keys) else []]
                           ).astype(np.int64)
+
+
+@jit
+def gather_group(x, expansions, boxes, a, b):
+    """Rows ``x[i m + j] = expansions[boxes[a + i], j]`` for the pairs ``a:b`` of a group:
+    the group's source expansions stacked for one matrix product; ``expansions`` is
+    (n_boxes, m, k), ``x`` at least ((b - a) m, k)."""
+    m, k = expansions.shape[1], expansions.shape[2]
+    for i in range(b - a):
+        s = boxes[a + i]
+        for j in range(m):
+            for col in range(k):
+                x[i * m + j, col] = expansions[s, j, col]
+
+
+@jit
+def scatter_group(out, y, boxes, a, b):
+    """``out[boxes[a + i], j] += y[i m + j]`` for the pairs ``a:b`` of a group: the product's
+    rows added to the target boxes' expansions, in pair order."""
+    m, k = out.shape[1], out.shape[2]
+    for i in range(b - a):
+        t = boxes[a + i]
+        for j in range(m):
+            for col in range(k):
+                out[t, j, col] += y[i * m + j, col]

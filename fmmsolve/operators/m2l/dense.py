@@ -29,7 +29,7 @@ import numpy as np
 from ..._jit import jit, prange
 from .. import surfaces
 from ..dense import single_threaded_blas
-from .base import M2LData, schedule, transfer_vectors
+from .base import M2LData, gather_group, scatter_group, schedule, transfer_vectors
 
 __all__ = ["NAME", "MAX_ORDER", "Data", "DenseData", "precompute", "empty", "schedule",
            "apply"]
@@ -129,17 +129,9 @@ def _translate_chunks(multipole, targets, sources, group_ptr, group_vec, chunk_p
         for g in range(chunk_ptr[c], chunk_ptr[c + 1]):
             a, b = group_ptr[g], group_ptr[g + 1]
             rows = (b - a) * m
-            for i in range(b - a):
-                s = sources[a + i]
-                for j in range(m):
-                    for col in range(n):
-                        x[i * m + j, col] = multipole[s, j, col]
+            gather_group(x, multipole, sources, a, b)
             np.dot(x[:rows], translations[group_vec[g]].T, y[:rows])
-            for i in range(b - a):
-                t_box = targets[a + i]
-                for j in range(m):
-                    for col in range(n):
-                        local[t_box, j, col] += y[i * m + j, col]
+            scatter_group(local, y, targets, a, b)
 
 
 def apply(sched, data: DenseData, multipole, local):

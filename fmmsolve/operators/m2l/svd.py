@@ -42,7 +42,7 @@ import scipy.sparse
 from ..._jit import jit, prange
 from .. import surfaces
 from ..dense import rmul, single_threaded_blas
-from .base import M2LData, schedule, transfer_vectors
+from .base import M2LData, gather_group, scatter_group, schedule, transfer_vectors
 
 __all__ = ["NAME", "MAX_ORDER", "Data", "SVDData", "precompute", "empty", "schedule", "apply"]
 
@@ -303,20 +303,12 @@ def _translate_chunks(compressed, targets, sources, group_ptr, group_vec, chunk_
         for g in range(chunk_ptr[c], chunk_ptr[c + 1]):
             a, b = group_ptr[g], group_ptr[g + 1]
             rows = (b - a) * m
-            for i in range(b - a):
-                s = sources[a + i]
-                for j in range(m):
-                    for col in range(k):
-                        x[i * m + j, col] = compressed[s, j, col]
+            gather_group(x, compressed, sources, a, b)
             r0, r1 = m2l_ptr[group_vec[g]], m2l_ptr[group_vec[g] + 1]
             t = mid[:rows * (r1 - r0)].reshape((rows, r1 - r0))
             np.dot(x[:rows], m2l_b[r0:r1].T, t)
             np.dot(t, m2l_a[r0:r1], y[:rows])
-            for i in range(b - a):
-                t_box = targets[a + i]
-                for j in range(m):
-                    for col in range(k):
-                        check[t_box, j, col] += y[i * m + j, col]
+            scatter_group(check, y, targets, a, b)
 
 
 def apply(sched, data: SVDData, multipole, local):
