@@ -43,54 +43,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data  # scikit-le
 from ._validation import check_flag, reject_ragged_or_bool
 from .field import FMMField
 from .kernels import get_kernel
+from .kernels.self_integral import patch_self_integral
 from .linear_operator import FMMOperator
 
 __all__ = ["PotentialTransformer", "IntegralEquationSolver", "patch_self_integral"]
 
 _GMRES_RESTART = 100  # Krylov vectors kept per GMRES cycle (memory: 100 vectors of n values)
-
-
-def patch_self_integral(kernel, area, wavenumber=None):
-    """Integral of the kernel over a flat disk of ``area``, centred at the evaluation point.
-
-    This is the singular self-term of a point-quadrature layer potential: the disk stands for
-    the patch of surface that a quadrature point of weight ``area`` carries. With the disk's
-    radius ``a = sqrt(area / pi)`` and ``r`` the distance to the centre,
-    ``int_disk G dA = int_0^a G(r) 2 pi r dr``, which for each kernel is
-
-    * ``"laplace"``, ``G = 1 / (4 pi r)``: ``a / 2``;
-    * ``"modified_helmholtz"``, ``G = exp(-k r) / (4 pi r)``: ``(1 - exp(-k a)) / (2 k)``;
-    * ``"helmholtz"``, ``G = exp(i k r) / (4 pi r)``: ``(exp(i k a) - 1) / (2 i k)``;
-
-    both tend to ``a / 2`` as ``k -> 0`` (``expm1`` keeps small ``k a`` accurate).
-
-    Parameters
-    ----------
-    kernel : str
-        ``"laplace"``, ``"modified_helmholtz"`` or ``"helmholtz"`` (the formula exists before
-        the kernel is registered).
-    area : array_like of float, >= 0
-        Patch areas.
-    wavenumber : scalar or None
-        ``k``; required by the Helmholtz kernels (complex allowed for ``"helmholtz"``).
-
-    Returns
-    -------
-    ndarray of the shape of ``area``: float64, or complex128 for ``"helmholtz"``.
-    """
-    a = np.sqrt(np.asarray(area, dtype=np.float64) / np.pi)
-    if kernel == "laplace":
-        return a / 2.0
-    if kernel not in ("modified_helmholtz", "helmholtz"):
-        raise ValueError(f"no patch self-integral for kernel {kernel!r}; expected 'laplace', "
-                         f"'modified_helmholtz' or 'helmholtz'")
-    if wavenumber is None or wavenumber == 0:
-        raise ValueError(f"the {kernel!r} self-integral needs a non-zero wavenumber")
-    if kernel == "modified_helmholtz":
-        k = float(wavenumber)
-        return -np.expm1(-k * a) / (2.0 * k)
-    k = complex(wavenumber)
-    return np.expm1(1j * k * a) / (2j * k)
 
 
 def _columns_error(n_columns):
@@ -411,7 +369,7 @@ class IntegralEquationSolver(_PointEstimator, RegressorMixin, TransformerMixin, 
             if d != "auto":
                 raise ValueError(f"diagonal must be 'auto', a number or an array of shape "
                                  f"({n},), got {d!r}")
-            return np.asarray(patch_self_integral(kern.name, area, k))
+            return np.asarray(patch_self_integral(kern.key, area, k))
         values = np.asarray(d)
         if values.dtype.kind not in "biuf" + ("c" if kern.is_complex else ""):
             raise ValueError(f"diagonal must be 'auto', a real number or a real array: {d!r}")

@@ -219,3 +219,36 @@ def test_a_fourth_order_operators_kernel_is_refused(points):
     fmmsolve.register_kernel("test_biharmonic", biharmonic)
     with pytest.raises(calibration.CalibrationError, match="best was"):
         fmmsolve.FMMOperator(points[0], kernel="test_biharmonic", eps=1e-6, memory=None)
+
+
+@pytest.mark.parametrize("k", [0.5, 2.0, 20.0])
+def test_patch_self_integral_of_a_registered_kernel_matches_the_closed_form(k):
+    from fmmsolve.estimators import patch_self_integral
+
+    def screened(r, kk):
+        g = math.exp(-kk * r) / (4 * math.pi * r)
+        return g, -g * (kk + 1 / r), g * (kk * kk + 2 * kk / r + 2 / (r * r))
+
+    fmmsolve.register_kernel("test_screened_k", screened, wavenumber=True, homogeneity=1)
+    area = np.array([[1e-6, 0.01], [0.2, 0.5]])  # k a up to 8
+    got = patch_self_integral("test_screened_k", area, k)
+    exact = patch_self_integral("modified_helmholtz", area, k)
+    assert got.shape == area.shape
+    np.testing.assert_allclose(got, exact, rtol=1e-13, atol=0)
+
+
+def test_integral_equation_solver_with_a_registered_kernel(yukawa):
+    from fmmsolve.estimators import IntegralEquationSolver
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((600, 3))
+    x /= np.linalg.norm(x, axis=1)[:, None]  # a sphere
+    w = np.full(600, 4 * np.pi / 600)
+    y = np.ones(600)
+    probe = 3 * rng.standard_normal((50, 3))
+    params = dict(eps=1e-6, tol=1e-10, expansion_order=8)
+    ours = IntegralEquationSolver(kernel="test_yukawa", **params).fit(x, y, sample_weight=w)
+    theirs = IntegralEquationSolver(kernel="modified_helmholtz", wavenumber=KAPPA,
+                                    **params).fit(x, y, sample_weight=w)
+    a, b = ours.predict(probe), theirs.predict(probe)  # two FMM solves at eps 1e-6
+    assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(b)
