@@ -173,7 +173,7 @@ def kernel_from_profile(name, profile_function, *, wavenumber=False, is_complex=
     properties = {"wavenumber": wavenumber, "is_complex": is_complex,
                   "homogeneity": None if homogeneity is None else int(homogeneity),
                   "decay": float(decay)}
-    digest = definition_digest(name, compiled.py_func, properties)
+    digest = definition_digest(name, getattr(compiled, "py_func", compiled), properties)
     tag = f"{name}_{digest[:10]}"
     bindings = {"profile": compiled}
     p2p = bind(_potential, tag, bindings)
