@@ -5,8 +5,8 @@ targets would normally mean a new tree and a new upward pass. ``FMMField`` does 
 work once, when it is built: an engine over the sources alone, then the upward pass (P2M, M2M)
 and the downward pass (M2L, P2L, L2L). It keeps the multipole and the local expansion of every
 box. Evaluating at new points then needs no new tree. Each point ``y`` is located in the
-existing tree: ``B`` is the deepest box that contains it, found from its Morton key relative to
-the root cube by searching the sorted box keys level by level.
+existing tree: ``B`` is the deepest box that contains it (:func:`fmmsolve.tree.queries.locate`:
+its Morton key relative to the root cube, searched in the sorted box keys level by level).
 
 * ``B`` is a leaf. The FMM's own decomposition applies unchanged: L2P of B's local expansion,
   M2P from B's W list, and P2P from B's near list (the U list plus the W and X entries that
@@ -17,19 +17,19 @@ the root cube by searching the sorted box keys level by level.
   root cube (then B is "nothing": no local expansion). B's local expansion covers every
   source except those in B's *neighbourhood*. The neighbourhood is B and its same-level
   colleagues with their subtrees, plus the coarser leaves adjacent to B (the root, outside the
-  cube). The reason is that V and X lists are complete for every internal box, and
-  ``near_and_far`` only rewrites the lists of leaves. The neighbourhood is summed by a bounded
-  traversal for each point. A box ``C`` is used through M2P when ``y`` is well separated from
-  it (max-norm distance from C's centre >= ``SEPARATION`` = 3 half-widths, outside its upward
-  check surface at 2.95) and, for a kernel that decays at the rate d, C is narrow enough for
-  its multipole to hold relative to the decaying field (d w <= ``DECAY_WIDTH``,
-  :mod:`fmmsolve.accuracy`). Otherwise the traversal recurses into C's children, and a leaf
-  is summed directly. Points inside a closed surface of sources (the interior of a sphere) fall
-  into large empty boxes. Their cost is bounded by the boxes near them, never a direct sum
-  over all sources.
+  cube; :func:`fmmsolve.tree.queries.neighbourhoods`). The reason is that V and X lists are
+  complete for every internal box, and ``near_and_far`` only rewrites the lists of leaves.
+  The neighbourhood is summed by a bounded traversal for each point. A box ``C`` is used
+  through M2P when ``y`` is well separated from it (max-norm distance from C's centre >=
+  ``SEPARATION`` = 3 half-widths, outside its upward check surface at 2.95) and, for a kernel
+  that decays at the rate d, C is narrow enough for its multipole to hold relative to the
+  decaying field (d w <= ``DECAY_WIDTH``, :mod:`fmmsolve.accuracy`). Otherwise the traversal
+  recurses into C's children, and a leaf is summed directly. Points inside a closed surface
+  of sources (the interior of a sphere) fall into large empty boxes. Their cost is bounded by
+  the boxes near them, never a direct sum over all sources.
 
-:meth:`FMMField.coverage` replays this decomposition as counts per source, for tests: every
-source must be counted exactly once for every point.
+With a constant kernel and one charge column per source, the field counts how many times each
+source reaches each point; ``tests/test_field.py`` checks that every count is 1.
 
 Zero-distance pairs contribute nothing, as everywhere in fmmsolve: a point that coincides with a
 source skips it. Such a point has the source's Morton key, so it lands in the source's leaf, and
@@ -42,13 +42,11 @@ Pickling stores the constructor arguments and fits again when unpickled, as
 from __future__ import annotations
 
 import functools
-import itertools
 import time
 
 import numpy as np
 
 from . import cache
-from ._config import MAX_DEPTH
 from ._jit import bind, prange
 from ._validation import as_densities, as_points, check_flag, resolve_real_dtype
 from .accuracy import DECAY_WIDTH, max_expansion_half_width
@@ -57,7 +55,7 @@ from .kernels import get_kernel
 from .operators import dense, surfaces, translations
 from .operators.surfaces import SEPARATION
 from .operators.translations import _box_surface, _leaf_densities, _to_targets
-from .tree.morton import encode_array, point_keys
+from .tree import queries
 
 __all__ = ["FMMField", "SEPARATION", "DECAY_WIDTH"]
 
@@ -68,18 +66,16 @@ p2p = p2p_gradient = None
 def neighbourhood_to_targets(gradient, points, groups, start_ptr, start_idx, child_ptr,
                              centres, frames, half_widths, src, charges, src_begin, src_end, surf,
                              radius, multipole, wavenumber, max_m2p_half_width, stack_size, pot,
-                             grad, tally):
+                             grad):
     """Add, at each point, the field of the boxes of its neighbourhood: M2P from the boxes it is
     well separated from, P2P from the leaves it is not, descending in between.
 
     ``points`` (n, 3) float64 are absolute coordinates; point ``t`` starts from the boxes
     ``start_idx[start_ptr[groups[t]]:start_ptr[groups[t] + 1]]``. Every interaction is computed
-    in the frame of the source box. ``tally`` (n, n_sources) counts the sources (tree order)
-    each point reaches, when it has rows; it is (0, 0) otherwise. Boxes of half-width above
-    ``max_m2p_half_width`` are never used through M2P
+    in the frame of the source box. Boxes of half-width above ``max_m2p_half_width`` are never
+    used through M2P
     (:func:`~fmmsolve.accuracy.max_expansion_half_width`).
     """
-    counting = tally.shape[0] > 0
     for t in prange(points.shape[0]):
         stack = np.empty(stack_size, np.int64)
         top = 0
@@ -111,10 +107,6 @@ def neighbourhood_to_targets(gradient, points, groups, start_ptr, start_idx, chi
                 for child in range(child_ptr[c], child_ptr[c + 1]):
                     stack[top] = child
                     top += 1
-                continue
-            if counting:
-                for s in range(src_begin[c], src_end[c]):
-                    tally[t, s] += 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -122,9 +114,6 @@ def _traversal(kernel):
     """:func:`neighbourhood_to_targets` compiled for ``kernel``."""
     bindings = {"p2p": kernel.p2p, "p2p_gradient": kernel.p2p_gradient}
     return bind(neighbourhood_to_targets, kernel.tag, bindings, parallel=True)
-
-
-_OFFSETS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), np.int64)  # (27, 3)
 
 
 def _restore(sources, charges, params):
@@ -293,68 +282,12 @@ class FMMField:
 
     # -- locating points -------------------------------------------------------------------------
 
-    def _locate(self, points):
-        """Deepest box holding each point, (n,) int64; -1 outside the root cube."""
-        tree = self._engine.tree
-        lower, edge = tree.center - tree.half_width, 2.0 * tree.half_width
-        inside = np.all((points >= lower) & (points < lower + edge), axis=1)
-        keys = point_keys(points, lower, edge)
-        box = np.full(len(points), -1, np.int64)
-        found = inside
-        for level in range(tree.depth + 1):  # a box exists only if its parent does
-            key = (np.int64(1) << (3 * level)) | (keys >> (3 * (MAX_DEPTH - level)))
-            pos = np.minimum(np.searchsorted(tree.keys, key), tree.n_boxes - 1)
-            found = found & (tree.keys[pos] == key)
-            if not found.any():
-                break
-            box[found] = pos[found]
-        return box
-
-    def _find(self, anchors, level):
-        """Index of the box of ``level`` at each anchor (..., 3), or -1 where there is none."""
-        tree = self._engine.tree
-        side = np.int64(1) << level
-        valid = np.all((anchors >= 0) & (anchors < side), axis=-1)
-        morton = encode_array(np.clip(anchors, 0, side - 1).reshape(-1, 3))
-        key = (np.int64(1) << (3 * level)) | morton.reshape(anchors.shape[:-1])
-        pos = np.minimum(np.searchsorted(tree.keys, key), tree.n_boxes - 1)
-        return np.where(valid & (tree.keys[pos] == key), pos, -1)
-
-    def _neighbourhoods(self, starts):
-        """CSR (ptr, idx) of the boxes each start box's traversal begins from.
-
-        ``starts`` (sorted; -1 for outside the root) are internal boxes. Row i holds the
-        colleagues of ``starts[i]`` (itself included) and the coarser leaves adjacent to it.
-        """
-        tree = self._engine.tree
-        rows, cols = [np.flatnonzero(starts < 0)], [np.zeros(int(np.sum(starts < 0)), np.int64)]
-        for level in np.unique(tree.levels[starts[starts >= 0]]):
-            sel = np.flatnonzero((starts >= 0) & (tree.levels[np.maximum(starts, 0)] == level))
-            anchor = tree.anchors[starts[sel]]
-            found = self._find(anchor[:, None, :] + _OFFSETS, level)
-            r, e = np.nonzero(found >= 0)
-            rows.append(sel[r])
-            cols.append(found[r, e])
-            for up in range(1, level + 1):  # leaves of ancestors' levels touching the box
-                found = self._find((anchor >> up)[:, None, :] + _OFFSETS, level - up)
-                box = np.maximum(found, 0)
-                lo, hi = tree.anchors[box] << up, (tree.anchors[box] + 1) << up
-                touch = np.all((lo <= anchor[:, None, :] + 1) & (anchor[:, None, :] <= hi), -1)
-                r, e = np.nonzero((found >= 0) & tree.is_leaf[box] & touch)
-                rows.append(sel[r])
-                cols.append(found[r, e])
-        rows, cols = np.concatenate(rows), np.concatenate(cols)
-        order = np.argsort(rows, kind="stable")
-        ptr = np.zeros(len(starts) + 1, np.int64)
-        np.cumsum(np.bincount(rows, minlength=len(starts)), out=ptr[1:])
-        return ptr, np.ascontiguousarray(cols[order], dtype=np.int64)
-
     def _sort(self, points):
         """Points ordered for the passes: targets of leaves first, by leaf; then the rest (in
         empty octants or outside the root), by box. Returns the order, boxes in that order, the
         number of leaf targets and per-box target ranges."""
         tree = self._engine.tree
-        box = self._locate(points)
+        box = queries.locate(tree, points)
         at_leaf = np.zeros(len(points), bool)
         at_leaf[box >= 0] = tree.is_leaf[box[box >= 0]]
         order = np.lexsort((box, ~at_leaf))
@@ -366,23 +299,22 @@ class FMMField:
         end[boxes[keep]] = first[keep] + count[keep]
         return order, sorted_box, int(at_leaf.sum()), begin, end, boxes[keep]
 
-    def _traverse(self, gradient, points, boxes, tally=None):
+    def _traverse(self, gradient, points, boxes):
         """Neighbourhood sums at ``points`` (n, 3) whose deepest boxes ``boxes`` are internal
         (or -1); returns pot (m, n) and grad (m, 3, n or 0)."""
         engine, tree = self._engine, self._engine.tree
         starts, groups = np.unique(boxes, return_inverse=True)
-        ptr, idx = self._neighbourhoods(starts)
+        ptr, idx = queries.neighbourhoods(tree, starts)
         stack = int(np.diff(ptr).max()) + 8 * (tree.depth + 2)
         n, vdt = len(points), self.value_dtype
         pot = np.zeros((self._m, n), vdt)
         grad = np.zeros((self._m, 3, n if gradient else 0), vdt)
-        tally = np.zeros((0, 0), np.int64) if tally is None else tally
         _traversal(engine.kernel)(
             gradient, np.ascontiguousarray(points), groups.astype(np.int64).ravel(), ptr, idx,
             tree.child_ptr, engine._centres, engine._frames, engine._half_widths, engine._src,
             self._q,
             tree.src_begin, tree.src_end, engine._surf, surfaces.UP_EQUIV, self._multipole,
-            engine.wavenumber, self._max_m2p_half_width, stack, pot, grad, tally)
+            engine.wavenumber, self._max_m2p_half_width, stack, pot, grad)
         return pot, grad
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -449,45 +381,3 @@ class FMMField:
         self.timings = {"locate": t1 - t0, "l2p": t2 - t1, "m2p": t3 - t2, "p2p": t4 - t3,
                         "neighbourhood": t5 - t4, "other": time.perf_counter() - t5}
         return (out_pot, out_grad) if gradient else out_pot
-
-    def coverage(self, points):
-        """How many times each source enters the field at each point: a test of the partition.
-
-        Replays :meth:`evaluate`'s decomposition (local expansions through the V and X lists
-        of the point's box and its ancestors, W and near lists at a leaf, the neighbourhood
-        traversal elsewhere) and counts the sources each part stands for. The field is exact
-        in structure when every count is 1. Dense output: for small tests only.
-
-        Parameters
-        ----------
-        points : array_like of shape (n_points, 3)
-
-        Returns
-        -------
-        ndarray of shape (n_points, n_sources), int64
-            Columns in the sources' order.
-        """
-        engine, tree = self._engine, self._engine.tree
-        y = as_points(points, "points", allow_empty=True, precision=self._engine.real_dtype)
-        order, sorted_box, n_leaf, _, _, _ = self._sort(y)
-        counts = np.zeros((len(y), tree.n_sources), np.int64)
-        lists = engine.lists
-        ranges = []
-        for b in sorted_box:
-            spans, a = [], b
-            while a >= 0:  # local expansion: V and (remaining) X of the box and its ancestors
-                spans += list(lists.get("v", a))
-                spans += list(engine._x[1][engine._x[0][a]:engine._x[0][a + 1]])
-                a = tree.parent[a]
-            if b >= 0 and tree.is_leaf[b]:
-                for ptr, idx in (engine._w, engine._near):
-                    spans += list(idx[ptr[b]:ptr[b + 1]])
-            ranges.append(spans)
-        for row, spans in enumerate(ranges):
-            for c in spans:
-                counts[row, tree.src_begin[c]:tree.src_end[c]] += 1
-        if n_leaf < len(y):
-            self._traverse(False, y[order][n_leaf:], sorted_box[n_leaf:], counts[n_leaf:])
-        out = np.empty_like(counts)
-        out[order[:, None], tree.source_perm[None, :]] = counts
-        return out
