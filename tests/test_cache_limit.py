@@ -3,6 +3,7 @@ the one being written nor other files; entries larger than the limit, a limit of
 ``FMMSOLVE_CACHE_MAX`` setting; what ``fmmsolve info`` reports; and the test suite's own
 temporary cache."""
 
+import os
 import pathlib
 import time
 import warnings
@@ -37,9 +38,15 @@ def _load(memory, i):
 
 
 def _stored(memory):
-    """Indices ``i`` of the plans stored, from the keys inside the entries."""
+    """Indices ``i`` of the plans stored, from the keys inside the entries. Reading an entry
+    here must not count as a use: its access time is put back (a relatime mount would set it,
+    in directory order, and make the eviction order depend on the keys' hashes)."""
     entries = pathlib.Path(memory.location, cache.ENTRY_DIR)
-    keys = [joblib.load(p)["key"] for p in entries.rglob("output.pkl")]
+    keys = []
+    for path in entries.rglob("output.pkl"):
+        stat = path.stat()
+        keys.append(joblib.load(path)["key"])
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     return sorted(round((key[3] / TOL - 1) * 1e9) for key in keys)
 
 
