@@ -118,62 +118,70 @@ def test_complex_kernel_with_a_wavenumber(points):
         fmmsolve.FMMOperator(x, kernel="test_helmholtz", memory=None)
 
 
-def test_calibration_is_measured_once_per_definition_and_cached_on_disk(points, tmp_path,
-                                                                      monkeypatch):
+def _forget(kernel):
+    """Drop this process's calibration memo of ``kernel`` (as a new process would start)."""
+    for key in [key for key in calibration._MEMO if key[0] == kernel.key]:
+        del calibration._MEMO[key]
+
+
+def test_calibration_is_measured_once_per_definition_and_cached_on_disk(yukawa, points,
+                                                                      tmp_path, monkeypatch):
     x, q = points
     calls = []
     measure = calibration._measure
     monkeypatch.setattr(calibration, "_measure", lambda *a: calls.append(a[3]) or measure(*a))
-    kern = fmmsolve.register_kernel("test_cached", _yukawa)
-    fmmsolve.FMMOperator(x, kernel="test_cached", eps=1e-4, memory=tmp_path)
+    _forget(yukawa)
+    fmmsolve.FMMOperator(x, kernel="test_yukawa", eps=1e-4, memory=tmp_path)
     assert calls == list(range(calibration.MIN_ORDER, calls[-1] + 1))
     files = list((tmp_path / "fmmsolve-calibration").glob("*.json"))
-    assert [f.name for f in files] == [f"{kern.key}.json"]
-    calibration._MEMO.clear()  # a new process: read from the disk
-    again = fmmsolve.FMMOperator(x, kernel="test_cached", eps=1e-4, memory=tmp_path)
+    assert [f.name for f in files] == [f"{yukawa.key}.json"]
+    _forget(yukawa)  # a new process: read from the disk
+    again = fmmsolve.FMMOperator(x, kernel="test_yukawa", eps=1e-4, memory=tmp_path)
     assert len(calls) == again.expansion_order - calibration.MIN_ORDER + 1
-    calibration._MEMO.clear()
+    _forget(yukawa)
     files[0].write_text("{not json")  # a damaged file is measured again, never trusted
-    fmmsolve.FMMOperator(x, kernel="test_cached", eps=1e-4, memory=tmp_path)
+    fmmsolve.FMMOperator(x, kernel="test_yukawa", eps=1e-4, memory=tmp_path)
     assert len(calls) == 2 * (again.expansion_order - calibration.MIN_ORDER + 1)
 
 
-def test_calibration_that_reaches_no_order_says_so(points, monkeypatch):
+def test_calibration_that_reaches_no_order_says_so(yukawa, points, monkeypatch):
     monkeypatch.setattr(calibration, "MAX_ORDER", 4)  # order 4 cannot reach 1e-7
-    fmmsolve.register_kernel("test_unreachable", _yukawa)
     with pytest.raises(calibration.CalibrationError, match="Green's functions of constant"):
-        fmmsolve.FMMOperator(points[0], kernel="test_unreachable", eps=1e-7, memory=None)
+        fmmsolve.FMMOperator(points[0], kernel="test_yukawa", eps=1e-7, memory=None)
 
 
-def test_identity_is_the_digest_of_the_definition(points, tmp_path):
+def test_identity_is_the_digest_of_the_definition(yukawa, points, tmp_path):
+    # The fixture's kernel is redefined and then registered again as it was (same digest).
     x, q = points
-    first = fmmsolve.register_kernel("test_redefined", _yukawa)
-    op = fmmsolve.FMMOperator(x[:500], kernel="test_redefined", eps=1e-3, expansion_order=4,
+    first = yukawa
+    op = fmmsolve.FMMOperator(x[:500], kernel="test_yukawa", eps=1e-3, expansion_order=4,
                               memory=None)
     op.save(tmp_path / "op.h5")
     blob = pickle.dumps(op)
-    assert pickle.loads(blob).kernel == "test_redefined"
+    assert pickle.loads(blob).kernel == "test_yukawa"
     assert np.allclose(fmmsolve.load(tmp_path / "op.h5") @ q[:500], op @ q[:500])
     plan = compute_plan(first.key, 4, 1e-4, "<f8", 0.0, None, True, scale=1.0)
     global KAPPA
     try:
         KAPPA = 3.0  # a changed constant is a changed kernel
-        second = fmmsolve.register_kernel("test_redefined", _yukawa)
+        second = fmmsolve.register_kernel("test_yukawa", _yukawa)
+        assert second.digest != first.digest and second.name == first.name
+        with pytest.raises(ValueError, match="another definition"):
+            pickle.loads(blob)
+        with pytest.raises(ValueError, match="another definition"):
+            fmmsolve.load(tmp_path / "op.h5")
+        with pytest.raises(ValueError, match="another definition"):
+            kernel_for_key(first.key)
+        with pytest.raises(ValueError, match="identify it by its key"):
+            compute_plan("test_yukawa", 4, 1e-4, "<f8")
+        # compiled copies and plans of the two definitions are distinct
+        assert first.tag != second.tag
+        again = compute_plan(second.key, 4, 1e-4, "<f8", 0.0, None, True, scale=1.0)
+        assert not np.allclose(plan.uc2e_a, again.uc2e_a)
     finally:
         KAPPA = 2.0
-    assert second.digest != first.digest and second.name == first.name
-    with pytest.raises(ValueError, match="another definition"):
-        pickle.loads(blob)
-    with pytest.raises(ValueError, match="another definition"):
-        fmmsolve.load(tmp_path / "op.h5")
-    with pytest.raises(ValueError, match="another definition"):
-        kernel_for_key(first.key)
-    with pytest.raises(ValueError, match="identify it by its key"):
-        compute_plan("test_redefined", 4, 1e-4, "<f8")
-    # compiled copies and plans of the two definitions are distinct
-    assert first.tag != second.tag
-    again = compute_plan(second.key, 4, 1e-4, "<f8", 0.0, None, True, scale=1.0)
-    assert not np.allclose(plan.uc2e_a, again.uc2e_a)
+        assert fmmsolve.register_kernel("test_yukawa", _yukawa).key == first.key
+    assert np.allclose(pickle.loads(blob) @ q[:500], op @ q[:500])  # the same again
 
 
 BAD = {
