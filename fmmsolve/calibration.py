@@ -150,21 +150,25 @@ def _path(location, key) -> pathlib.Path | None:
     return None if location is None else pathlib.Path(location) / _DIR / f"{key}.json"
 
 
+def _cases(path, key) -> dict:
+    """The measurements in the file ``path`` of kernel ``key``, case -> {order: error}; empty
+    for a missing, unreadable or foreign file (it is never trusted, only re-measured)."""
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        content = json.loads(path.read_text())
+        if content.get("format") == FORMAT and content.get("kernel") == key:
+            return {case: {int(order): float(err) for order, err in errors.items()
+                           if MIN_ORDER <= int(order) <= MAX_ORDER and float(err) >= 0}
+                    for case, errors in content["cases"].items()}
+    return {}
+
+
 def _stored(key, case, location) -> dict:
-    """The errors measured for ``(key, case)``: in this process, else from the file (an
-    unreadable or foreign file counts as none)."""
+    """The errors measured for ``(key, case)``: in this process, else from the file."""
     with _LOCK:
         if (key, case) in _MEMO:
             return _MEMO[key, case]
-    errors = {}
     path = _path(location, key)
-    if path is not None:
-        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-            content = json.loads(path.read_text())
-            if content.get("format") == FORMAT and content.get("kernel") == key:
-                errors = {int(order): float(err)
-                          for order, err in content["cases"].get(case, {}).items()
-                          if MIN_ORDER <= int(order) <= MAX_ORDER and float(err) >= 0}
+    errors = {} if path is None else _cases(path, key).get(case, {})
     with _LOCK:
         return _MEMO.setdefault((key, case), errors)
 
@@ -176,14 +180,11 @@ def _store(key, case, errors, location) -> None:
     path = _path(location, key)
     if path is None:
         return
-    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-        try:
-            content = json.loads(path.read_text())
-            if content.get("format") != FORMAT or content.get("kernel") != key:
-                raise ValueError
-        except (OSError, ValueError):
-            content = {"format": FORMAT, "kernel": key, "cases": {}}
-        content["cases"][case] = {str(order): err for order, err in errors.items()}
+    cases = _cases(path, key)
+    cases[case] = errors
+    content = {"format": FORMAT, "kernel": key,
+               "cases": {c: {str(o): e for o, e in v.items()} for c, v in cases.items()}}
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:

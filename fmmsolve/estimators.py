@@ -130,7 +130,8 @@ class PotentialTransformer(_PointEstimator, TransformerMixin, BaseEstimator):
     Parameters
     ----------
     kernel : str, default "laplace"
-        A name from :data:`fmmsolve.KERNEL_NAMES`.
+        A name from :data:`fmmsolve.KERNEL_NAMES`, or of a kernel registered with
+        :func:`fmmsolve.register_kernel`.
     wavenumber : scalar or None, default None
         Required by the Helmholtz kernels; None for ``"laplace"``.
     eps : float or None, default None

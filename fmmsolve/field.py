@@ -141,7 +141,8 @@ class FMMField:
         Densities ``q_j``; m columns are m fields evaluated together. Complex only for a
         complex kernel.
     kernel : str, default "laplace"
-        A name from :data:`fmmsolve.KERNEL_NAMES`.
+        A name from :data:`fmmsolve.KERNEL_NAMES`, or of a kernel registered with
+        :func:`fmmsolve.register_kernel`.
     wavenumber : scalar or None
         Required by the Helmholtz kernels; None for ``"laplace"``.
     eps : float or None, default None

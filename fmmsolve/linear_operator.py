@@ -74,7 +74,8 @@ class FMMOperator(LinearOperator):
     targets : array_like of shape (n_targets, 3) or None, default None
         Target points ``y_i`` (rows of ``A``); None means the sources themselves.
     kernel : str, default "laplace"
-        Green's function, a name from :data:`fmmsolve.KERNEL_NAMES`.
+        Green's function, a name from :data:`fmmsolve.KERNEL_NAMES`, or of a kernel registered with
+        :func:`fmmsolve.register_kernel`.
     wavenumber : scalar or None
         Required by the Helmholtz kernels; None for ``"laplace"``.
     eps : float or None, default None
