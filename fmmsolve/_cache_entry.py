@@ -23,6 +23,7 @@ import time
 import joblib
 import numpy as np
 
+from .kernels import kernel_for_key
 from .operators import surfaces
 from .operators.m2l import get_strategy
 from .operators.plan import Plan, octant_operators
@@ -59,15 +60,16 @@ def _payload(key, plan: Plan) -> dict:
             "checksum": _checksum(key, values, arrays)}
 
 
-def _inconsistency(plan: Plan, key) -> str | None:
-    """What in ``plan`` contradicts ``key``, or None: the last guard before a Plan is used."""
+def _inconsistency(plan: Plan, key, components=1) -> str | None:
+    """What in ``plan`` contradicts ``key``, or None: the last guard before a Plan is used;
+    ``components``: the kernel's."""
     kernel_name, _, order, tol, dtype, _, _, variant, strategy = key[:9]
     stored = (plan.kernel_name, plan.expansion_order, plan.compression_tol)
     if stored != (kernel_name, order, tol):
         return f"kernel, order and tolerance {stored} instead of {(kernel_name, order, tol)}"
     if plan.m2l_strategy != strategy:
         return f"M2L strategy {plan.m2l_strategy!r} instead of {strategy!r}"
-    n = surfaces.n_surface_points(order)
+    n = surfaces.n_surface_points(order) * components
     if not np.array_equal(plan.surface, surfaces.surface(order)):
         return f"a surface of shape {plan.surface.shape} that is not the order-{order} one"
     shapes = {"uc2e_a": (n, None), "uc2e_b": (None, n), "dc2e_a": (n, None),
@@ -85,11 +87,12 @@ def _inconsistency(plan: Plan, key) -> str | None:
     return None
 
 
-def _all_octants(arrays: dict, order) -> dict:
-    """``arrays`` with M2M and L2L for the 8 octants; as they are if their shape is wrong
-    (:func:`_inconsistency` then says so)."""
+def _all_octants(arrays: dict, order, parities) -> dict:
+    """``arrays`` with M2M and L2L for the 8 octants (of a kernel of those ``parities``); as
+    they are if their shape is wrong (:func:`_inconsistency` then says so)."""
     try:
-        return {**arrays, **{k: octant_operators(arrays[k], order) for k in _BY_SYMMETRY}}
+        return {**arrays, **{k: octant_operators(arrays[k], order, parities)
+                             for k in _BY_SYMMETRY}}
     except ValueError:
         return arrays
 
@@ -112,8 +115,10 @@ def _read_entry(path: pathlib.Path, key) -> tuple[Plan | None, str | None]:
                           f"or renamed?)")
         data = get_strategy(values["m2l_strategy"]).Data.from_arrays(arrays)
         own = {k: v for k, v in arrays.items() if k not in data.arrays()}
-        plan = Plan(**_all_octants(own, values["expansion_order"]), **values, m2l_data=data)
-        why = _inconsistency(plan, key)
+        kernel = kernel_for_key(f"{key[0]}-{key[-1][:16]}")  # key: name first, digest last
+        plan = Plan(**_all_octants(own, values["expansion_order"], kernel.parities), **values,
+                    m2l_data=data)
+        why = _inconsistency(plan, key, kernel.components)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         return None, f"is damaged ({type(exc).__name__}: {exc})"
     if why:

@@ -44,8 +44,9 @@ TREE_RULES = {
 LISTS_RULES = {f"{name}_{part}": (_I8, ("boxes+1",) if part == "indptr" else (name,))
                 for name in "uvwx" for part in ("indptr", "indices")}
 # The plan's own arrays; its M2L strategy's follow the strategy's rules (plan_record).
+# "points": surface points; "n": values of an expansion (points times the kernel's components).
 PLAN_RULES = {
-    "surface": (_F8, ("n", 3)),
+    "surface": (_F8, ("points", 3)),
     "uc2e_a": (_VALUE, ("n", "r_up")), "uc2e_b": (_VALUE, ("r_up", "n")),
     "dc2e_a": (_VALUE, ("n", "r_down")), "dc2e_b": (_VALUE, ("r_down", "n")),
     "m2m": (_VALUE, (8, "n", "n")), "l2l": (_VALUE, (8, "n", "n")),
@@ -140,6 +141,14 @@ def plan_record(group, groups, attrs, dims, value_dtype):
     return Plan(**{k: values[k] for k in names}, m2l_strategy=name, m2l_data=data)
 
 
+def plan_dims(kernel, order):
+    """The named dimensions of a plan's arrays (:data:`PLAN_RULES`) for ``kernel`` at
+    ``order``."""
+    points = surfaces.n_surface_points(order)
+    return {"points": points, "n": points * kernel.components,
+            "vectors": len(transfer_vectors())}
+
+
 def check_csr(name, indptr, indices, n_boxes):
     require(indptr[0] == 0 and indptr[-1] == len(indices) and (np.diff(indptr) >= 0).all(),
              f"{name}_indptr is not a CSR pointer array over {len(indices)} entries")
@@ -193,7 +202,7 @@ def check_plan(plan, kernel_name, order, value_dtype):
              f"the engine's are {kernel_name!r}, {order}")
     require(is_int(plan.scale_degree) and isinstance(plan.compression_tol, float)
              and plan.compression_tol > 0, "plan.scale_degree or plan.compression_tol is invalid")
-    why = plan.m2l_data.inconsistency(plan.n_surface, value_dtype)
+    why = plan.m2l_data.inconsistency(plan.n_expansion, value_dtype)
     require(why is None, f"the plan's M2L operators are inconsistent: {why}")
     arrays = [v for v in vars(plan).values() if isinstance(v, np.ndarray)]
     require(all(np.isfinite(v).all() for v in arrays + list(plan.m2l_data.arrays().values())),
@@ -290,11 +299,10 @@ def restore(engine, groups, attrs):
     for name in "uvwx":
         check_csr(f"lists/{name}", getattr(engine.lists, f"{name}_indptr"),
                          getattr(engine.lists, f"{name}_indices"), engine.tree.n_boxes)
-    n = surfaces.n_surface_points(engine.expansion_order)
     names = plan_groups(engine.kernel, engine.tree.depth)
     plans = {}
     for name in dict.fromkeys(names):  # each distinct plan once, level order
-        dims = {"n": n, "vectors": len(transfer_vectors())}
+        dims = plan_dims(engine.kernel, engine.expansion_order)
         plans[name] = plan_record(name, groups, attrs, dims, engine.value_dtype)
         check_plan(plans[name], engine.kernel.name, engine.expansion_order, engine.value_dtype)
     engine.plans = [plans[name] for name in names]
@@ -361,6 +369,5 @@ def check_layout(layout, attrs):
     names = plan_groups(kernel, tree.depth)
     unexpected = sorted(set(layout) - {"tree", "lists", *names})
     require(not unexpected, f"unexpected groups {unexpected}")
-    dims = {"n": surfaces.n_surface_points(order), "vectors": len(transfer_vectors())}
     for name in dict.fromkeys(names):
-        plan_record(name, stand_ins, attrs, dict(dims), value_dtype)
+        plan_record(name, stand_ins, attrs, plan_dims(kernel, order), value_dtype)

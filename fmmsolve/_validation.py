@@ -119,20 +119,25 @@ def as_points(points, name: str, dtype=np.float64, allow_empty: bool = False,
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def as_densities(values, n: int, name: str, dtype) -> np.ndarray:
+def as_densities(values, n: int, name: str, dtype, components: int = 1) -> np.ndarray:
     """Validate densities for ``n`` sources: shape ``(n,)`` or ``(n, m)``, finite, cast to
-    ``dtype``.
+    ``dtype``; for a kernel of ``components > 1`` values per point, ``(n, components)`` or
+    ``(n, m, components)``.
 
     A complex input for a real ``dtype`` raises ``ValueError`` rather than dropping the
     imaginary part.
     """
-    arr = as_array(values, name, f"shape ({n},) or ({n}, m)")
+    expected = f"shape ({n},) or ({n}, m)" if components == 1 else \
+        f"shape ({n}, {components}) or ({n}, m, {components})"
+    arr = as_array(values, name, expected)
     if arr.dtype.kind not in "biufc":
         raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if arr.dtype.kind == "c" and np.dtype(dtype).kind != "c":
         raise ValueError(f"{name} is complex but the computation is real ({np.dtype(dtype)})")
-    if arr.ndim not in (1, 2) or arr.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},) or ({n}, m), got shape {arr.shape}")
+    ndims = (1, 2) if components == 1 else (2, 3)
+    if arr.ndim not in ndims or arr.shape[0] != n \
+            or (components > 1 and arr.shape[-1] != components):
+        raise ValueError(f"{name} must have {expected}, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
@@ -142,17 +147,7 @@ def as_densities(values, n: int, name: str, dtype) -> np.ndarray:
 def as_dipoles(values, n: int, name: str, dtype) -> np.ndarray:
     """Validate dipole densities for ``n`` sources: shape ``(n, 3)`` or ``(n, m, 3)``, finite,
     cast to ``dtype`` (complex values for a real ``dtype`` raise, as in :func:`as_densities`)."""
-    arr = as_array(values, name, f"shape ({n}, 3) or ({n}, m, 3)")
-    if arr.dtype.kind not in "biufc":
-        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.dtype.kind == "c" and np.dtype(dtype).kind != "c":
-        raise ValueError(f"{name} is complex but the computation is real ({np.dtype(dtype)})")
-    if arr.ndim not in (2, 3) or arr.shape[0] != n or arr.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape ({n}, 3) or ({n}, m, 3), got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
+    return as_densities(values, n, name, dtype, components=3)
 
 
 def check_columns(charges, dipoles, charges_name: str = "charges") -> None:

@@ -123,10 +123,12 @@ def _case(kernel, wavenumber, design_eps, half_width):
 
 
 def _problem(kernel, wavenumber, cube):
-    """``(points, charges, exact potential)`` of the reference configuration."""
+    """``(points, charges, exact potential)`` of the reference configuration; charges and
+    potentials (n,), or (n, C) for a kernel of C > 1 components."""
     rng = np.random.default_rng(20261204)
     points = rng.uniform(-cube, cube, (N_POINTS, 3))
-    charges = rng.standard_normal(N_POINTS)
+    c = kernel.components
+    charges = rng.standard_normal(N_POINTS if c == 1 else (N_POINTS, c))
     k = wavenumber if kernel.needs_wavenumber else None
     return points, charges, direct(points, None, charges, kernel=kernel, wavenumber=k)
 
@@ -141,7 +143,8 @@ def _measure(kernel, wavenumber, design_eps, order, problem, plan_loader) -> flo
                        eps=design_eps, expansion_order=order, dtype=np.float64,
                        plan_loader=plan_loader, tree_options={"min_depth": MIN_DEPTH})
     value = kernel.value_dtype(np.float64)
-    fast = engine.evaluate(np.ascontiguousarray(charges[:, None], value))[0][:, 0]
+    columns = charges.reshape(len(points), -1)  # one column of C components
+    fast = engine.evaluate(np.ascontiguousarray(columns, value))[0].reshape(exact.shape)
     error = float(np.linalg.norm(fast - exact) / np.linalg.norm(exact))
     return error if np.isfinite(error) else float("inf")
 

@@ -189,7 +189,7 @@ class PotentialTransformer(_PointEstimator, TransformerMixin, BaseEstimator):
         -------
         self
         """
-        kern = get_kernel(self.kernel)
+        kern = get_kernel(self.kernel).require_scalar(type(self).__name__)
         check_flag(self.gradient, "gradient")
         X, _ = _fit_points(self, X)
         charges = _weights(sample_weight, X.shape[0], complex_ok=kern.is_complex)
@@ -321,7 +321,7 @@ class IntegralEquationSolver(_PointEstimator, RegressorMixin, TransformerMixin, 
         -------
         self
         """
-        kern = get_kernel(self.kernel)
+        kern = get_kernel(self.kernel).require_scalar(type(self).__name__)
         k = kern.check_wavenumber(self.wavenumber)  # the engine's errors, before any work
         self._check_solver_params(kern)
         X, y = _fit_points(self, X, y, supervised=True)

@@ -190,7 +190,7 @@ class FMMField:
         t0 = time.perf_counter()
         dtype = resolve_real_dtype(dtype, sources)  # before the sources become float64
         src = as_points(sources, "sources")
-        kern = get_kernel(kernel)
+        kern = get_kernel(kernel).require_scalar("FMMField")
         q = as_densities(charges, src.shape[0], "charges", kern.value_dtype(dtype))
         loader = cache.plan_loader(memory)
         engine = FMMEngine(src, None, kernel=kern, wavenumber=wavenumber, eps=eps,
@@ -226,6 +226,7 @@ class FMMField:
             raise ValueError("operator must be fitted on its sources alone (targets=None): a "
                              "field needs the tree of its sources only")
         engine = operator._engine
+        engine.kernel.require_scalar("FMMField")
         q = as_densities(charges, engine.n_sources, "charges", engine.value_dtype)
         field = cls.__new__(cls)
         field._set_up(engine, operator.sources, q, operator.wavenumber, operator.leaf_size,

@@ -122,6 +122,8 @@ class FMMEngine:
         self.real_dtype = resolve_real_dtype(dtype, sources, targets)
         self.value_dtype = self.kernel.value_dtype(self.real_dtype)
         self.eps, self.dipoles = check_eps(eps, self.real_dtype), bool(dipoles)
+        if self.dipoles and self.kernel.radial is None:
+            raise ValueError(f"dipoles=True: the {self.kernel.name!r} kernel has no dipoles")
         # the accuracy the operators are built for (tighter when dipoles are evaluated)
         self._design_eps = design_eps(self.eps, self.dipoles)
         if expansion_order is not None:
@@ -263,8 +265,9 @@ class FMMEngine:
 
         Parameters
         ----------
-        charges : ndarray of shape (n_sources, m), ``value_dtype``, C-contiguous, or None
-            Already validated by the caller.
+        charges : ndarray of shape (n_sources, m C), ``value_dtype``, C-contiguous, or None
+            Already validated by the caller; for a kernel of C components (``kernel.components``)
+            column ``C c + a`` is component ``a`` of column ``c``.
         gradient : bool
         dipoles : ndarray of shape (n_sources, m, 3), ``value_dtype``, or None
             Dipole densities (:mod:`fmmsolve.kernels.dipole`), with the same m columns as
@@ -276,8 +279,8 @@ class FMMEngine:
 
         Returns
         -------
-        pot : ndarray of shape (n_targets, m), ``value_dtype``
-        grad : ndarray of shape (n_targets, m, 3), ``value_dtype``, or None
+        pot : ndarray of shape (n_targets, m C), ``value_dtype``
+        grad : ndarray of shape (n_targets, m C, 3), ``value_dtype``, or None
         """
         if dipoles is not None and not self.dipoles:
             raise ValueError("this FMM was fit for charges only: fit it with dipoles=True to "
@@ -296,7 +299,8 @@ class FMMEngine:
             n, m = dipoles.shape[:2]
             passes.append((translations.for_kernel(self.kernel, dipoles=True),
                            self._to_tree_order(dipoles.reshape(n, 3 * m))))
-        return passes, (charges.shape[1] if charges is not None else dipoles.shape[1])
+        return passes, (charges.shape[1] // self.kernel.components if charges is not None
+                        else dipoles.shape[1])
 
     def _evaluate(self, charges, dipoles, gradient, far_field=None):
         tree, k = self.tree, self.wavenumber
@@ -310,8 +314,9 @@ class FMMEngine:
 
         vdt = self.value_dtype
         sources, m = self._sources(charges, dipoles)
-        pot = np.zeros((m, self.n_targets), vdt)
-        grad = np.zeros((m, 3, self.n_targets if gradient else 0), vdt)
+        rows = m * self.kernel.components  # the potentials' rows (C c + a: component a)
+        pot = np.zeros((rows, self.n_targets), vdt)
+        grad = np.zeros((rows, 3, self.n_targets if gradient else 0), vdt)
         lap("other")
 
         multipole = self._upward(sources, m, lap)
@@ -340,11 +345,11 @@ class FMMEngine:
                 tree.tgt_begin, tree.tgt_end, self._frames, k, pot, grad)
         lap("p2p")
 
-        out_pot = np.empty((self.n_targets, m), vdt)
+        out_pot = np.empty((self.n_targets, rows), vdt)
         out_pot[tree.target_perm] = pot.T
         out_grad = None
         if gradient:
-            out_grad = np.empty((self.n_targets, m, 3), vdt)
+            out_grad = np.empty((self.n_targets, rows, 3), vdt)
             out_grad[tree.target_perm] = grad.transpose(2, 0, 1)
         lap("other")
         self.timings = times
@@ -369,7 +374,7 @@ class FMMEngine:
         """P2M at the source leaves, then M2M up to the root; returns (n_boxes, m, n) expansions
         of the m density columns of ``sources`` (a list from :meth:`_sources`)."""
         tree, vdt = self.tree, self.value_dtype
-        n_e = self.plan.n_surface
+        n_e = self.plan.n_expansion
         multipole = np.zeros((tree.n_boxes, m, n_e), vdt)
         leaves = self._src_leaves
         check = np.zeros((len(leaves), m, n_e), vdt)
@@ -394,7 +399,7 @@ class FMMEngine:
         from the multipoles and the densities ``sources`` (from :meth:`_sources`) of the
         upward pass, plus ``extra = (boxes, local)`` added before L2L (see :meth:`evaluate`).
         :class:`~fmmsolve.field.FMMField` calls it too."""
-        tree, vdt, n_e = self.tree, self.value_dtype, self.plan.n_surface
+        tree, vdt, n_e = self.tree, self.value_dtype, self.plan.n_expansion
         m = multipole.shape[1]
         local = np.zeros((tree.n_boxes, m, n_e), vdt)
         for lo, hi, plan, sched in self._m2l:

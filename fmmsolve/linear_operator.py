@@ -107,7 +107,12 @@ class FMMOperator(LinearOperator):
 
     Attributes
     ----------
-    shape : tuple (n_targets, n_sources)
+    shape : tuple (n_targets C, n_sources C)
+        ``C``, :attr:`components`, is 1 but for a kernel with components (a registered
+        ``pair`` kernel, :func:`fmmsolve.register_kernel`): then a vector holds the C values
+        of each point together, ``x.reshape(n_sources, C)``.
+    components : int
+        ``C``: density and potential values per point.
     dtype : numpy.dtype
         float64, float32, complex128 or complex64.
     sources : ndarray of shape (n_sources, 3), float64, read-only
@@ -167,10 +172,12 @@ class FMMOperator(LinearOperator):
         self.leaf_size = leaf_size
         self.memory = memory
         self.m2l = engine.m2l
+        self.components = c = engine.kernel.components
         self._real_dtype = engine.real_dtype
         self._transpose_op = None
         self._adjoint_op = None
-        LinearOperator.__init__(self, engine.value_dtype, (engine.n_targets, engine.n_sources))
+        LinearOperator.__init__(self, engine.value_dtype,
+                                (engine.n_targets * c, engine.n_sources * c))
 
     def _params(self) -> dict:
         """Keyword arguments that rebuild this operator (the adjoint and unpickling use them)."""
@@ -261,16 +268,21 @@ class FMMOperator(LinearOperator):
             dtype = np.result_type(dtype, np.complex64)
         return arr.astype(dtype, copy=False)
 
-    def _dipoles(self, d) -> np.ndarray:
-        """Dipole densities as a finite ``(n_sources, m, 3)`` array, cast as in :meth:`_cast`."""
-        n = self.shape[1]
-        shape = as_array(d, "dipoles", f"shape ({n}, 3) or ({n}, m, 3)").shape
-        if len(shape) not in (2, 3) or shape[0] != n or shape[-1] != 3:
-            raise ValueError(f"dipoles must have shape ({n}, 3) or ({n}, m, 3), "
+    def _per_point(self, arr, name: str, c: int) -> np.ndarray:
+        """``c`` values per source, ``(n_sources, c)`` or ``(n_sources, m, c)``, as a finite
+        ``(n_sources, m, c)`` array cast as in :meth:`_cast`."""
+        n = self._engine.n_sources
+        shape = as_array(arr, name, f"shape ({n}, {c}) or ({n}, m, {c})").shape
+        if len(shape) not in (2, 3) or shape[0] != n or shape[-1] != c:
+            raise ValueError(f"{name} must have shape ({n}, {c}) or ({n}, m, {c}), "
                              f"got shape {shape}")
         if 0 in shape:
-            raise ValueError(f"dipoles is empty: shape {shape}")
-        return self._cast(d, "dipoles").reshape(n, -1, 3)
+            raise ValueError(f"{name} is empty: shape {shape}")
+        return self._cast(arr, name).reshape(n, -1, c)
+
+    def _dipoles(self, d) -> np.ndarray:
+        """Dipole densities as a finite ``(n_sources, m, 3)`` array, cast as in :meth:`_cast`."""
+        return self._per_point(d, "dipoles", 3)
 
     def _apply(self, q, gradient: bool, d=None):
         """One engine pass for validated ``(n_sources, m)`` charges and/or ``(n_sources, m, 3)``
@@ -302,7 +314,9 @@ class FMMOperator(LinearOperator):
         ----------
         q : array_like of shape (n_sources,) or (n_sources, m), or None
             Charges in the sources' order; finite. Cast to ``A.dtype`` (complex ``q`` for a
-            real operator gives complex results).
+            real operator gives complex results). For a kernel of C > 1 components:
+            (n_sources, C) or (n_sources, m, C), and the results have C values per target
+            before the gradient's 3: (n_targets, C), (n_targets, m, C, 3), ...
         gradient : bool, default False
         dipoles : array_like of shape (n_sources, 3) or (n_sources, m, 3), or None
             Dipole densities d_j, cast like ``q``; with ``q``, of the same columns.
@@ -314,17 +328,32 @@ class FMMOperator(LinearOperator):
             Only when ``gradient=True``.
         """
         gradient = check_flag(gradient, "gradient")
+        c = self.components
+        if c > 1 and dipoles is not None:
+            raise ValueError(f"dipoles: the {self.kernel!r} kernel has {c} components; dipole "
+                             f"densities are defined for kernels from a radial profile only")
         check_columns(q, dipoles, "q")
-        arr = None if q is None else self._densities(q, "q")
+        arr = None if q is None else self._densities(q, "q") if c == 1 else \
+            self._per_point(q, "q", c).reshape(self._engine.n_sources, -1)
         d = None if dipoles is None else self._dipoles(dipoles)
         pot, grad = self._apply(arr, gradient, d)
-        if (np.ndim(q) == 1) if q is not None else (np.ndim(dipoles) == 2):
-            pot = pot[:, 0]
-            grad = None if grad is None else grad[:, 0, :]
-        return (pot, grad) if gradient else pot
+        one = (np.ndim(q) == 1 + (c > 1)) if q is not None else (np.ndim(dipoles) == 2)
+        # (n_targets[, m][, C]): without m for one column, without C for a scalar kernel
+        shape = (len(pot), *(() if one else (-1,)), *((c,) if c > 1 else ()))
+        pot = pot.reshape(shape)
+        return (pot, grad.reshape(*shape, 3)) if gradient else pot
 
     def _matmat(self, X):
-        return self._apply(self._densities(X, "q"), False)[0]
+        q = self._densities(X, "q")
+        c = self.components
+        if c == 1:
+            return self._apply(q, False)[0]
+        # vectors hold the C values of each point together; the engine's columns are the
+        # C components of each right-hand side
+        k = q.shape[1]
+        q = np.ascontiguousarray(q.reshape(-1, c, k).transpose(0, 2, 1)).reshape(-1, k * c)
+        pot = self._apply(q, False)[0]
+        return pot.reshape(-1, k, c).transpose(0, 2, 1).reshape(-1, k)
 
     def _matvec(self, x):
         return self._matmat(np.reshape(x, (-1, 1)))

@@ -104,7 +104,9 @@ def test_every_expansion_carries_its_sources_monopole(name, k, density, rng):
         if density == "dipoles":
             scale /= h
         leaf = b in leaves
-        allowed = 1e-12 if leaf else 1e-12 + 1e-4 * (abs(k or 0) * h) ** 2
+        # rounding: at a leaf, of one sum; above, accumulated over the levels (1.1e-12 at the
+        # root of the Laplace dipole tree with NumPy 2.4 / SciPy 1.17's BLAS)
+        allowed = 1e-12 if leaf else 1e-11 + 1e-4 * (abs(k or 0) * h) ** 2
         assert abs(multipole[b] @ u - exact[b]) <= allowed * scale, (b, leaf)
         checked += 1
     assert checked > 8

@@ -62,7 +62,7 @@ def check_options(options, *points):
     if unknown:
         raise TypeError(f"unknown FMM options {sorted(unknown)}; expected one of "
                         f"{', '.join(ENGINE_OPTIONS)} or memory")
-    kernel = get_kernel(options.get("kernel", "laplace"))
+    kernel = get_kernel(options.get("kernel", "laplace")).require_scalar("the distributed FMM")
     wavenumber = kernel.check_wavenumber(options.get("wavenumber"))
     real_dtype = resolve_real_dtype(options.get("dtype"), *points)
     eps = check_eps(options.get("eps"), real_dtype)

@@ -14,6 +14,7 @@ from ._kernel import Kernel
 from .helmholtz import HELMHOLTZ
 from .laplace import LAPLACE
 from .modified_helmholtz import MODIFIED_HELMHOLTZ
+from .pair import kernel_from_pair
 from .profile import kernel_from_profile
 
 __all__ = ["Kernel", "get_kernel", "kernel_for_key", "kernel_names", "register_kernel",
@@ -84,13 +85,16 @@ def kernel_for_key(key: str) -> Kernel:
     return kernel
 
 
-def register_kernel(name, profile, *, wavenumber=False, is_complex=False, homogeneity=None,
-                    decay=0.0) -> Kernel:
-    """Register a radial Green's function ``G(x, y) = g(|x - y|)`` under ``name`` and return it.
+def register_kernel(name, profile=None, *, pair=None, components=1, parities=None,
+                    wavenumber=False, is_complex=False, homogeneity=None, decay=0.0) -> Kernel:
+    """Register a Green's function under ``name`` and return it: a radial one,
+    ``G(x, y) = g(|x - y|)``, from its ``profile``, or one of several components (a tensor
+    kernel) from its ``pair`` function.
 
-    Every part of the kernel (potential and gradient sums, dipole sums, the dense matrices of
-    the translation operators) is derived from ``profile``. The FMM's expansion order for an
-    ``eps`` is calibrated for the kernel at first use (:mod:`fmmsolve.calibration`).
+    Every part of the kernel (potential and gradient sums, dipole sums for a profile, the dense
+    matrices of the translation operators) is derived from that one function. The FMM's
+    expansion order for an ``eps`` is calibrated for the kernel at first use
+    (:mod:`fmmsolve.calibration`).
 
     Parameters
     ----------
@@ -103,6 +107,19 @@ def register_kernel(name, profile, *, wavenumber=False, is_complex=False, homoge
         a ``numba.njit`` function, called with ``r > 0`` (float64) and the wavenumber ``k``
         (0.0 without one); returns float64 values (complex128 when ``is_complex``). It may
         read module constants: they are part of the definition.
+    pair : function, keyword-only
+        Instead of ``profile``: ``pair(dx, dy, dz, k, out)`` writes ``G`` (``out[0]``, a
+        ``components x components`` matrix) and its derivatives with respect to the target's
+        coordinates (``out[1:4]``) at the offset ``target - source != 0``
+        (:mod:`fmmsolve.kernels.pair`). Densities and potentials then have ``components``
+        values per point.
+    components : int, default 1
+        The number of components of a ``pair`` kernel (at most 9).
+    parities : sequence of int or None
+        Per component of a ``pair`` kernel, the mask of axes (bit d: axis d) whose reflection
+        negates it, so that ``G(R x) = S G(x) S``; None: 0 for every component (components
+        that do not change under reflections). Checked at registration, with the derivatives
+        and reciprocity ``G(-d) = G(d)^T``.
     wavenumber : bool, default False
         Whether the kernel takes a wavenumber ``k`` (then required by every fit).
     is_complex : bool, default False
@@ -123,14 +140,24 @@ def register_kernel(name, profile, *, wavenumber=False, is_complex=False, homoge
     Raises
     ------
     ValueError
-        For a built-in name, an invalid option, or a profile that fails its checks (it must
-        compile, return three finite numbers of the right type, and its derivatives must
-        agree with its values' difference quotients).
+        For a built-in name, an invalid option, both or neither of ``profile`` and ``pair``, or
+        a function that fails its checks (it must compile, give finite numbers of the right
+        type, and its derivatives must agree with its values' difference quotients).
     """
     if name in _BUILTIN:
         raise ValueError(f"name {name!r} is a built-in kernel's; choose another")
-    kernel = kernel_from_profile(name, profile, wavenumber=wavenumber, is_complex=is_complex,
-                                 homogeneity=homogeneity, decay=decay)
+    if (profile is None) == (pair is None):
+        raise ValueError("give exactly one of profile (a radial kernel) and pair (a kernel "
+                         "with components)")
+    options = dict(wavenumber=wavenumber, is_complex=is_complex, homogeneity=homogeneity,
+                   decay=decay)
+    if pair is not None:
+        kernel = kernel_from_pair(name, pair, components, parities=parities, **options)
+    elif components != 1 or parities is not None:
+        raise ValueError("components and parities are options of a pair kernel; a profile "
+                         "kernel has one component")
+    else:
+        kernel = kernel_from_profile(name, profile, **options)
     with _LOCK:
         _REGISTRY[name] = kernel
     return kernel

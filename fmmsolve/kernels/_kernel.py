@@ -99,6 +99,14 @@ class Kernel:
     measured : bool
         Whether :mod:`fmmsolve.accuracy`'s tables (eps -> order) were measured for this
         kernel. Otherwise the order is calibrated at first use (:mod:`fmmsolve.calibration`).
+    components : int
+        ``C``, the number of density and potential values per point (1 for a scalar kernel).
+        Block functions then take densities of ``m C`` rows and potentials likewise (row
+        ``C c + a``: component ``a`` of column ``c``), and ``matrix`` is ``(C n_t, C n_s)``,
+        component-major (:mod:`fmmsolve.kernels.pair`). ``radial`` is None: no dipoles.
+    parities : tuple of int
+        Per component, the mask of axes whose reflection negates it: ``G(R x) = S G(x) S``
+        (:mod:`fmmsolve.kernels.pair`); ``(0,)`` for a scalar kernel.
     """
 
     name: str
@@ -116,6 +124,8 @@ class Kernel:
     homogeneity: int | None = 1
     digest: str = ""
     measured: bool = True
+    components: int = 1
+    parities: tuple = (0,)
 
     def __post_init__(self):
         if not self.digest:
@@ -140,6 +150,15 @@ class Kernel:
         from . import kernel_for_key
 
         return kernel_for_key, (self.key,)
+
+    def require_scalar(self, what: str) -> "Kernel":
+        """This kernel, or ValueError when it has components: ``what`` (the caller's name)
+        takes scalar kernels only."""
+        if self.components != 1:
+            raise ValueError(f"{what} takes scalar kernels; the {self.name!r} kernel has "
+                             f"{self.components} components (use FMMOperator or "
+                             f"fmmsolve.direct with it)")
+        return self
 
     def value_dtype(self, real_dtype) -> np.dtype:
         """The dtype of potentials for coordinates of ``real_dtype``."""

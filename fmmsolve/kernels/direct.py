@@ -71,12 +71,13 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
     targets : array_like of shape (n_targets, 3) or None
         Target points y_i; None means the sources themselves.
     charges : array_like of shape (n_sources,) or (n_sources, m), or None
-        Densities q_j; with m columns, m sums are computed.
+        Densities q_j; with m columns, m sums are computed. For a kernel of C > 1 components
+        (:attr:`~fmmsolve.kernels.Kernel.components`): (n_sources, C) or (n_sources, m, C).
     dipoles : array_like of shape (n_sources, 3) or (n_sources, m, 3), or None
         Dipole (double-layer) densities d_j, alone or with the charges (then with the same
         columns); the gradient is taken with respect to the source point x_j.
     kernel : str, default "laplace"
-        A name from :data:`fmmsolve.kernels.KERNEL_NAMES`.
+        A name from :data:`fmmsolve.kernels.KERNEL_NAMES`, or of a registered kernel.
     wavenumber : scalar or None
         Required by kernels with a wavenumber; must be None for ``"laplace"``.
     gradient : bool, default False
@@ -87,9 +88,11 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
     Returns
     -------
     pot : ndarray of shape (n_targets,) or (n_targets, m)
-        Potentials in the kernel's value dtype for ``dtype``.
+        Potentials in the kernel's value dtype for ``dtype``; for C > 1 components,
+        (n_targets, C) or (n_targets, m, C).
     grad : ndarray of shape (n_targets, 3) or (n_targets, m, 3)
-        Only when ``gradient=True``: d phi / d y.
+        Only when ``gradient=True``: d phi / d y; for C > 1 components, (n_targets, C, 3) or
+        (n_targets, m, C, 3).
     """
     kern = get_kernel(kernel)
     k = kern.check_wavenumber(wavenumber)
@@ -99,20 +102,23 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
     value = kern.value_dtype(real)
     src = as_points(sources, "sources", real)
     tgt = src if targets is None else as_points(targets, "targets", real)
-    n = src.shape[0]
-    q = None if charges is None else as_densities(charges, n, "charges", value)
+    n, c = src.shape[0], kern.components
+    if c > 1 and dipoles is not None:
+        raise ValueError(f"dipoles: the {kern.name!r} kernel has {c} components; dipole "
+                         f"densities are defined for kernels from a radial profile only")
+    q = None if charges is None else as_densities(charges, n, "charges", value, c)
     d = None if dipoles is None else as_dipoles(dipoles, n, "dipoles", value)
 
     s_soa = np.ascontiguousarray(src.T)
     t_soa = s_soa if targets is None else np.ascontiguousarray(tgt.T)
-    one_column = (q.ndim == 1) if q is not None else (d.ndim == 2)
+    one_column = (q.ndim == 1 + (c > 1)) if q is not None else (d.ndim == 2)
     m = 1 if one_column else (q if q is not None else d).shape[1]
     n_t = t_soa.shape[1]
-    pot = np.zeros((m, n_t), dtype=value)
-    # (3, m, n_t): each component a C-contiguous (m, n_t) block whatever m, so the gradient
-    # sum is compiled for one layout, not for one (m == 1) and another (m > 1).
-    grad = np.zeros((3, m, n_t), dtype=value) if gradient else None
-    # The block functions' layouts: (m, n_sources) charges, (3 m, n_sources) dipoles.
+    pot = np.zeros((m * c, n_t), dtype=value)
+    # (3, m c, n_t): each component a C-contiguous (m c, n_t) block whatever m, so the
+    # gradient sum is compiled for one layout, not for one (m == 1) and another (m > 1).
+    grad = np.zeros((3, m * c, n_t), dtype=value) if gradient else None
+    # The block functions' layouts: (m c, n_sources) charges, (3 m, n_sources) dipoles.
     for rows, dipole_rows in ((q, False), (d, True)):
         if rows is None:
             continue
@@ -123,7 +129,12 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
         else:
             potential_sum(*s_soa, rows, *t_soa, k, pot)
 
-    if one_column:
+    if c > 1:  # (n_t, m, c) and (n_t, m, c, 3), without m for one column
+        shape = (n_t, c) if one_column else (n_t, m, c)
+        pot = np.ascontiguousarray(pot.T).reshape(shape)
+        grad = None if grad is None else np.ascontiguousarray(
+            grad.transpose(2, 1, 0)).reshape(*shape, 3)
+    elif one_column:
         pot = pot[0]
         grad = None if grad is None else np.ascontiguousarray(grad[:, 0].T)
     else:

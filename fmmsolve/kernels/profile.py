@@ -43,7 +43,8 @@ import numpy as np
 from .._jit import _code_digest, bind, jit, prange
 from ._kernel import Kernel
 
-__all__ = ["kernel_from_profile", "definition_digest"]
+__all__ = ["kernel_from_profile", "definition_digest", "check_options", "compiled_function",
+           "wavenumber_check"]
 
 # Placeholder: the templates read this global; `kernel_from_profile` binds it to the profile.
 profile = None
@@ -105,14 +106,15 @@ def _fill_matrix(targets, sources, wavenumber, out):
                 out[i, j] = profile(math.sqrt(r2), wavenumber)[0]
 
 
-def _compiled_profile(func):
+def compiled_function(func, what="profile", signature="(r, k) returning (g, dg/dr, "
+                      "d2g/dr2)"):
     """``func`` as a Numba dispatcher; a dispatcher passes through. Not disk-cached: the
     function may have no file, and the templates it is bound into are cached with it inside."""
     if isinstance(func, numba.core.registry.CPUDispatcher):
         return func
     if not callable(func) or not hasattr(func, "__code__"):
-        raise TypeError(f"profile must be a plain Python function or a numba.njit function "
-                        f"of (r, k) returning (g, dg/dr, d2g/dr2), got {func!r}")
+        raise TypeError(f"{what} must be a plain Python function or a numba.njit function "
+                        f"of {signature}, got {func!r}")
     return jit(func, cache=False)
 
 
@@ -151,16 +153,12 @@ def _value_text(value, seen=()) -> str:
     return f"{type(value).__module__}.{getattr(value, '__name__', type(value).__name__)}"
 
 
-def kernel_from_profile(name, profile_function, *, wavenumber=False, is_complex=False,
-                        homogeneity=None, decay=0.0) -> Kernel:
-    """A :class:`~fmmsolve.kernels._kernel.Kernel` whose every part is derived from a radial
-    profile (see the module docstring and :func:`fmmsolve.register_kernel` for the
-    arguments). The profile is compiled and checked here: it must return three finite numbers
-    of the kernel's type at a few distances, and its derivatives must match its values."""
+def check_options(name, wavenumber, is_complex, homogeneity, decay) -> dict:
+    """The options every registered kernel declares, checked: a dict of plain values (part
+    of the kernel's digest)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"name must be a Python identifier (letters, digits, underscores), "
                          f"got {name!r}")
-    wavenumber, is_complex = bool(wavenumber), bool(is_complex)
     if homogeneity is not None and (isinstance(homogeneity, bool) or not isinstance(
             homogeneity, numbers.Integral) or not 0 <= homogeneity <= 3):
         raise ValueError(f"homogeneity must be None or an integer d in [0, 3] with "
@@ -169,19 +167,13 @@ def kernel_from_profile(name, profile_function, *, wavenumber=False, is_complex=
             or not math.isfinite(decay) or decay < 0:
         raise ValueError(f"decay must be a finite real rate >= 0 (|G| r ~ exp(-decay r)), "
                          f"got {decay!r}")
-    compiled = _compiled_profile(profile_function)
-    properties = {"wavenumber": wavenumber, "is_complex": is_complex,
-                  "homogeneity": None if homogeneity is None else int(homogeneity),
-                  "decay": float(decay)}
-    digest = definition_digest(name, getattr(compiled, "py_func", compiled), properties)
-    tag = f"{name}_{digest[:10]}"
-    bindings = {"profile": compiled}
-    p2p = bind(_potential, tag, bindings)
-    p2p_gradient = bind(_gradient, tag, bindings)
-    radial = bind(_radial, tag, bindings)
-    fill = bind(_fill_matrix, tag, bindings, parallel=True)
-    value = np.complex128 if is_complex else np.float64
+    return {"wavenumber": bool(wavenumber), "is_complex": bool(is_complex),
+            "homogeneity": None if homogeneity is None else int(homogeneity),
+            "decay": float(decay)}
 
+
+def wavenumber_check(name, wavenumber, is_complex):
+    """The ``check_wavenumber`` of a registered kernel with these options."""
     def check_wavenumber(k):
         if not wavenumber:
             if k is not None:
@@ -193,6 +185,28 @@ def kernel_from_profile(name, profile_function, *, wavenumber=False, is_complex=
             raise ValueError(f"the {name!r} kernel needs a finite "
                              f"{'complex' if is_complex else 'real'} wavenumber, got {k!r}")
         return complex(k) if is_complex else float(k)
+
+    return check_wavenumber
+
+
+def kernel_from_profile(name, profile_function, *, wavenumber=False, is_complex=False,
+                        homogeneity=None, decay=0.0) -> Kernel:
+    """A :class:`~fmmsolve.kernels._kernel.Kernel` whose every part is derived from a radial
+    profile (see the module docstring and :func:`fmmsolve.register_kernel` for the
+    arguments). The profile is compiled and checked here: it must return three finite numbers
+    of the kernel's type at a few distances, and its derivatives must match its values."""
+    properties = check_options(name, wavenumber, is_complex, homogeneity, decay)
+    wavenumber, is_complex = properties["wavenumber"], properties["is_complex"]
+    compiled = compiled_function(profile_function)
+    digest = definition_digest(name, getattr(compiled, "py_func", compiled), properties)
+    tag = f"{name}_{digest[:10]}"
+    bindings = {"profile": compiled}
+    p2p = bind(_potential, tag, bindings)
+    p2p_gradient = bind(_gradient, tag, bindings)
+    radial = bind(_radial, tag, bindings)
+    fill = bind(_fill_matrix, tag, bindings, parallel=True)
+    value = np.complex128 if is_complex else np.float64
+    check_wavenumber = wavenumber_check(name, wavenumber, is_complex)
 
     def matrix(targets, sources, k):
         t = np.ascontiguousarray(targets, np.float64)

@@ -71,6 +71,7 @@ def patch_self_integral(kernel, area, wavenumber=None):
         raise ValueError(f"no patch self-integral for kernel {kernel!r}: not a built-in "
                          f"('laplace', 'modified_helmholtz', 'helmholtz') nor a registered "
                          f"kernel") from None
+    kern.require_scalar("patch_self_integral")
     k = kern.check_wavenumber(wavenumber) if kern.needs_wavenumber else 0.0
     return _by_quadrature(kern, a, k)
 

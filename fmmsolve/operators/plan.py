@@ -56,7 +56,9 @@ class Plan:
     """Geometry-independent KIFMM operators for one kernel, order, tolerance, dtype and M2L
     strategy.
 
-    Shapes use ``n = 6 (p - 1)^2 + 2`` surface points. Every matrix has the value dtype.
+    Shapes use ``n = 6 (p - 1)^2 + 2`` surface points; for a kernel of C components every
+    ``n`` below but the surface's is ``C n`` (component-major, :mod:`fmmsolve.kernels.pair`).
+    Every matrix has the value dtype.
 
     Attributes
     ----------
@@ -107,6 +109,11 @@ class Plan:
         return self.surface.shape[0]
 
     @property
+    def n_expansion(self) -> int:
+        """Values of one expansion: ``n_surface`` times the kernel's components."""
+        return self.uc2e_a.shape[0]
+
+    @property
     def rank(self) -> int:
         """Rank of the M2L translations (:attr:`M2LData.rank`); 0 for a plan without M2L
         operators (``m2l=False``)."""
@@ -137,32 +144,53 @@ def _pinv_factors(k):
     return vt[keep].conj().T / s[keep], u[:, keep].conj().T
 
 
-def octant_operators(first: np.ndarray, order: int) -> np.ndarray:
+def octant_operators(first: np.ndarray, order: int, parities=(0,)) -> np.ndarray:
     """The M2M or L2L operators of the 8 octants from octant 0's.
 
     Parameters
     ----------
     first : ndarray (1, n, n) or (n, n)
-        Octant 0's operator, on the order-``order`` surface.
+        Octant 0's operator, on the order-``order`` surface, or for a kernel of ``C``
+        components (C n, C n), component-major (:mod:`fmmsolve.kernels.pair`).
+    parities : tuple of int
+        The kernel's :attr:`~fmmsolve.kernels.Kernel.parities`, one per component.
 
     Returns
     -------
-    ndarray (8, n, n), C-contiguous, of ``first``'s dtype
+    ndarray (8, n, n) (or (8, C n, C n)), C-contiguous, of ``first``'s dtype
         ``out[c][i, j] = first[perm_c[i], perm_c[j]]``, with ``perm_c`` the reflection of the
-        surface from octant 0 into octant ``c``.
+        surface from octant 0 into octant ``c``; with components, also times the signs of
+        the components of rows ``i`` and ``j`` under that reflection.
 
     Raises
     ------
     ValueError
         When ``first`` is not one square operator on that surface.
     """
-    perm = _octant_permutations(int(order))
+    perm, sign = _reflections(int(order), tuple(parities))
     n = perm.shape[1]
     first = np.asarray(first)
     if first.shape not in {(n, n), (1, n, n)}:
         raise ValueError(f"an octant-0 operator of the order-{order} surface has shape "
                          f"({n}, {n}), got {first.shape}")
-    return np.ascontiguousarray(first.reshape(n, n)[perm[:, :, None], perm[:, None, :]])
+    out = first.reshape(n, n)[perm[:, :, None], perm[:, None, :]]
+    if sign is not None:
+        out *= sign[:, :, None] * sign[:, None, :]
+    return np.ascontiguousarray(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _reflections(order, parities):
+    """``(perm, sign)``: the reflection into octant ``c`` of the values of an expansion of
+    ``len(parities)`` components, ``x -> sign[c] * x[perm[c]]``, shapes (8, C n) int64 and
+    float64; ``sign`` is None when no component changes sign (a scalar kernel)."""
+    perm = _octant_permutations(order)
+    n = perm.shape[1]
+    perm = np.hstack([a * n + perm for a in range(len(parities))])
+    if not any(parities):
+        return perm, None
+    signs = _characters()[list(parities)].T  # (8 reflections, C components)
+    return perm, np.repeat(signs, n, axis=1)
 
 
 def level_plans(kernel, wavenumber, expansion_order, compression_tol, value_dtype,
@@ -278,17 +306,19 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
         child_a, child_b = _pinv_factors(mat(0.5 * down_check * surf, 0.5 * down_equiv * surf))
     off = _octant_offsets()[0] * 0.5  # children have half-width 0.5; the others by symmetry
     k_up = mat(up_check * surf, off + 0.5 * up_equiv * surf)
-    m2m = octant_operators(uc2e_a @ (uc2e_b @ k_up), expansion_order)
+    m2m = octant_operators(uc2e_a @ (uc2e_b @ k_up), expansion_order, kernel.parities)
     k_down = mat(off + 0.5 * down_check * surf, down_equiv * surf)
     l2l = child_a @ (child_b @ k_down)
-    l2l = octant_operators(0.5**degree * l2l if kernel.scale_invariant else l2l, expansion_order)
+    l2l = octant_operators(0.5**degree * l2l if kernel.scale_invariant else l2l, expansion_order,
+                           kernel.parities)
 
     strategy = get_strategy(m2l_strategy)
     if m2l:
         m2l_data = strategy.precompute(mat, expansion_order, up_equiv, down_check,
-                                       compression_tol, dc2e_a, dc2e_b)
+                                       compression_tol, dc2e_a, dc2e_b,
+                                       parities=kernel.parities)
     else:
-        m2l_data = strategy.empty(len(surf), uc2e_a.dtype)
+        m2l_data = strategy.empty(len(uc2e_a), uc2e_a.dtype)
     cast = np.ascontiguousarray
     return Plan(
         kernel_name=kernel.name,

@@ -81,6 +81,13 @@ def _leaf_densities(charges, s0, s1, n_sources):
 
 
 @jit(inline="always")
+def _per_point(expansion, n):
+    """An (m, C n) expansion, component-major, as the (m C, n) densities of its n surface
+    points (the block functions' layout, row ``C c + a``): a view; itself when C is 1."""
+    return expansion.reshape((expansion.shape[0] * (expansion.shape[1] // n), n))
+
+
+@jit(inline="always")
 def _to_targets(p2p, p2p_gradient, gradient, sx, sy, sz, q, tgt, a, b, wavenumber, pot, grad):
     if gradient:
         p2p_gradient(sx, sy, sz, q, tgt[0, a:b], tgt[1, a:b], tgt[2, a:b], wavenumber,
@@ -98,12 +105,13 @@ def points_to_surfaces(src, charges, boxes, list_ptr, list_idx, src_begin, src_e
     for i in prange(boxes.shape[0]):
         b = boxes[i]
         pts = _box_surface(surf, centres, frames, half_widths, radius, b, b)
+        check = _per_point(out[i], surf.shape[1])
         for e in range(list_ptr[b], list_ptr[b + 1]):
             a = list_idx[e]
             s0, s1 = src_begin[a], src_end[a]
             s = _points_in_frame(src, s0, s1, frames, a, b)
             p2p(s[0], s[1], s[2], _leaf_densities(charges, s0, s1, src.shape[1]),
-                pts[0], pts[1], pts[2], wavenumber, out[i])
+                pts[0], pts[1], pts[2], wavenumber, check)
 
 
 def surfaces_to_targets(gradient, tgt, leaves, list_ptr, list_idx, tgt_begin, tgt_end, centres,
@@ -118,8 +126,9 @@ def surfaces_to_targets(gradient, tgt, leaves, list_ptr, list_idx, tgt_begin, tg
         for e in range(list_ptr[b], list_ptr[b + 1]):
             a = list_idx[e]
             pts = _box_surface(surf, centres, frames, half_widths, radius, a, b)
-            _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], expansions[a],
-                        tgt, tgt_begin[b], tgt_end[b], wavenumber, pot, grad)
+            _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2],
+                        _per_point(expansions[a], surf.shape[1]), tgt, tgt_begin[b],
+                        tgt_end[b], wavenumber, pot, grad)
 
 
 def near_field(gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,

@@ -161,6 +161,8 @@ class Upward:
         """
         tree = self._tree
         out = np.zeros((len(self._src_leaves), m), self.dtype)
+        if not self._on.any():  # nothing to correct (and no weights: a kernel of components)
+            return out
         n_sources = tree.sources.shape[1]
         for _, q in sources:
             rows = q.shape[0] // (n_sources * m)

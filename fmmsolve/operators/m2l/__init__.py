@@ -21,17 +21,21 @@ example; ``docs/methods.md`` walks through adding one):
     ``arrays()`` and ``from_arrays()`` (fields stored as ``m2l_<field>`` beside the plan's own
     arrays, in cache entries and saved plan groups), ``map_arrays`` (the float32 cast) and
     equality.
-``precompute(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b) -> Data``
-    In float64 (complex128 for a complex kernel), for the reference box of half-width 1, with
-    the target's downward check-to-equivalent map ``dc2e_a @ dc2e_b`` folded in; ``mat(targets,
-    sources)`` is the kernel's matrix. The plan casts the record to other dtypes.
+``precompute(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b, *, parities)``
+    The ``Data`` record, in float64 (complex128 for a complex kernel), for the reference box of
+    half-width 1, with the target's downward check-to-equivalent map ``dc2e_a @ dc2e_b`` folded
+    in; ``mat(targets, sources)`` is the kernel's matrix. For a kernel of ``C`` components
+    (``parities``, one per component: :mod:`fmmsolve.kernels.pair`) expansions have ``C n``
+    values, component-major, and ``mat`` is ``(C n_t, C n_s)``. The plan casts the record to
+    other dtypes.
 ``empty(n, dtype) -> Data``
     The record of a plan without M2L operators (tree levels 0 and 1 of a wave kernel).
 ``schedule(targets, sources, vectors, chunk_boxes)``
     A frozen record of index arrays that ``apply`` walks (both strategies use
     :func:`.base.schedule`).
 ``apply(sched, data, multipole, local)``
-    ``local += M2L(multipole)`` for (n_boxes, m, n) arrays of the plan's value dtype.
+    ``local += M2L(multipole)`` for (n_boxes, m, n) arrays of the plan's value dtype (``n``:
+    values of an expansion, :attr:`~fmmsolve.operators.plan.Plan.n_expansion`).
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ def empty(n, dtype) -> DenseData:
     return DenseData(translations=np.zeros((0, n, n), dtype))
 
 
-def precompute(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b) -> DenseData:
+def precompute(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b, *,
+               parities=(0,)) -> DenseData:
     """The 316 translations ``dc2e_a @ (dc2e_b @ K_v)`` of the module docstring.
 
     Parameters
@@ -93,6 +94,9 @@ def precompute(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b
         Not used: nothing is compressed.
     dc2e_a, dc2e_b : ndarray (n, r), (r, n)
         The downward check-to-equivalent map.
+    parities : tuple of int
+        Not used (nothing is reflected); with ``C`` components every ``n`` above but the
+        surface's is ``C n``.
 
     Raises
     ------

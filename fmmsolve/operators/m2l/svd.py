@@ -123,7 +123,8 @@ def empty(n, dtype) -> SVDData:
                    b=np.zeros((0, 0), dtype), u=np.zeros((n, 0), dtype))
 
 
-def precompute(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b) -> SVDData:
+def precompute(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b, *,
+               parities=(0,)) -> SVDData:
     """The compressed translations of the module docstring, in float64 (complex128 for a
     complex kernel).
 
@@ -139,10 +140,13 @@ def precompute(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b
         Relative singular-value threshold of the compression.
     dc2e_a, dc2e_b : ndarray (n, r), (r, n)
         The downward check-to-equivalent map, folded into ``u``.
+    parities : tuple of int
+        The kernel's :attr:`~fmmsolve.kernels.Kernel.parities`: with ``C`` components every
+        ``n`` above is ``C n`` and the reflections also change the components' signs.
     """
     cast = np.ascontiguousarray
     vt, ptr, a, b, u = _m2l_operators(mat, order, up_equiv, down_check, compression_tol,
-                                      dc2e_a, dc2e_b)
+                                      dc2e_a, dc2e_b, tuple(parities))
     return SVDData(vt=cast(vt), ptr=ptr, a=cast(a), b=cast(b), u=cast(u))
 
 
@@ -185,12 +189,13 @@ def _r_factor(blocks, n):
     return r
 
 
-def _m2l_operators(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b):
+def _m2l_operators(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b,
+                   parities=(0,)):
     """The compressed M2L of the module docstring: the arrays ``(vt, ptr, a, b, u)``,
     computed from the 56 transfer vectors with no negative component (see "Reflections" in
     the module docstring)."""
     surf = surfaces.surface(order)
-    basis, character = _reflection_basis(order)  # (n, n) orthogonal; (n,) in 0..7
+    basis, character = _component_basis(order, parities)  # (n, n) orthogonal; (n,) in 0..7
     blocks = [np.flatnonzero(character == a) for a in range(8)]
     vectors = transfer_vectors()
     reps, rep_of = np.unique(np.abs(vectors), axis=0, return_inverse=True)
@@ -199,7 +204,7 @@ def _m2l_operators(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc
     # K_v in the reflection basis, T_v = W^T K_v W; W has at most 8 entries per column
     w_t = scipy.sparse.csr_array(basis.T)
     t_v = [w_t @ (w_t @ mat(check, 2.0 * v + up_equiv * surf).T).T for v in reps]
-    n = len(surf)
+    n = len(basis)
     fat, thin = [], []  # per character: (singular values, singular vectors in W coordinates)
     for rows in blocks:
         r_fat = _r_factor([w * t[rows].conj().T for w, t in zip(weight, t_v)], len(rows))
@@ -261,6 +266,18 @@ def _reflection_basis(order: int):
     basis, character = np.hstack(columns), np.concatenate(character)
     assert basis.shape == (n, n)
     return basis, character
+
+
+def _component_basis(order: int, parities):
+    """:func:`_reflection_basis` for an expansion of ``len(parities)`` components,
+    component-major: one copy of the surface's basis per component, whose characters are
+    the surface's composed with the component's own (its parity mask, see
+    :mod:`fmmsolve.kernels.pair`); the scalar basis itself for one component of parity 0."""
+    basis, character = _reflection_basis(order)
+    if tuple(parities) == (0,):
+        return basis, character
+    return (scipy.linalg.block_diag(*[basis] * len(parities)),
+            np.concatenate([character ^ p for p in parities]))
 
 
 def _embed(vectors, rows, n):
