@@ -1,6 +1,8 @@
 """The engine as values: fit -> Fitted, bind -> Schedule, evaluate(schedule, densities)."""
 
 import dataclasses
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from fmmsolve.engine import Fitted, Schedule, bind, evaluate, fit
 from fmmsolve.fmm import FMMEngine
 from fmmsolve.testing import point_cloud
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Laplace shares one plan (one M2L pass); modified Helmholtz has one plan per level, so its
 # P2M, P2L and M2L are grouped by level.
 CASES = [("laplace", None), ("modified_helmholtz", 4.0)]
@@ -85,3 +88,10 @@ def test_state_round_trip_gives_equal_records(case):
                 list(_arrays(getattr(rebound, f.name)))
             assert len(old) == len(new) and all(np.array_equal(a, b) for a, b in zip(old, new))
 
+
+def test_the_methods_page_example_runs():
+    """docs/methods.md, "The engine as values": fit, bind and evaluate used directly."""
+    text = (ROOT / "docs" / "methods.md").read_text()
+    section = text.split("## The engine as values")[1].split("\n## ")[0]
+    (example,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    exec(compile(example, "docs/methods.md", "exec"), {})
