@@ -49,12 +49,12 @@ class FMMEngine:
     sources : array_like of shape (n_sources, 3)
     targets : array_like of shape (n_targets, 3) or None
         None means the targets are the sources.
-    kernel, wavenumber, eps, dipoles, expansion_order, leaf_size, dtype, plan_loader
+    kernel, wavenumber, eps, dipoles, expansion_order, leaf_size, dtype, plan_loader, m2l
         As for :func:`fmmsolve.engine.fit`.
-    tree_options, m2l
-        As for :func:`fmmsolve.engine.fit`.
+    tree_options : dict or None
+        As for :func:`fmmsolve.engine.fit`; its ``"min_depth"`` is passed to ``bind`` too.
     narrow_far_field : bool, default True
-        As for :func:`fmmsolve.engine.bind`; ``tree_options["min_depth"]`` is passed to it too.
+        As for :func:`fmmsolve.engine.bind`.
 
     Attributes
     ----------
@@ -62,9 +62,9 @@ class FMMEngine:
         The frozen record of the fit: parameters, tree, lists and plans.
     schedule : Schedule
         The frozen index arrays bound to it.
-    kernel, wavenumber, real_dtype, value_dtype, eps, dipoles, expansion_order, m2l
+    kernel, wavenumber, real_dtype, value_dtype, eps, dipoles, expansion_order, m2l, tree
         Those of :attr:`fitted` (read-only).
-    tree, lists, plans, plan, n_sources, n_targets
+    lists, plans, plan, n_sources, n_targets
         Those of :attr:`fitted` (read-only).
     timings : dict of str to float
         Seconds per operator in the last ``evaluate``.

@@ -24,11 +24,11 @@ from .. import calibration
 from .._validation import as_points, check_positive_int, resolve_real_dtype
 from ..accuracy import (COMPRESSION_MARGIN, check_eps, check_frequency, check_order, design_eps,
                         level_half_widths, order_for_eps)
-from ..kernels import get_kernel
+from ..kernels import Kernel, get_kernel
 from ..operators import surfaces
 from ..operators.m2l import check_strategy
-from ..operators.plan import level_plans
-from ..tree import build_interaction_lists, build_octree
+from ..operators.plan import Plan, level_plans
+from ..tree import InteractionLists, Octree, build_interaction_lists, build_octree
 
 __all__ = ["Fitted", "fit"]
 
@@ -67,17 +67,17 @@ class Fitted:
     values, the tree, lists and plans field by field.
     """
 
-    kernel: object
-    wavenumber: object
+    kernel: Kernel
+    wavenumber: complex | float | None
     real_dtype: np.dtype
     value_dtype: np.dtype
     eps: float
     dipoles: bool
     expansion_order: int
     m2l: str
-    tree: object
-    lists: object
-    plans: tuple
+    tree: Octree
+    lists: InteractionLists
+    plans: tuple[Plan, ...]
     timings: dict = field(default_factory=dict, repr=False)
 
     def __eq__(self, other):

@@ -93,14 +93,14 @@ class Schedule:
     targets: np.ndarray
     source_leaves: np.ndarray
     target_leaves: np.ndarray
-    near: tuple
-    w: tuple
-    x: tuple
+    near: tuple[np.ndarray, np.ndarray]
+    w: tuple[np.ndarray, np.ndarray]
+    x: tuple[np.ndarray, np.ndarray]
     l2p_leaves: np.ndarray
     x_boxes: np.ndarray
     l2p_box_of: np.ndarray
-    l2p: tuple
-    p2m: tuple
+    l2p: tuple[np.ndarray, np.ndarray]
+    p2m: tuple[np.ndarray, np.ndarray]
     p2m_groups: tuple
     p2l_groups: tuple
     m2m: Upward
