@@ -51,8 +51,9 @@ def main():
             error = relative_l2_error(engine.evaluate(q)[0], exact)  # also the warm-up
             cells[narrow] = (error, median_time(lambda: engine.evaluate(q), args.repeats))
             if narrow:
-                away = len(engine._tgt_leaves) - len(engine._l2p_leaves)
-                leaves = f"{away} of {len(engine._tgt_leaves)}"
+                schedule = engine.schedule
+                away = len(schedule.target_leaves) - len(schedule.l2p_leaves)
+                leaves = f"{away} of {len(schedule.target_leaves)}"
         print(f"| {k:g} | {leaves} | {cells[True][0]:.1e} | {cells[False][0]:.1e} | "
               f"{cells[True][1]:.3f} | {cells[False][1]:.3f} | {direct:.2f} |", flush=True)
 

@@ -1,5 +1,6 @@
-"""A fitted FMMEngine as plain values and back (``FMMEngine.state`` and ``from_state``), with
-the consistency checks of a saved state.
+"""A :class:`~fmmsolve.engine.fitted.Fitted` record as plain values and back (:func:`state_of`
+and :func:`restore`, behind ``FMMEngine.state`` and ``from_state``), with the consistency checks
+of a saved state.
 
 Tables of the dtype and shape of every array field of the tree, lists and plan, and checks of
 the links between them, so that an inconsistent file raises a clear ``ValueError`` instead of
@@ -18,7 +19,8 @@ import numpy as np
 from ._config import MAX_DEPTH
 from ._validation import resolve_real_dtype
 from .kernels import kernel_for_key
-from .operators import surfaces, translations
+from .engine.fitted import Fitted
+from .operators import surfaces
 from .operators.m2l import M2LData, STRATEGY_NAMES, get_strategy, transfer_vectors
 from .operators.plan import Plan
 from .tree import InteractionLists, Octree
@@ -218,9 +220,9 @@ def plan_groups(kernel, depth):
     return ["plan"] + [f"plan_{level}" for level in range(1, depth + 1)]
 
 
-def state_of(engine):
-    """:meth:`FMMEngine.state <fmmsolve.fmm.FMMEngine.state>` of ``engine``: the fitted state as
-    plain arrays and parameters, for :func:`restore`.
+def state_of(fitted):
+    """The :class:`~fmmsolve.engine.fitted.Fitted` record ``fitted`` as plain arrays and
+    parameters, for :func:`restore` (:meth:`FMMEngine.state <fmmsolve.fmm.FMMEngine.state>`).
 
     Returns
     -------
@@ -242,17 +244,17 @@ def state_of(engine):
         ``"tree.<field>"``, ``"lists.<field>"``, ``"plan.<field>"`` or ``"plan_<l>.<field>"``
         (among them ``"plan.m2l_strategy"``, the name of the M2L strategy).
     """
-    attrs = {"engine.kernel": engine.kernel.name, "engine.kernel_digest": engine.kernel.digest,
-             "engine.wavenumber": engine.wavenumber,
-             "engine.eps": engine.eps, "engine.dipoles": engine.dipoles,
-             "engine.expansion_order": engine.expansion_order,
-             "engine.leaf_size": engine.tree.leaf_size,
-             "engine.real_dtype": engine.real_dtype.name,
+    attrs = {"engine.kernel": fitted.kernel.name, "engine.kernel_digest": fitted.kernel.digest,
+             "engine.wavenumber": fitted.wavenumber,
+             "engine.eps": fitted.eps, "engine.dipoles": fitted.dipoles,
+             "engine.expansion_order": fitted.expansion_order,
+             "engine.leaf_size": fitted.tree.leaf_size,
+             "engine.real_dtype": fitted.real_dtype.name,
              "engine.radii": radii()}
     groups = {}
-    shared = SHARED_TARGET_FIELDS if engine.tree.targets_are_sources else {}
-    records = [("tree", engine.tree), ("lists", engine.lists)]
-    records += dict(zip(plan_groups(engine.kernel, engine.tree.depth), engine.plans)).items()
+    shared = SHARED_TARGET_FIELDS if fitted.tree.targets_are_sources else {}
+    records = [("tree", fitted.tree), ("lists", fitted.lists)]
+    records += dict(zip(plan_groups(fitted.kernel, fitted.tree.depth), fitted.plans)).items()
     for name, record in records:
         arrays = groups[name] = {}
         for field in fields(record):
@@ -267,55 +269,53 @@ def state_of(engine):
     return groups, attrs
 
 
-def restore(engine, groups, attrs):
-    """Set the fitted fields of the bare ``engine`` (kernel, parameters, tree, lists and plan)
-    from :func:`state_of`'s output, checking everything first; see
-    :meth:`FMMEngine.from_state <fmmsolve.fmm.FMMEngine.from_state>`."""
-    engine.kernel = saved_kernel(attrs)
-    engine._compiled = translations.for_kernel(engine.kernel)
-    engine.wavenumber = param(attrs, "engine.wavenumber", numbers.Number)
-    engine.real_dtype = resolve_real_dtype(param(attrs, "engine.real_dtype", str))
-    engine.value_dtype = engine.kernel.value_dtype(engine.real_dtype)
-    engine.eps = float(param(attrs, "engine.eps", numbers.Real))
+def restore(groups, attrs):
+    """The :class:`~fmmsolve.engine.fitted.Fitted` record of :func:`state_of`'s output (kernel,
+    parameters, tree, lists and plans), checking everything first; see
+    :meth:`FMMEngine.from_state <fmmsolve.fmm.FMMEngine.from_state>`. Its ``timings`` are
+    empty."""
+    kernel = saved_kernel(attrs)
+    wavenumber = param(attrs, "engine.wavenumber", numbers.Number)
+    real_dtype = resolve_real_dtype(param(attrs, "engine.real_dtype", str))
+    value_dtype = kernel.value_dtype(real_dtype)
+    eps = float(param(attrs, "engine.eps", numbers.Real))
     # files written before dipole densities existed hold charges-only operators
-    engine.dipoles = param(attrs, "engine.dipoles", bool) \
-        if "engine.dipoles" in attrs else False
-    engine.expansion_order = param(attrs, "engine.expansion_order", numbers.Integral)
-    require(0 < engine.eps < 1, f"engine.eps must be in (0, 1), got {engine.eps!r}")
-    require(2 <= engine.expansion_order <= 16,
-                   f"engine.expansion_order must be in [2, 16], got {engine.expansion_order!r}")
+    dipoles = param(attrs, "engine.dipoles", bool) if "engine.dipoles" in attrs else False
+    order = param(attrs, "engine.expansion_order", numbers.Integral)
+    require(0 < eps < 1, f"engine.eps must be in (0, 1), got {eps!r}")
+    require(2 <= order <= 16, f"engine.expansion_order must be in [2, 16], got {order!r}")
     saved_radii = param(attrs, "engine.radii", tuple)
     require(saved_radii == radii(), f"the plan was computed for surface radii {saved_radii}, "
                                     f"but this fmmsolve uses {radii()}")
     shared_targets = param(attrs, "tree.targets_are_sources", bool)
     shared = SHARED_TARGET_FIELDS if shared_targets else {}
-    engine.tree = record(Octree, "tree", groups, attrs, TREE_RULES, {}, shared)
-    check_tree(engine.tree)
+    tree = record(Octree, "tree", groups, attrs, TREE_RULES, {}, shared)
+    check_tree(tree)
     leaf_size = param(attrs, "engine.leaf_size", numbers.Integral)
-    require(leaf_size == engine.tree.leaf_size,
-                   "engine.leaf_size differs from tree.leaf_size")
-    engine.lists = record(InteractionLists, "lists", groups, attrs, LISTS_RULES,
-                               {"boxes": engine.tree.n_boxes}, {})
+    require(leaf_size == tree.leaf_size, "engine.leaf_size differs from tree.leaf_size")
+    lists = record(InteractionLists, "lists", groups, attrs, LISTS_RULES,
+                   {"boxes": tree.n_boxes}, {})
     for name in "uvwx":
-        check_csr(f"lists/{name}", getattr(engine.lists, f"{name}_indptr"),
-                         getattr(engine.lists, f"{name}_indices"), engine.tree.n_boxes)
-    names = plan_groups(engine.kernel, engine.tree.depth)
+        check_csr(f"lists/{name}", getattr(lists, f"{name}_indptr"),
+                  getattr(lists, f"{name}_indices"), tree.n_boxes)
+    names = plan_groups(kernel, tree.depth)
     plans = {}
     for name in dict.fromkeys(names):  # each distinct plan once, level order
-        dims = plan_dims(engine.kernel, engine.expansion_order)
-        plans[name] = plan_record(name, groups, attrs, dims, engine.value_dtype)
-        check_plan(plans[name], engine.kernel.name, engine.expansion_order, engine.value_dtype)
-    engine.plans = [plans[name] for name in names]
-    engine.plan = engine.plans[0]
-    engine.m2l = engine.plan.m2l_strategy
-    require(all(p.m2l_strategy == engine.m2l for p in engine.plans),
+        dims = plan_dims(kernel, order)
+        plans[name] = plan_record(name, groups, attrs, dims, value_dtype)
+        check_plan(plans[name], kernel.name, order, value_dtype)
+    plans = tuple(plans[name] for name in names)
+    strategy = plans[0].m2l_strategy
+    require(all(p.m2l_strategy == strategy for p in plans),
             "the plans of the levels have different M2L strategies")
     # a level with V-list pairs needs M2L operators (levels 0 and 1 are saved without them)
-    levels = engine.tree.levels[np.repeat(np.arange(engine.tree.n_boxes),
-                                          np.diff(engine.lists.v_indptr))]
+    levels = tree.levels[np.repeat(np.arange(tree.n_boxes), np.diff(lists.v_indptr))]
     for level in np.unique(levels):
-        require(engine.plans[level].rank > 0,
+        require(plans[level].rank > 0,
                 f"{names[level]} has no M2L operators, but level {level} has V-list pairs")
+    return Fitted(kernel=kernel, wavenumber=wavenumber, real_dtype=real_dtype,
+                  value_dtype=value_dtype, eps=eps, dipoles=dipoles, expansion_order=order,
+                  m2l=strategy, tree=tree, lists=lists, plans=plans)
 
 
 def saved_kernel(attrs):

@@ -50,6 +50,7 @@ from . import cache
 from ._jit import bind, prange
 from ._validation import as_densities, as_points, check_flag, resolve_real_dtype
 from .accuracy import DECAY_WIDTH, max_expansion_half_width
+from .engine import passes
 from .fmm import FMMEngine
 from .kernels import get_kernel
 from .operators import dense, surfaces, translations
@@ -196,7 +197,7 @@ class FMMField:
         engine = FMMEngine(src, None, kernel=kern, wavenumber=wavenumber, eps=eps,
                            expansion_order=expansion_order, leaf_size=leaf_size, dtype=dtype,
                            plan_loader=loader)
-        self._set_up(engine, src, q, wavenumber, leaf_size, memory, dtype, t0)
+        self._set_up(engine.schedule, src, q, wavenumber, leaf_size, memory, dtype, t0)
 
     @classmethod
     def from_operator(cls, operator, charges) -> "FMMField":
@@ -225,31 +226,34 @@ class FMMField:
         if operator.targets is not None:
             raise ValueError("operator must be fitted on its sources alone (targets=None): a "
                              "field needs the tree of its sources only")
-        engine = operator._engine
-        engine.kernel.require_scalar("FMMField")
-        q = as_densities(charges, engine.n_sources, "charges", engine.value_dtype)
+        schedule = operator.engine.schedule
+        fitted = schedule.fitted
+        fitted.kernel.require_scalar("FMMField")
+        q = as_densities(charges, fitted.n_sources, "charges", fitted.value_dtype)
         field = cls.__new__(cls)
-        field._set_up(engine, operator.sources, q, operator.wavenumber, operator.leaf_size,
-                      operator.memory, engine.real_dtype, t0)
+        field._set_up(schedule, operator.sources, q, operator.wavenumber, operator.leaf_size,
+                      operator.memory, fitted.real_dtype, t0)
         return field
 
-    def _set_up(self, engine, src, q, wavenumber, leaf_size, memory, dtype, t0):
-        """Everything after the engine's fit: attributes, then the upward and downward passes
-        of the charges ``q`` (validated, of the engine's value dtype)."""
-        self._engine = engine
-        self._compiled = translations.for_kernel(engine.kernel)
+    def _set_up(self, schedule, src, q, wavenumber, leaf_size, memory, dtype, t0):
+        """Everything after the fit (the engine's :class:`~fmmsolve.engine.Schedule`):
+        attributes, then the upward and downward passes of the charges ``q`` (validated, of
+        the engine's value dtype)."""
+        fitted = schedule.fitted
+        self._schedule, self._fitted = schedule, fitted
+        self._compiled = translations.for_kernel(fitted.kernel)
         self.sources, self.charges = _read_only(src), _read_only(q)
-        self.kernel, self.wavenumber, self.eps = engine.kernel.name, wavenumber, engine.eps
+        self.kernel, self.wavenumber, self.eps = fitted.kernel.name, wavenumber, fitted.eps
         self.leaf_size, self.memory, self._dtype = leaf_size, memory, dtype
-        self.value_dtype = engine.value_dtype
-        self._max_m2p_half_width = max_expansion_half_width(engine.kernel, engine.wavenumber)
+        self.value_dtype = fitted.value_dtype
+        self._max_m2p_half_width = max_expansion_half_width(fitted.kernel, fitted.wavenumber)
         t1 = time.perf_counter()
         columns = q.reshape(src.shape[0], -1)
         self._m = columns.shape[1]
-        self._sources = engine._sources(np.ascontiguousarray(columns), None)[0]
+        self._sources = passes.densities(fitted, np.ascontiguousarray(columns))[0]
         self._q = self._sources[0][1]
         with dense.single_threaded_blas():  # one level of threading, as in FMMEngine.evaluate
-            self._multipole = engine._upward(self._sources, self._m, lambda name: None)
+            self._multipole = passes.upward(schedule, self._sources, self._m)
             t2 = time.perf_counter()
             self._local = self._downward()
         t3 = time.perf_counter()
@@ -257,7 +261,7 @@ class FMMField:
         self.timings = {}
 
     def _params(self) -> dict:
-        return dict(kernel=self._engine.kernel.key, wavenumber=self.wavenumber, eps=self.eps,
+        return dict(kernel=self._fitted.kernel.key, wavenumber=self.wavenumber, eps=self.eps,
                     expansion_order=self.expansion_order, leaf_size=self.leaf_size,
                     dtype=self._dtype, memory=self.memory)
 
@@ -266,21 +270,21 @@ class FMMField:
 
     @property
     def expansion_order(self) -> int:
-        return int(self._engine.expansion_order)
+        return int(self._fitted.expansion_order)
 
     @property
     def n_sources(self) -> int:
-        return self._engine.n_sources
+        return self._fitted.n_sources
 
     @property
     def tree(self) -> dict:
-        return self._engine.tree_summary()
+        return {**self._fitted.tree.summary(), **self._fitted.lists.summary(self._fitted.tree)}
 
     def _downward(self):
         """M2L, P2L and L2L: the local expansion of every box, (n_boxes, m, n_surface), by
         the engine's own downward pass (the tests check that the field at the sources equals
         the engine's potentials)."""
-        return self._engine._downward(self._sources, self._multipole, lambda name: None)
+        return passes.downward(self._schedule, self._sources, self._multipole)
 
     # -- locating points -------------------------------------------------------------------------
 
@@ -288,7 +292,7 @@ class FMMField:
         """Points ordered for the passes: targets of leaves first, by leaf; then the rest (in
         empty octants or outside the root), by box. Returns the order, boxes in that order, the
         number of leaf targets and per-box target ranges."""
-        tree = self._engine.tree
+        tree = self._fitted.tree
         box = queries.locate(tree, points)
         at_leaf = np.zeros(len(points), bool)
         at_leaf[box >= 0] = tree.is_leaf[box[box >= 0]]
@@ -304,19 +308,19 @@ class FMMField:
     def _traverse(self, gradient, points, boxes):
         """Neighbourhood sums at ``points`` (n, 3) whose deepest boxes ``boxes`` are internal
         (or -1); returns pot (m, n) and grad (m, 3, n or 0)."""
-        engine, tree = self._engine, self._engine.tree
+        sched, fitted, tree = self._schedule, self._fitted, self._fitted.tree
         starts, groups = np.unique(boxes, return_inverse=True)
         ptr, idx = queries.neighbourhoods(tree, starts)
         stack = int(np.diff(ptr).max()) + 8 * (tree.depth + 2)
         n, vdt = len(points), self.value_dtype
         pot = np.zeros((self._m, n), vdt)
         grad = np.zeros((self._m, 3, n if gradient else 0), vdt)
-        _traversal(engine.kernel)(
+        _traversal(fitted.kernel)(
             gradient, np.ascontiguousarray(points), groups.astype(np.int64).ravel(), ptr, idx,
-            tree.child_ptr, engine._centres, engine._frames, engine._half_widths, engine._src,
+            tree.child_ptr, sched.centres, sched.frames, sched.half_widths, sched.sources,
             self._q,
-            tree.src_begin, tree.src_end, engine._surf, surfaces.UP_EQUIV, self._multipole,
-            engine.wavenumber, self._max_m2p_half_width, stack, pot, grad)
+            tree.src_begin, tree.src_end, sched.surface, surfaces.UP_EQUIV, self._multipole,
+            fitted.wavenumber, self._max_m2p_half_width, stack, pot, grad)
         return pot, grad
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -340,29 +344,29 @@ class FMMField:
             Only when ``gradient=True``.
         """
         t0 = time.perf_counter()
-        engine, tree = self._engine, self._engine.tree
+        sched, fitted, tree = self._schedule, self._fitted, self._fitted.tree
         gradient = check_flag(gradient, "gradient")
-        y = as_points(points, "points", allow_empty=True, precision=self._engine.real_dtype)
-        n, m, vdt, k = len(y), self._m, self.value_dtype, engine.wavenumber
+        y = as_points(points, "points", allow_empty=True, precision=fitted.real_dtype)
+        n, m, vdt, k = len(y), self._m, self.value_dtype, fitted.wavenumber
         order, sorted_box, n_leaf, begin, end, boxes = self._sort(y)
         ys = y[order]
-        frame = engine._frames[np.maximum(sorted_box, 0)]
-        tgt = np.ascontiguousarray((ys - frame).T, dtype=engine.real_dtype)
+        frame = sched.frames[np.maximum(sorted_box, 0)]
+        tgt = np.ascontiguousarray((ys - frame).T, dtype=fitted.real_dtype)
         leaves = np.ascontiguousarray(boxes[tree.is_leaf[boxes]])
         pot = np.zeros((m, n), vdt)
         grad = np.zeros((m, 3, n if gradient else 0), vdt)
         compiled = self._compiled
         t1 = time.perf_counter()
-        geometry = (engine._centres, engine._frames, engine._half_widths, engine._surf)
-        l2p = translations.singleton_lists(tree.n_boxes, boxes, engine._l2p_box_of[boxes])
+        geometry = (sched.centres, sched.frames, sched.half_widths, sched.surface)
+        l2p = translations.singleton_lists(tree.n_boxes, boxes, sched.l2p_box_of[boxes])
         compiled.surfaces_to_targets(gradient, tgt, boxes, *l2p, begin, end, *geometry,
                                      surfaces.DOWN_EQUIV, self._local, k, pot, grad)
         t2 = time.perf_counter()
-        compiled.surfaces_to_targets(gradient, tgt, leaves, *engine._w, begin, end, *geometry,
+        compiled.surfaces_to_targets(gradient, tgt, leaves, *sched.w, begin, end, *geometry,
                                      surfaces.UP_EQUIV, self._multipole, k, pot, grad)
         t3 = time.perf_counter()
-        compiled.near_field(gradient, engine._src, self._q, tgt, leaves, *engine._near,
-                            tree.src_begin, tree.src_end, begin, end, engine._frames, k,
+        compiled.near_field(gradient, sched.sources, self._q, tgt, leaves, *sched.near,
+                            tree.src_begin, tree.src_end, begin, end, sched.frames, k,
                             pot, grad)
         t4 = time.perf_counter()
         if n_leaf < n:

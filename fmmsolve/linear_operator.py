@@ -19,7 +19,7 @@ This module owns the bridge to SciPy's host protocol and is the only one importi
    registry name, and the other parameters) and fits again when unpickled; the fit is
    deterministic, so the copy gives the same results. The ``Kernel`` record, which holds Numba
    dispatchers, and the fitted tree are never pickled.
-6. ``A.save(path)`` writes the fitted state (tree, lists and plan, :meth:`FMMEngine.state`) and
+6. ``A.save(path)`` writes the fitted state (tree, lists and plan, the engine's ``Fitted``) and
    the constructor parameters to HDF5 through :mod:`fmmsolve.io`; :func:`load` checks it and
    rebuilds the operator without fitting. The points in the caller's order are not stored: they
    are the tree's points, un-permuted, bit for bit. ``memory`` is not stored either (a cache
@@ -131,6 +131,9 @@ class FMMOperator(LinearOperator):
         Seconds per FMM operator in this operator's last evaluation.
     fit_timings : dict of str to float
         Seconds per fitting stage.
+    engine : FMMEngine
+        The fitted engine; its frozen records ``engine.fitted`` (tree, lists, plans) and
+        ``engine.schedule`` (index arrays) are what :class:`~fmmsolve.FMMField` reuses.
 
     Raises
     ------
@@ -231,6 +234,11 @@ class FMMOperator(LinearOperator):
         write_groups(path, groups, attrs, kind=_FILE_KIND, format_version=FORMAT_VERSION)
 
     # -- introspection ---------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> FMMEngine:
+        """The fitted :class:`~fmmsolve.fmm.FMMEngine` behind the products."""
+        return self._engine
 
     @property
     def expansion_order(self) -> int:

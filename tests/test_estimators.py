@@ -25,7 +25,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import fmmsolve
 from fmmsolve import IntegralEquationSolver, PotentialTransformer
 from fmmsolve.estimators import patch_self_integral
-from fmmsolve.fmm import FMMEngine
+from fmmsolve.engine import passes
 from fmmsolve.testing import fibonacci_sphere, point_cloud, relative_l2_error
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -237,8 +237,8 @@ def test_transform_with_the_modified_helmholtz_kernel(rng):
 
 def test_a_second_transform_reuses_the_upward_pass(monkeypatch, rng):
     calls = []
-    upward = FMMEngine._upward
-    monkeypatch.setattr(FMMEngine, "_upward", lambda *a: calls.append(1) or upward(*a))
+    upward = passes.upward
+    monkeypatch.setattr(passes, "upward", lambda *a: calls.append(1) or upward(*a))
     features = PotentialTransformer(eps=1e-3).fit(point_cloud("uniform", 5000, rng))
     assert len(calls) == 1
     features.transform(rng.random((1000, 3)))

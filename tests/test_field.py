@@ -9,7 +9,7 @@ import pytest
 
 import fmmsolve
 from fmmsolve.field import FMMField
-from fmmsolve.fmm import FMMEngine
+from fmmsolve.engine import passes
 from fmmsolve.operators import m2l
 from fmmsolve.testing import fibonacci_sphere, point_cloud, relative_l2_error
 from fmmsolve.tree import queries
@@ -69,8 +69,9 @@ def test_empty_regions_use_the_neighbourhood_traversal(fields, rng):
     _, by_dist = fields
     x, _, field = by_dist["sphere"]
     y = _points("empty", x, rng)
-    box = queries.locate(field._engine.tree, y)
-    internal = (box < 0) | ~field._engine.tree.is_leaf[np.maximum(box, 0)]
+    tree = field._schedule.fitted.tree
+    box = queries.locate(tree, y)
+    internal = (box < 0) | ~tree.is_leaf[np.maximum(box, 0)]
     assert internal.sum() > 500
     field.evaluate(y)
     assert field.timings["neighbourhood"] > 0
@@ -105,8 +106,9 @@ def test_every_source_is_counted_exactly_once_per_point(dist, kernel, counting_k
         centre + 0.3 * size * rng.standard_normal((100, 3)),
         centre + 20 * np.max(size) * rng.standard_normal((50, 3)),  # far away
     ])
-    box = queries.locate(field._engine.tree, y)
-    assert (box < 0).sum() >= 50 and (~field._engine.tree.is_leaf[box[box >= 0]]).any()
+    tree = field._schedule.fitted.tree
+    box = queries.locate(tree, y)
+    assert (box < 0).sum() >= 50 and (~tree.is_leaf[box[box >= 0]]).any()
     counts = field.evaluate(y)
     assert counts.shape == (len(y), len(x))
     expected = 1.0 - np.all(y[:, None, :] == x[None, :, :], axis=2)  # a coinciding source: 0
@@ -137,7 +139,7 @@ def test_field_at_the_sources_equals_the_engine(rng):
 
 def test_a_second_evaluation_does_no_source_side_work(monkeypatch, rng):
     calls = {"upward": 0, "m2l": 0}
-    upward, apply = FMMEngine._upward, m2l.apply
+    upward, apply = passes.upward, m2l.apply
 
     def count(name, func):
         def spy(*args, **kwargs):
@@ -145,7 +147,7 @@ def test_a_second_evaluation_does_no_source_side_work(monkeypatch, rng):
             return func(*args, **kwargs)
         return spy
 
-    monkeypatch.setattr(FMMEngine, "_upward", count("upward", upward))
+    monkeypatch.setattr(passes, "upward", count("upward", upward))
     monkeypatch.setattr(m2l, "apply", count("m2l", apply))
     x = point_cloud("uniform", 3000, rng)
     field = FMMField(x, np.ones(len(x)), eps=1e-3)
@@ -234,7 +236,7 @@ def test_from_operator_reuses_the_operators_fit_and_equals_a_fresh_field(kernel,
     A = fmmsolve.FMMOperator(x, kernel=kernel, wavenumber=k, eps=1e-4, leaf_size=20,
                              memory=None)
     field = FMMField.from_operator(A, q)
-    assert field._engine is A._engine  # no second tree, lists or plans
+    assert field._schedule is A.engine.schedule  # no second tree, lists or plans
     fresh = FMMField(x, q, kernel=kernel, wavenumber=k, eps=1e-4, leaf_size=20, memory=None)
     y = rng.random((300, 3)) * 1.4 - 0.2
     np.testing.assert_array_equal(field.evaluate(y), fresh.evaluate(y))

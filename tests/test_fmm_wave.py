@@ -64,7 +64,7 @@ def test_deeper_trees_use_m2m_and_l2l_of_each_level(kernel, k, rng):
     q = _charges(kernel, len(CUBE), rng)
     A = fmmsolve.FMMOperator(CUBE, kernel=kernel, wavenumber=k, eps=1e-3, leaf_size=30,
                              memory=None)
-    assert A._engine.tree.depth >= 3 and A._engine._l2l_groups
+    assert A.engine.tree.depth >= 3 and A.engine.schedule.l2l_groups
     exact = fmmsolve.direct(CUBE, None, q, kernel=kernel, wavenumber=k)
     assert relative_l2_error(A @ q, exact) <= 1e-3
 
@@ -117,10 +117,10 @@ def test_levels_have_their_own_plans_and_m2l_passes():
     depth = engine.tree.depth
     assert depth >= 3  # two M2L passes at least
     assert len(engine.plans) == depth + 1 and len({id(p) for p in engine.plans}) == depth + 1
-    levels = [int(engine.tree.levels[lo]) for lo, _, _, _ in engine._m2l]
+    levels = [int(engine.tree.levels[lo]) for lo, _, _, _ in engine.schedule.m2l_passes]
     assert levels == sorted(set(levels)) and min(levels) >= 2  # one pass per level
     laplace = FMMEngine(point_cloud("clusters", 3000, 1), eps=1e-3)
-    assert all(p is laplace.plan for p in laplace.plans) and len(laplace._m2l) == 1
+    assert all(p is laplace.plan for p in laplace.plans) and len(laplace.schedule.m2l_passes) == 1
 
 
 def test_plan_loader_keys_each_level_by_its_effective_wavenumber():
@@ -207,10 +207,10 @@ def test_decaying_kernels_meet_eps_on_far_targets(kernel, k, eps, rng):
     # missed eps 1e-3 by 2.2x at k = 1 and 13x at k = 3, and had errors of order 1 at k = 10
     A = _check(kernel, k, eps, CUBE, FAR, rng)
     assert A.expansion_order == order_for_eps(eps)  # narrower boxes, not a higher order
-    engine = A._engine
-    assert len(engine._l2p_leaves) == 0  # every target leaf is away from the sources
+    schedule = A.engine.schedule
+    assert len(schedule.l2p_leaves) == 0  # every target leaf is away from the sources
     if k == 1.0:  # boxes 1 / d = 1 wide: multipoles, not only direct sums
-        assert len(engine._w[1]) > 0
+        assert len(schedule.w[1]) > 0
 
 
 def test_the_plain_fmm_misses_eps_on_far_targets(rng):
@@ -228,4 +228,4 @@ def test_the_plain_fmm_misses_eps_on_far_targets(rng):
                                        ("helmholtz", 5.0), ("laplace", None)])
 def test_targets_among_the_sources_take_the_plain_fmm(kernel, k):
     engine = FMMEngine(CUBE, TARGETS, kernel=kernel, wavenumber=k, eps=1e-3)
-    assert np.array_equal(engine._l2p_leaves, engine._tgt_leaves)
+    assert np.array_equal(engine.schedule.l2p_leaves, engine.schedule.target_leaves)

@@ -82,7 +82,7 @@ def test_apply_matches_a_loop_over_pairs(dtype, m):
     rng = np.random.default_rng(2)
     multipole = rng.standard_normal((tree.n_boxes, m, plan.n_surface)).astype(dtype)
     local = np.zeros_like(multipole)
-    ((lo, hi, _, sched),) = engine._m2l  # Laplace: one pass over every level
+    ((lo, hi, _, sched),) = engine.schedule.m2l_passes  # Laplace: one pass over every level
     assert (lo, hi) == (0, tree.n_boxes)
     m2l.apply(sched, plan, multipole, local)
 

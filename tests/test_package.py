@@ -161,9 +161,9 @@ def test_gallery_shows_but_does_not_run_examples_it_cannot(tmp_path, monkeypatch
 
 # Lower layers never import higher ones: kernels and tree -> operators -> fmm ->
 # linear_operator -> estimators. Underscore modules and testing are shared utilities.
-LAYERS = {"kernels": 1, "tree": 1, "operators": 2, "fmm": 3, "linear_operator": 4, "cache": 4,
-          "field": 4, "accuracy": 2, "io": 1, "estimators": 6, "distributed": 6, "bempp": 6,
-          "__main__": 7}
+LAYERS = {"kernels": 1, "tree": 1, "operators": 2, "engine": 3, "fmm": 3, "linear_operator": 4,
+          "cache": 4, "field": 4, "accuracy": 2, "io": 1, "estimators": 6, "distributed": 6,
+          "bempp": 6, "__main__": 7}
 # The command line (__main__) and the integral-equation solver (estimators) are applications of
 # the library, like an example, so they may use SciPy's solvers themselves.
 # The distributed operator gives SciPy's solvers a LinearOperator over replicated vectors.
@@ -207,6 +207,40 @@ def test_dependency_rule():
             if own == 1 and other == 1 and target[0] != rel[0]:
                 offences.append(f"{'/'.join(rel)} imports {'.'.join(target)} (kernels and tree "
                                 "are independent)")
+    assert not offences, offences
+
+
+# Uses of another object's private attributes (``obj._name`` where ``obj`` is not self or cls
+# and the module defines no ``_name`` itself, on self or by name), by module, with reasons.
+PRIVATE_READS = {
+    # Numba's disk-cache index of the compiled M2L: Numba has no public way to tell it
+    "__main__.py": {"_translate_chunks", "_cache", "_cache_file", "_index_path"},
+}
+
+
+def _on_self(node):
+    return isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+
+
+def test_no_module_reads_another_modules_private_attributes():
+    """Modules share values through public fields (the engine's records are Fitted and
+    Schedule, fmmsolve.engine), never through another module's underscore attributes."""
+    offences = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        own = {n.name for n in ast.walk(tree)
+               if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        own |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                and isinstance(n.ctx, ast.Store) and _on_self(n)}
+        own |= {n.id for n in ast.walk(tree)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        allowed = PRIVATE_READS.get(str(path.relative_to(PACKAGE)), set())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and node.attr not in own | allowed
+                    and not _on_self(node)):
+                offences.append(f"{path.relative_to(PACKAGE)}:{node.lineno} "
+                                f"{ast.unparse(node)}")
     assert not offences, offences
 
 

@@ -8,6 +8,7 @@ weighted sum over the box's own sources, computed from scratch for each box.
 import numpy as np
 import pytest
 
+from fmmsolve.engine import passes
 from fmmsolve.fmm import FMMEngine
 from fmmsolve.kernels import get_kernel
 from fmmsolve.operators import surfaces
@@ -84,11 +85,11 @@ def test_every_expansion_carries_its_sources_monopole(name, k, density, rng):
     charges = dipoles = None
     if density == "charges":
         charges = rng.standard_normal(len(src))
-        sources, _ = engine._sources(charges[:, None], None)
+        sources, _ = passes.densities(engine.fitted, charges[:, None])
     else:
         dipoles = rng.standard_normal((len(src), 3))
-        sources, _ = engine._sources(None, dipoles[:, None, :])
-    multipole = engine._upward(sources, 1, lambda name: None)[:, 0, :]
+        sources, _ = passes.densities(engine.fitted, None, dipoles[:, None, :])
+    multipole = passes.upward(engine.schedule, sources, 1)[:, 0, :]
     exact = _exact_monopoles(engine, charges, dipoles)
     half_widths = tree.box_half_widths()
     size = np.abs(charges) if charges is not None else np.linalg.norm(dipoles, axis=1)

@@ -16,7 +16,6 @@ the caller gave them (one ``Alltoallv``).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -25,7 +24,6 @@ from scipy.sparse.linalg import LinearOperator
 from .. import cache
 from .._validation import as_array, as_densities, as_points
 from ..fmm import FMMEngine
-from ..operators.plan import Plan
 from ._mpi import (
     MPI,
     RankFailedError,
@@ -50,23 +48,6 @@ def _merge(parts):
     total = np.zeros((len(uniq), 2), np.int64)
     np.add.at(total, inverse, counts)
     return uniq, total
-
-
-def _array_bytes(obj, seen):
-    """Bytes of the NumPy arrays reachable through lists, tuples and dicts of ``obj``; views
-    (the plan's translation matrices held per group) are not counted."""
-    if isinstance(obj, np.ndarray):
-        if id(obj) in seen or obj.base is not None:
-            return 0
-        seen.add(id(obj))
-        return obj.nbytes
-    if isinstance(obj, (list, tuple)):
-        return sum(_array_bytes(o, seen) for o in obj)
-    if isinstance(obj, dict):
-        return sum(_array_bytes(o, seen) for o in obj.values())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, Plan):  # M2L schedules
-        return sum(_array_bytes(o, seen) for o in vars(obj).values())
-    return 0
 
 
 class DistributedFMMOperator:
@@ -303,11 +284,9 @@ class DistributedFMMOperator:
         """This rank's share: points held and bytes of the tree, lists and index arrays."""
         engine = self.engine
         nbytes = 0
-        if engine is not None:
-            seen = set()
-            nbytes = engine.tree.nbytes + engine.lists.nbytes + sum(
-                _array_bytes(v, seen) for k, v in vars(engine).items()
-                if k not in ("tree", "lists", "plan", "plans"))
+        if engine is not None:  # the plans are shared by every problem: not counted
+            fitted = engine.fitted
+            nbytes = fitted.tree.nbytes + fitted.lists.nbytes + engine.schedule.nbytes
         return {"cut_level": self.partition.level, "own_targets": self.n_own_targets,
                 "held_sources": self.n_held_sources,
                 "boxes": 0 if engine is None else engine.tree.n_boxes,

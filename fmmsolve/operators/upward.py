@@ -151,7 +151,7 @@ class Upward:
         Parameters
         ----------
         sources : list of (compiled translations, densities)
-            The density passes of :meth:`fmmsolve.fmm.FMMEngine._sources` (charges, dipoles).
+            The density passes of :func:`fmmsolve.engine.passes.densities` (charges, dipoles).
         m : int
             Columns.
 
