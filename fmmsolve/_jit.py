@@ -97,16 +97,16 @@ def _source_stamp(objects) -> str:
         except (TypeError, OSError):
             parts.append("?")
         code = getattr(func, "__code__", None)
-        parts.append("" if code is None else _code_digest(code))
+        parts.append("" if code is None else code_digest(code))
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:8]
 
 
-def _code_digest(code) -> str:
+def code_digest(code) -> str:
     """Digest of a code object's instructions, constants (nested code included) and names;
     the same in every process (a frozenset's elements are sorted, not hash-ordered)."""
     def const(c):
         if isinstance(c, types.CodeType):
-            return _code_digest(c)
+            return code_digest(c)
         if isinstance(c, frozenset):
             return "frozenset(" + ",".join(sorted(map(const, c))) + ")"
         if isinstance(c, tuple):

@@ -55,7 +55,7 @@ from .fmm import FMMEngine
 from .kernels import get_kernel
 from .operators import dense, surfaces, translations
 from .operators.surfaces import SEPARATION
-from .operators.translations import _box_surface, _leaf_densities, _to_targets
+from .operators.translations import box_surface, leaf_densities, to_targets
 from .tree import queries
 
 __all__ = ["FMMField", "SEPARATION", "DECAY_WIDTH"]
@@ -96,13 +96,13 @@ def neighbourhood_to_targets(gradient, points, groups, start_ptr, start_idx, chi
                 tgt[d, 0] = points[t, d] - frames[c, d]
             is_leaf = child_ptr[c + 1] == child_ptr[c]
             if far >= SEPARATION * half_widths[c] and half_widths[c] <= max_m2p_half_width:
-                pts = _box_surface(surf, centres, frames, half_widths, radius, c, c)
-                _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], multipole[c],
+                pts = box_surface(surf, centres, frames, half_widths, radius, c, c)
+                to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2], multipole[c],
                             tgt, 0, 1, wavenumber, pot_t, grad_t)
             elif is_leaf:
                 s0, s1 = src_begin[c], src_end[c]
-                _to_targets(p2p, p2p_gradient, gradient, src[0, s0:s1], src[1, s0:s1],
-                            src[2, s0:s1], _leaf_densities(charges, s0, s1, src.shape[1]),
+                to_targets(p2p, p2p_gradient, gradient, src[0, s0:s1], src[1, s0:s1],
+                            src[2, s0:s1], leaf_densities(charges, s0, s1, src.shape[1]),
                             tgt, 0, 1, wavenumber, pot_t, grad_t)
             else:
                 for child in range(child_ptr[c], child_ptr[c + 1]):

@@ -9,32 +9,28 @@ import pytest
 
 from fmmsolve import get_kernel
 from fmmsolve.operators import surfaces
-from fmmsolve.operators.plan import (
-    _characters,
-    _octant_offsets,
-    _octant_permutations,
-    _reflection_basis,
-    compute_plan,
-)
+from fmmsolve.operators.m2l.svd import characters, reflection_basis
+from fmmsolve.operators.plan import compute_plan
+from fmmsolve.operators.surfaces import octant_offsets, octant_permutations
 from fmmsolve.testing import relative_l2_error
 
 
 @pytest.mark.parametrize("order", [2, 3, 6, 9])
 def test_reflections_permute_the_surface(order):
     surf = surfaces.surface(order)
-    perm = _octant_permutations(order)
-    for c, offset in enumerate(_octant_offsets()):
+    perm = octant_permutations(order)
+    for c, offset in enumerate(octant_offsets()):
         assert sorted(perm[c]) == list(range(len(surf)))
         np.testing.assert_allclose(surf[perm[c]], surf * -offset, atol=1e-15)  # octant 0: -1
 
 
 @pytest.mark.parametrize("order", [2, 3, 6, 9])
 def test_reflection_basis_is_orthonormal_and_even_or_odd(order):
-    basis, character = _reflection_basis(order)
+    basis, character = reflection_basis(order)
     n = surfaces.n_surface_points(order)
     assert basis.shape == (n, n) and character.shape == (n,)
     np.testing.assert_allclose(basis.T @ basis, np.eye(n), atol=1e-13)
-    perm, sign = _octant_permutations(order), _characters()
+    perm, sign = octant_permutations(order), characters()
     for s in range(8):  # reflecting a column multiplies it by its character at s
         np.testing.assert_allclose(basis[perm[s]], basis * sign[character, s], atol=1e-15)
     assert set(character) == set(range(8))
@@ -48,7 +44,7 @@ def test_every_octant_translates_the_field(kernel, k, rng):
     surf = plan.surface
     far = 6.0 * surfaces.surface(5)  # outside the parent's (half-width 1) check surface
     near = 0.4 * (rng.random((50, 3)) - 0.5)  # inside a child box, relative to its centre
-    for c, offset in enumerate(_octant_offsets() * 0.5):
+    for c, offset in enumerate(octant_offsets() * 0.5):
         child = rng.standard_normal(len(surf))  # a child's multipole: M2M keeps its far field
         parent = plan.m2m[c] @ child
         want = mat(far, offset + 0.5 * surfaces.UP_EQUIV * surf) @ child

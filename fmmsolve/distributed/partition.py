@@ -28,7 +28,7 @@ import numpy as np
 
 from .._config import MAX_DEPTH
 from ..tree.morton import decode_array, encode_array, point_keys
-from ..tree.octree import _bounding_cube
+from ..tree.octree import bounding_cube
 
 __all__ = ["BALANCE", "FULL", "MAX_CUT_LEVEL", "Partition", "assign", "choose_level",
            "global_root"]
@@ -47,7 +47,7 @@ _OFFSETS = np.array([(i, j, k) for k in (-1, 0, 1) for j in (-1, 0, 1) for i in 
 def global_root(lo, hi):
     """The serial FMM's root cube of points whose coordinate-wise extremes are ``lo``, ``hi``
     (each of shape (3,)): ``(center, half_width)``."""
-    return _bounding_cube([np.stack([lo, hi])])
+    return bounding_cube([np.stack([lo, hi])])
 
 
 def fine_keys(points, root):

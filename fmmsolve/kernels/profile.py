@@ -40,7 +40,7 @@ import re
 import numba
 import numpy as np
 
-from .._jit import _code_digest, bind, jit, prange
+from .._jit import code_digest, bind, jit, prange
 from ._kernel import Kernel
 
 __all__ = ["kernel_from_profile", "definition_digest", "check_options", "compiled_function",
@@ -126,7 +126,7 @@ def definition_digest(name, func, properties, seen=()) -> str:
     try:
         source = inspect.getsource(func)
     except (OSError, TypeError):
-        source = _code_digest(func.__code__)
+        source = code_digest(func.__code__)
     free = {n: func.__globals__[n] for n in func.__code__.co_names if n in func.__globals__}
     cells = [c.cell_contents for c in (func.__closure__ or ())]
     seen = (*seen, func)

@@ -42,8 +42,7 @@ from . import surfaces
 from .dense import single_threaded_blas
 from .m2l import DEFAULT as DEFAULT_M2L
 from .m2l import M2LData, check_strategy, get_strategy, transfer_index, transfer_vectors
-# Former homes, kept importable: the tests of the reflections import them from here.
-from .m2l.svd import _characters, _reflection_basis  # noqa: F401
+from .m2l.svd import characters
 from .surfaces import octant_offsets as _octant_offsets
 from .surfaces import octant_permutations as _octant_permutations
 
@@ -189,7 +188,7 @@ def _reflections(order, parities):
     perm = np.hstack([a * n + perm for a in range(len(parities))])
     if not any(parities):
         return perm, None
-    signs = _characters()[list(parities)].T  # (8 reflections, C components)
+    signs = characters()[list(parities)].T  # (8 reflections, C components)
     return perm, np.repeat(signs, n, axis=1)
 
 

@@ -42,14 +42,15 @@ import types
 from .._jit import bind, jit, prange
 from ..kernels import dipole
 
-__all__ = ["for_kernel", "leaf_block_index", "leaf_frames", "singleton_lists"]
+__all__ = ["for_kernel", "leaf_block_index", "leaf_frames", "singleton_lists", "box_surface",
+           "leaf_densities", "to_targets"]
 
 # Placeholders: the templates read these globals, `for_kernel` binds them to a kernel.
 p2p = p2p_gradient = None
 
 
 @jit(inline="always")
-def _box_surface(surf, centres, frames, half_widths, radius, box, frame):
+def box_surface(surf, centres, frames, half_widths, radius, box, frame):
     """Surface points of ``box`` in the frame of box ``frame``; dtype of ``surf``."""
     pts = np.empty_like(surf)
     scale = radius * half_widths[box]
@@ -73,7 +74,7 @@ def _points_in_frame(pts, s0, s1, frames, box, frame):
 
 
 @jit(inline="always")
-def _leaf_densities(charges, s0, s1, n_sources):
+def leaf_densities(charges, s0, s1, n_sources):
     """The C-contiguous (m, s1 - s0) block of leaf ``[s0, s1)`` in the leaf-block layout of
     ``n_sources`` sources (m is 3 times the columns for dipoles)."""
     m = charges.shape[0] // n_sources
@@ -88,7 +89,7 @@ def _per_point(expansion, n):
 
 
 @jit(inline="always")
-def _to_targets(p2p, p2p_gradient, gradient, sx, sy, sz, q, tgt, a, b, wavenumber, pot, grad):
+def to_targets(p2p, p2p_gradient, gradient, sx, sy, sz, q, tgt, a, b, wavenumber, pot, grad):
     if gradient:
         p2p_gradient(sx, sy, sz, q, tgt[0, a:b], tgt[1, a:b], tgt[2, a:b], wavenumber,
                      pot[:, a:b], grad[:, 0, a:b], grad[:, 1, a:b], grad[:, 2, a:b])
@@ -104,13 +105,13 @@ def points_to_surfaces(src, charges, boxes, list_ptr, list_idx, src_begin, src_e
     (:func:`singleton_lists`), its X list for P2L."""
     for i in prange(boxes.shape[0]):
         b = boxes[i]
-        pts = _box_surface(surf, centres, frames, half_widths, radius, b, b)
+        pts = box_surface(surf, centres, frames, half_widths, radius, b, b)
         check = _per_point(out[i], surf.shape[1])
         for e in range(list_ptr[b], list_ptr[b + 1]):
             a = list_idx[e]
             s0, s1 = src_begin[a], src_end[a]
             s = _points_in_frame(src, s0, s1, frames, a, b)
-            p2p(s[0], s[1], s[2], _leaf_densities(charges, s0, s1, src.shape[1]),
+            p2p(s[0], s[1], s[2], leaf_densities(charges, s0, s1, src.shape[1]),
                 pts[0], pts[1], pts[2], wavenumber, check)
 
 
@@ -125,8 +126,8 @@ def surfaces_to_targets(gradient, tgt, leaves, list_ptr, list_idx, tgt_begin, tg
         b = leaves[i]
         for e in range(list_ptr[b], list_ptr[b + 1]):
             a = list_idx[e]
-            pts = _box_surface(surf, centres, frames, half_widths, radius, a, b)
-            _to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2],
+            pts = box_surface(surf, centres, frames, half_widths, radius, a, b)
+            to_targets(p2p, p2p_gradient, gradient, pts[0], pts[1], pts[2],
                         _per_point(expansions[a], surf.shape[1]), tgt, tgt_begin[b],
                         tgt_end[b], wavenumber, pot, grad)
 
@@ -140,8 +141,8 @@ def near_field(gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,
             a = u_idx[e]
             s0, s1 = src_begin[a], src_end[a]
             s = _points_in_frame(src, s0, s1, frames, a, b)
-            _to_targets(p2p, p2p_gradient, gradient, s[0], s[1], s[2],
-                        _leaf_densities(charges, s0, s1, src.shape[1]), tgt, tgt_begin[b],
+            to_targets(p2p, p2p_gradient, gradient, s[0], s[1], s[2],
+                        leaf_densities(charges, s0, s1, src.shape[1]), tgt, tgt_begin[b],
                         tgt_end[b], wavenumber, pot, grad)
 
 

@@ -156,7 +156,7 @@ class Octree:
         }
 
 
-def _bounding_cube(points_list):
+def bounding_cube(points_list):
     lo = np.min([p.min(axis=0) for p in points_list], axis=0)
     hi = np.max([p.max(axis=0) for p in points_list], axis=0)
     center = 0.5 * (lo + hi)
@@ -231,7 +231,7 @@ def build_octree(sources, targets=None, *, leaf_size=DEFAULT_LEAF_SIZE, max_dept
     tgt = None if targets is None else as_points(targets, "targets")
 
     if root is None:
-        center, half = _bounding_cube([src] if tgt is None else [src, tgt])
+        center, half = bounding_cube([src] if tgt is None else [src, tgt])
     else:
         center, half = _check_root(root, [src] if tgt is None else [src, tgt])
     lower, edge = center - half, 2.0 * half

@@ -14,7 +14,7 @@ over all pairs that share it (:class:`SVDData` holds ``vt``, ``a``, ``b``, ``u``
 
 Reflections: the 8 axis reflections ``s`` permute the surface (``P_s``) and the transfer
 vectors, and a radial kernel has ``K_{s v} = P_s K_v P_s``. In a basis ``W`` of surface
-functions each even or odd under each reflection (:func:`_reflection_basis`), the stacks of all
+functions each even or odd under each reflection (:func:`reflection_basis`), the stacks of all
 316 ``W^T K_v W`` split into 8 independent blocks of about ``n / 8`` rows, and each block's Gram
 matrix is a weighted sum over the 56 vectors with no negative component. So ``U`` and ``V`` come
 from 16 small QR factorisations of 56 blocks instead of two of 316, their columns are even or
@@ -44,7 +44,8 @@ from .. import surfaces
 from ..dense import rmul, single_threaded_blas
 from .base import M2LData, gather_group, scatter_group, schedule, transfer_vectors
 
-__all__ = ["NAME", "MAX_ORDER", "Data", "SVDData", "precompute", "empty", "schedule", "apply"]
+__all__ = ["NAME", "MAX_ORDER", "Data", "SVDData", "precompute", "empty", "schedule", "apply",
+           "characters", "reflection_basis"]
 
 NAME = "svd"
 #: Highest expansion order (the engine's own limit): the compression keeps memory small.
@@ -223,7 +224,7 @@ def _m2l_operators(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc
     factors = [_truncated_svd(u_h @ t @ v_w, threshold, seed=i) for i, t in enumerate(t_v)]
     # A vector's reflection s v has C_{s v} = D_s C_v D'_s, D_s the characters of the basis
     # columns at s: its factors are the representative's with columns negated.
-    sign, flip = _characters(), (vectors < 0) @ (1, 2, 4)  # sign[a, s]; v = flip[v] |v|
+    sign, flip = characters(), (vectors < 0) @ (1, 2, 4)  # sign[a, s]; v = flip[v] |v|
     m2l_a = [factors[i][0] * sign[u_char[:rank], s] for i, s in zip(rep_of.ravel(), flip)]
     m2l_b = [factors[i][1] * sign[v_char[:rank], s] for i, s in zip(rep_of.ravel(), flip)]
     m2l_ptr = np.concatenate([[0], np.cumsum([len(a) for a in m2l_a])])
@@ -232,7 +233,7 @@ def _m2l_operators(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc
     return vt_k, m2l_ptr.astype(np.int64), np.vstack(m2l_a), np.vstack(m2l_b), m2l_u
 
 
-def _characters() -> np.ndarray:
+def characters() -> np.ndarray:
     """``sign[a, s] = (-1)^popcount(a & s)``, shape (8, 8), float64: the characters of the
     group of axis reflections, ``s`` (and ``a``) a mask of flipped axes (bit d: axis d)."""
     a = np.arange(8)
@@ -242,18 +243,18 @@ def _characters() -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _reflection_basis(order: int):
+def reflection_basis(order: int):
     """An orthonormal basis of the order-``order`` surface's functions, each column even or odd
     under each axis reflection: ``(basis, character)``, shapes (n, n) float64 and (n,) int64.
 
     Column ``j`` satisfies ``basis[perm[s], j] = sign[character[j], s] * basis[:, j]`` for every
     flip mask ``s`` (``perm`` of :func:`~fmmsolve.operators.surfaces.octant_permutations`,
-    ``sign`` of :func:`_characters`).
+    ``sign`` of :func:`characters`).
     """
     perm = surfaces.octant_permutations(order)  # perm[s]: reflection by flip mask s, an involution
     n = perm.shape[1]
     orbit_reps = np.unique(perm.min(axis=0))
-    sign = _characters()
+    sign = characters()
     columns, character = [], []
     for a in range(8):
         vec = np.zeros((n, len(orbit_reps)))
@@ -269,11 +270,11 @@ def _reflection_basis(order: int):
 
 
 def _component_basis(order: int, parities):
-    """:func:`_reflection_basis` for an expansion of ``len(parities)`` components,
+    """:func:`reflection_basis` for an expansion of ``len(parities)`` components,
     component-major: one copy of the surface's basis per component, whose characters are
     the surface's composed with the component's own (its parity mask, see
     :mod:`fmmsolve.kernels.pair`); the scalar basis itself for one component of parity 0."""
-    basis, character = _reflection_basis(order)
+    basis, character = reflection_basis(order)
     if tuple(parities) == (0,):
         return basis, character
     return (scipy.linalg.block_diag(*[basis] * len(parities)),
