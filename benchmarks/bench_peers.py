@@ -3,10 +3,14 @@
     python benchmarks/bench_peers.py [--n 1000000] [--distribution cube|sphere|clustered]
         [--eps 1e-6] [--dtype float64] [--rhs 1] [--repeats 3] [--samples 1000]
         [--peers fmmsolve ferreus fmm3dpy] [--ferreus-order 6 8] [--charges normal|uniform]
-        [--json PATH]
+        [--kernel laplace|helmholtz] [--kd 10] [--json PATH]
 
 All codes sum the 3-D Laplace potential phi_i = sum_{j != i} q_j / (4 pi |x_i - x_j|) at the
-sources themselves, on the same points and charges (regenerated from ``--seed``):
+sources themselves, on the same points and charges (regenerated from ``--seed``). With
+``--kernel helmholtz`` the sum is of exp(i k r) / (4 pi r) with complex charges (real and
+imaginary parts drawn as for real ones), ``k = kd / D`` for the diameter D of the points'
+bounding box; fmm3dpy runs ``hfmm3d(zk=k)`` (its kernel has the 1/(4 pi) too) and ferreus, a
+Laplace code, is skipped.
 
 * fmmsolve: fit = ``A = FMMOperator(x, eps=eps, dtype=dtype)`` (operator disk cache as left by
   the warm-up), eval = ``A @ Q``.
@@ -56,7 +60,8 @@ WARMUP_N = 3000
 
 
 def problem(args, n=None, seed=None):
-    """Points (n, 3), charges (n, rhs) and sampled target indices, all from the seed."""
+    """Points (n, 3), charges (n, rhs) (complex for Helmholtz) and sampled target indices, all
+    from the seed."""
     from fmmsolve.testing import point_cloud
 
     n = args.n if n is None else n
@@ -64,9 +69,17 @@ def problem(args, n=None, seed=None):
     x = point_cloud(DISTRIBUTIONS[args.distribution], n, seed)
     rng = np.random.default_rng(seed + 1)
     shape = (n, args.rhs)
-    q = rng.standard_normal(shape) if args.charges == "normal" else rng.random(shape)
+    draw = rng.standard_normal if args.charges == "normal" else rng.random
+    q = draw(shape) if args.kernel == "laplace" else draw(shape) + 1j * draw(shape)
     idx = np.random.default_rng(seed + 2).choice(n, min(args.samples, n), replace=False)
     return x, q, idx
+
+
+def wavenumber(args, x):
+    """The Helmholtz wavenumber ``kd / D`` for the points ``x`` (None for Laplace)."""
+    if args.kernel == "laplace":
+        return None
+    return args.kd / float(np.linalg.norm(x.max(axis=0) - x.min(axis=0)))
 
 
 def maxrss_mib():
@@ -79,7 +92,8 @@ def fmmsolve_runner(args, setting):
     import fmmsolve
 
     def fit(x):
-        return fmmsolve.FMMOperator(x, eps=setting, dtype=args.dtype)
+        return fmmsolve.FMMOperator(x, eps=setting, dtype=args.dtype, kernel=args.kernel,
+                                    wavenumber=wavenumber(args, x))
 
     def evaluate(A, x, q):
         return (A @ (q[:, 0] if args.rhs == 1 else q)).reshape(len(x), -1)
@@ -109,10 +123,15 @@ def fmm3dpy_runner(args, setting):
     def evaluate(_, x, q):
         nd = q.shape[1]
         charges = q[:, 0].copy() if nd == 1 else np.asfortranarray(q.T)  # (n,) or (nd, n)
-        out = fmm3dpy.lfmm3d(eps=setting, sources=np.asfortranarray(x.T), charges=charges,
-                             pg=1, nd=nd)  # kernel 1/(4 pi r), self term skipped
+        sources = np.asfortranarray(x.T)
+        if args.kernel == "laplace":
+            out = fmm3dpy.lfmm3d(eps=setting, sources=sources, charges=charges, pg=1,
+                                 nd=nd)  # kernel 1/(4 pi r), self term skipped
+        else:
+            out = fmm3dpy.hfmm3d(eps=setting, zk=wavenumber(args, x), sources=sources,
+                                 charges=charges, pg=1, nd=nd)  # exp(i k r) / (4 pi r)
         if out.ier:
-            raise RuntimeError(f"lfmm3d returned ier={out.ier}")
+            raise RuntimeError(f"fmm3dpy returned ier={out.ier}")
         return out.pot.reshape(nd, len(x)).T
 
     return (lambda x: None), evaluate
@@ -130,7 +149,7 @@ def worker(args):
     # Warm-up on a small problem: compile, start thread pools, and check the conventions.
     xs, qs, _ = problem(args, WARMUP_N, args.seed + 3)
     ps = evaluate(fit(xs), xs, qs)
-    ref = fmmsolve.direct(xs, xs[:200], qs)
+    ref = fmmsolve.direct(xs, xs[:200], qs, kernel=args.kernel, wavenumber=wavenumber(args, xs))
     err = np.linalg.norm(ps[:200] - ref) / np.linalg.norm(ref)
     if not err < 0.5:  # a self term gives inf, a missing or extra 1/(4 pi) ~0.9 or ~11
         raise RuntimeError(f"{code} disagrees with the direct sum (error {err:.1e}): check its "
@@ -145,7 +164,8 @@ def worker(args):
         start = time.perf_counter()
         pot = evaluate(state, x, q)
         evals.append(time.perf_counter() - start)
-    result = {"fit": t_fit, "eval": evals[-1], "pot": pot[idx].astype(np.float64).tolist(),
+    sample = pot[idx].astype(np.complex128 if args.kernel == "helmholtz" else np.float64)
+    result = {"fit": t_fit, "eval": evals[-1], "pot": sample.view(np.float64).tolist(),
               "base": base, "peak": maxrss_mib()}
     if code == "fmmsolve":
         from _common import machine
@@ -162,7 +182,8 @@ def worker(args):
 def run_worker(args, code, setting):
     """One worker subprocess; its result dict, or {"failed": reason}."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", code, "--setting", repr(setting)]
-    for name in ("n", "distribution", "eps", "dtype", "rhs", "samples", "seed", "charges"):
+    for name in ("n", "distribution", "eps", "dtype", "rhs", "samples", "seed", "charges",
+                 "kernel", "kd"):
         cmd += [f"--{name}", str(getattr(args, name))]
     env = dict(os.environ)
     if args.threads:
@@ -193,6 +214,9 @@ def main():
     parser.add_argument("--fmm3d-eps", type=float, default=None, help="default: --eps")
     parser.add_argument("--charges", default="normal", choices=["normal", "uniform"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kernel", default="laplace", choices=["laplace", "helmholtz"])
+    parser.add_argument("--kd", type=float, default=10.0,
+                        help="Helmholtz: k times the diameter of the points' bounding box")
     parser.add_argument("--threads", type=int, default=None,
                         help="set NUMBA/OMP/RAYON_NUM_THREADS in the workers (default: theirs)")
     parser.add_argument("--json", help="also write the medians to this JSON file")
@@ -204,7 +228,7 @@ def main():
 
     rows = []  # (code, setting); the runs alternate over them within each repeat
     for code in CODES:
-        if code not in args.peers:
+        if code not in args.peers or (code == "ferreus" and args.kernel != "laplace"):
             continue
         if code == "ferreus":
             rows += [(code, order) for order in args.ferreus_order]
@@ -223,13 +247,15 @@ def main():
     import fmmsolve  # the reference, once, here
 
     x, q, idx = problem(args)
-    ref = fmmsolve.direct(x, x[idx], q)
+    ref = fmmsolve.direct(x, x[idx], q, kernel=args.kernel, wavenumber=wavenumber(args, x))
+    ref = ref.astype(np.complex128).view(np.float64) if args.kernel == "helmholtz" else ref
     norm = np.linalg.norm(ref)
     from _common import machine, write_json
 
     ok = [r for row in rows if row[0] == "fmmsolve" for r in runs[row] if "failed" not in r]
     print(f"machine: {ok[0]['machine'] if ok else machine()}")
-    print(f"N {args.n:,}, {args.distribution}, {args.charges} charges, {args.rhs} rhs, "
+    kernel = "laplace" if args.kernel == "laplace" else f"helmholtz k D = {args.kd:g}"
+    print(f"N {args.n:,}, {kernel}, {args.distribution}, {args.charges} charges, {args.rhs} rhs, "
           f"error at {len(idx)} targets, medians of {args.repeats} (alternating workers)")
     print()
     print("| code | setting | fit s | eval s | error | peak MiB | base MiB | eval vs fmmsolve "

@@ -7,7 +7,9 @@ level. The gradient is taken with respect to the target y:
 grad_y G = exp(i k r) (i k r - 1) (y - x) / (4 pi r^3).
 
 The loops work on real and imaginary parts separately, in the real working precision: a
-complex exponential would promote float32 work to float64. As in
+complex exponential would promote float32 work to float64. ``exp``, ``sin`` and ``cos`` are the
+branch-free ones of :mod:`fmmsolve.kernels._fastmath` (computed in float64), so the loops
+vectorise. As in
 :mod:`fmmsolve.kernels.laplace`, one-column and several-column loops are separate functions.
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 from scipy.special import spherical_jn
 
 from .._jit import jit
+from ._fastmath import exp, sincos
 from ._kernel import Kernel, inverse_distance_matrix
 
 __all__ = ["HELMHOLTZ", "p2p", "p2p_gradient", "radial", "matrix"]
@@ -46,9 +49,10 @@ def _potential_one_column(sx, sy, sz, q, tx, ty, tz, k, pot):
             inv_r = one / r
             if r2 == 0:  # explicit mask: no reliance on inf arithmetic
                 inv_r = zero
-            amp = math.exp(-ki * r) * inv_r
-            c = math.cos(kr * r) * amp  # exp(i k r) / r = c + i s
-            s = math.sin(kr * r) * amp
+            amp = real(exp(-ki * r)) * inv_r
+            sin_kr, cos_kr = sincos(kr * r)
+            c = real(cos_kr) * amp  # exp(i k r) / r = c + i s
+            s = real(sin_kr) * amp
             qr, qi = q[j].real, q[j].imag
             acc_re += qr * c - qi * s
             acc_im += qr * s + qi * c
@@ -74,9 +78,10 @@ def _potential_columns(sx, sy, sz, charges, tx, ty, tz, k, pot):
             inv_r = one / r
             if r2 == 0:
                 inv_r = zero
-            amp = math.exp(-ki * r) * inv_r
-            wc[j] = math.cos(kr * r) * amp
-            ws[j] = math.sin(kr * r) * amp
+            amp = real(exp(-ki * r)) * inv_r
+            sin_kr, cos_kr = sincos(kr * r)
+            wc[j] = real(cos_kr) * amp
+            ws[j] = real(sin_kr) * amp
         for col in range(charges.shape[0]):
             q = charges[col]
             acc_re = zero
@@ -97,8 +102,8 @@ def p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
         _potential_columns(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot)
 
 
-@jit
-def _pair_gradient(dx, dy, dz, kr, ki, one, zero):
+@jit(inline="always")  # inlined: a call in the pair loop would stop its vectorisation
+def _pair_gradient(dx, dy, dz, kr, ki, one, zero, real):
     """exp(i k r)/r as (c, s), the gradient factor (i k r - 1) exp(i k r) / r^2 as (gr, gi),
     and the unit vector (dx, dy, dz) / r that it multiplies (the factor over r^3 times the
     offset itself would overflow float32 at r ~ 1e-13, where the gradient does not)."""
@@ -107,9 +112,10 @@ def _pair_gradient(dx, dy, dz, kr, ki, one, zero):
     inv_r = one / r
     if r2 == 0:
         inv_r = zero
-    amp = math.exp(-ki * r) * inv_r
-    c = math.cos(kr * r) * amp
-    s = math.sin(kr * r) * amp
+    amp = real(exp(-ki * r)) * inv_r
+    sin_kr, cos_kr = sincos(kr * r)
+    c = real(cos_kr) * amp
+    s = real(sin_kr) * amp
     # (i k r - 1) = (-ki r - 1) + i kr r; times (c + i s), over r^2
     ar, ai = -ki * r - one, kr * r
     # min(., 1), a no-op on a unit vector, keeps fast-math reassociation from multiplying the
@@ -138,7 +144,7 @@ def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, k, pot, gx, gy, gz):
             dx = xi - sx[j]
             dy = yi - sy[j]
             dz = zi - sz[j]
-            c, s, fr, fi, ux, uy, uz = _pair_gradient(dx, dy, dz, kr, ki, one, zero)
+            c, s, fr, fi, ux, uy, uz = _pair_gradient(dx, dy, dz, kr, ki, one, zero, real)
             qr, qi = q[j].real, q[j].imag
             p_re += qr * c - qi * s
             p_im += qr * s + qi * c
@@ -170,7 +176,7 @@ def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, k, pot, gx, gy, gz):
             dx = xi - sx[j]
             dy = yi - sy[j]
             dz = zi - sz[j]
-            c, s, fr, fi, ux, uy, uz = _pair_gradient(dx, dy, dz, kr, ki, one, zero)
+            c, s, fr, fi, ux, uy, uz = _pair_gradient(dx, dy, dz, kr, ki, one, zero, real)
             w[0, j] = c
             w[1, j] = s
             w[2, j] = fr * ux

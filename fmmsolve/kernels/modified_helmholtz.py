@@ -18,6 +18,7 @@ import numpy as np
 from scipy.special import spherical_in
 
 from .._jit import jit
+from ._fastmath import exp
 from ._kernel import Kernel, inverse_distance_matrix
 
 __all__ = ["MODIFIED_HELMHOLTZ", "p2p", "p2p_gradient", "radial", "matrix"]
@@ -41,7 +42,7 @@ def _potential_one_column(sx, sy, sz, q, tx, ty, tz, k, pot):
             inv_r = one / r
             if r2 == 0:  # explicit mask: no reliance on inf arithmetic
                 inv_r = zero
-            acc += q[j] * math.exp(-kk * r) * inv_r
+            acc += q[j] * real(exp(-kk * r)) * inv_r
         pot[i] += acc * real(INV_4PI)
 
 
@@ -61,7 +62,7 @@ def _potential_columns(sx, sy, sz, charges, tx, ty, tz, k, pot):
             inv_r = one / r
             if r2 == 0:
                 inv_r = zero
-            w[j] = math.exp(-kk * r) * inv_r
+            w[j] = real(exp(-kk * r)) * inv_r
         for c in range(charges.shape[0]):
             q = charges[c]
             acc = zero
@@ -98,7 +99,7 @@ def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, k, pot, gx, gy, gz):
             inv_r = one / r
             if r2 == 0:
                 inv_r = zero
-            g = q[j] * math.exp(-kk * r) * inv_r  # q G (without 1/4pi)
+            g = q[j] * real(exp(-kk * r)) * inv_r  # q G (without 1/4pi)
             # -q dG/dr times the unit vector: -q dG/dr / r times the offset overflows float32
             # at r ~ 1e-13; min(., 1) keeps reassociation from forming it (laplace.py)
             d = g * (one + kk * r) * inv_r
@@ -132,7 +133,7 @@ def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, k, pot, gx, gy, gz):
             inv_r = one / r
             if r2 == 0:
                 inv_r = zero
-            g = math.exp(-kk * r) * inv_r
+            g = real(exp(-kk * r)) * inv_r
             d = g * (one + kk * r) * inv_r  # -dG/dr, times the unit vector
             w[j] = g
             wx[j] = -d * min(dx * inv_r, one)
