@@ -13,8 +13,11 @@ Layout
   ``leaf_size`` targets (with ``targets=None`` the two are the same points, counted once).
   Children that would hold no point are not stored.
 * Depth limit: no box is deeper than ``max_depth`` (at most ``MAX_DEPTH`` = 20, the resolution
-  of the keys). Coincident or extremely clustered points therefore stop splitting there, and such
-  leaves may hold more than ``leaf_size`` points.
+  of the keys). Extremely clustered points therefore stop splitting there, and such leaves may
+  hold more than ``leaf_size`` points. A box whose points all share one key at that resolution
+  (coincident points, or closer than 2^-20 of the root) is not split at all: no split would
+  separate them, and a chain of boxes down to the limit would only make the far field of a
+  tiny box travel through 20 levels (which float32 dipoles cannot afford).
 * The tree is *not* 2:1 balanced; :mod:`.lists` builds the adaptive U/V/W/X lists, which are
   correct for any level difference between neighbouring leaves.
 """
@@ -192,6 +195,20 @@ def _sort_by_key(points, lower, edge):
     return keys[perm], perm, np.ascontiguousarray(points[perm].T)
 
 
+def _inseparable(s_keys, t_keys, sr, tr):
+    """Per box (point ranges ``sr``, ``tr`` into the sorted keys): whether all its sources and
+    targets share one key at the finest level, so that no split would ever separate them."""
+    def one_key(keys, rng):
+        empty = rng[:, 1] == rng[:, 0]
+        first = keys[np.minimum(rng[:, 0], len(keys) - 1)]
+        last = keys[np.maximum(rng[:, 1] - 1, 0)]
+        return empty, first, first == last
+
+    s_empty, s_key, s_one = one_key(s_keys, sr)
+    t_empty, t_key, t_one = one_key(t_keys, tr)
+    return (s_empty | s_one) & (t_empty | t_one) & (s_empty | t_empty | (s_key == t_key))
+
+
 def build_octree(sources, targets=None, *, leaf_size=DEFAULT_LEAF_SIZE, max_depth=MAX_DEPTH,
                  root=None, min_depth=0):
     """Build the adaptive octree of ``sources`` and ``targets``.
@@ -252,6 +269,7 @@ def build_octree(sources, targets=None, *, leaf_size=DEFAULT_LEAF_SIZE, max_dept
     for level in range(max_depth + 1):
         k, sr, tr = keys[-1], s_rng[-1], t_rng[-1]
         split = ((sr[:, 1] - sr[:, 0]) > leaf_size) | ((tr[:, 1] - tr[:, 0]) > leaf_size)
+        split &= ~_inseparable(s_keys, t_keys, sr, tr)
         if level < min_depth:  # every stored box holds a point
             split[:] = True
         if level == max_depth:

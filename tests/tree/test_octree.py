@@ -47,13 +47,25 @@ def test_every_point_in_exactly_one_leaf_and_inside_it(case):
         assert (owner >= 0).all(), "a point is in no leaf"
 
 
+def _finest_cells(tree, points):
+    """The cell of the finest level (2^MAX_DEPTH per axis) of each of the (3, n) points."""
+    lower, edge = tree.center - tree.half_width, 2.0 * tree.half_width
+    cells = np.floor((points.T - lower) / edge * 2.0**MAX_DEPTH).astype(np.int64)
+    return np.minimum(cells, 2**MAX_DEPTH - 1)
+
+
 def test_leaf_size_respected_above_max_depth(case):
+    """A leaf holds more than leaf_size sources or targets only at max_depth, or when all its
+    points lie in one cell of the finest level (no split could separate them)."""
     _, _, leaf_size, tree = case
     leaves = tree.leaves
     n_src = tree.src_end[leaves] - tree.src_begin[leaves]
     n_tgt = tree.tgt_end[leaves] - tree.tgt_begin[leaves]
-    shallow = tree.levels[leaves] < tree.max_depth
-    assert (n_src[shallow] <= leaf_size).all() and (n_tgt[shallow] <= leaf_size).all()
+    over = (n_src > leaf_size) | (n_tgt > leaf_size)
+    for leaf in leaves[over & (tree.levels[leaves] < tree.max_depth)]:
+        points = np.hstack([tree.sources[:, tree.src_begin[leaf]:tree.src_end[leaf]],
+                            tree.targets[:, tree.tgt_begin[leaf]:tree.tgt_end[leaf]]])
+        assert len(np.unique(_finest_cells(tree, points), axis=0)) == 1, leaf
     assert ((n_src + n_tgt)[leaves >= 0] > 0).all(), "an empty leaf is stored"
 
 
@@ -92,16 +104,23 @@ def test_parent_child_structure(case):
         assert (tree.levels[sl] == level).all()
 
 
-def test_coincident_points_stop_at_max_depth():
+def test_coincident_points_stop_splitting_once_alone():
+    """Coincident points (and points within one finest cell) stop splitting as soon as they are
+    alone in a box, not at max_depth; points that would separate below max_depth stop there."""
     pts = np.tile([[0.25, 0.5, 0.75]], (500, 1))
     pts = np.concatenate([pts, np.random.default_rng(1).random((100, 3))])
     tree = build_octree(pts, leaf_size=10, max_depth=12)
-    assert tree.depth == 12
     big = tree.leaves[(tree.src_end - tree.src_begin)[tree.leaves] > 10]
-    assert len(big) == 1 and tree.levels[big[0]] == 12
-    assert tree.src_end[big[0]] - tree.src_begin[big[0]] >= 500
-    deepest = build_octree(pts[:500], leaf_size=10)  # all coincident: a chain to MAX_DEPTH
-    assert deepest.depth == MAX_DEPTH and deepest.n_leaves == 1
+    assert len(big) == 1 and tree.src_end[big[0]] - tree.src_begin[big[0]] == 500
+    assert tree.levels[big[0]] < 12 and tree.depth < 12
+    parent = tree.parent[big[0]]  # its parent also held another point: it had to split
+    assert tree.src_end[parent] - tree.src_begin[parent] > 500
+    alone = build_octree(pts[:500], leaf_size=10)  # all coincident: the root is the leaf
+    assert alone.depth == 0 and alone.n_leaves == 1
+    near = pts[:500] + 1e-5 * np.random.default_rng(2).random((500, 3))  # apart at level ~16
+    near = np.concatenate([near, [[0.9, 0.9, 0.9]]])  # one far point: the root has an extent
+    deep = build_octree(near, leaf_size=10, max_depth=12)
+    assert deep.depth == 12  # distinct points never split apart are stopped by the limit
 
 
 @pytest.mark.parametrize("offset, scale", [(0.0, 1e-9), (1e6, 1.0), (-5.0, 1e8)])
