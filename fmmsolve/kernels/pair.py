@@ -51,12 +51,14 @@ __all__ = ["kernel_from_pair", "MAX_COMPONENTS"]
 MAX_COMPONENTS = 9
 
 # Placeholders: the templates read these globals; `kernel_from_pair` binds them.
-pair = None
+pair = sums = None
 C = 1
 VALUE = np.float64
 
 
-def _potential(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
+def _sums(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz, gradient):
+    """The potentials and, with ``gradient``, the gradients of both block functions below
+    (without it ``gx, gy, gz`` are not touched)."""
     g = np.zeros((4, C, C), VALUE)
     m = pot.shape[0] // C
     for i in range(tx.shape[0]):
@@ -69,32 +71,22 @@ def _potential(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
             pair(dx, dy, dz, wavenumber, g)
             for c in range(m):
                 for a in range(C):
-                    acc = g[0, a, 0] * charges[C * c, j]
-                    for b in range(1, C):
-                        acc += g[0, a, b] * charges[C * c + b, j]
-                    pot[C * c + a, i] += acc
-
-
-def _gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
-    g = np.zeros((4, C, C), VALUE)
-    m = pot.shape[0] // C
-    for i in range(tx.shape[0]):
-        for j in range(sx.shape[0]):
-            dx = float(tx[i] - sx[j])
-            dy = float(ty[i] - sy[j])
-            dz = float(tz[i] - sz[j])
-            if dx * dx + dy * dy + dz * dz == 0:
-                continue
-            pair(dx, dy, dz, wavenumber, g)
-            for c in range(m):
-                for a in range(C):
                     row = C * c + a
                     for b in range(C):
                         q = charges[C * c + b, j]
                         pot[row, i] += g[0, a, b] * q
-                        gx[row, i] += g[1, a, b] * q
-                        gy[row, i] += g[2, a, b] * q
-                        gz[row, i] += g[3, a, b] * q
+                        if gradient:
+                            gx[row, i] += g[1, a, b] * q
+                            gy[row, i] += g[2, a, b] * q
+                            gz[row, i] += g[3, a, b] * q
+
+
+def _potential(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
+    sums(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, pot, pot, pot, False)
+
+
+def _gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
+    sums(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz, True)
 
 
 def _fill_matrix(targets, sources, wavenumber, out):
@@ -139,8 +131,9 @@ def kernel_from_pair(name, pair_function, components, *, parities=None, wavenumb
     tag = f"{name}_{digest[:10]}"
     value = np.complex128 if properties["is_complex"] else np.float64
     bindings = {"pair": compiled, "C": components, "VALUE": value}
-    p2p = bind(_potential, tag, bindings)
-    p2p_gradient = bind(_gradient, tag, bindings)
+    sums = {"sums": bind(_sums, tag, bindings)}
+    p2p = bind(_potential, tag, sums)
+    p2p_gradient = bind(_gradient, tag, sums)
     fill = bind(_fill_matrix, tag, bindings, parallel=True)
     check_wavenumber = wavenumber_check(name, properties["wavenumber"],
                                         properties["is_complex"])
@@ -197,8 +190,8 @@ def _check_pair(name, compiled, components, parities, value, k):
         scale = max(np.abs(out).max(), 1e-300)
         if not np.isfinite(out).all():
             raise ValueError(f"{where} wrote non-finite values at offset {d.tolist()}")
+        h = 1e-5 * np.linalg.norm(d)
         for axis in range(3):
-            h = 1e-5 * np.linalg.norm(d)
             step = np.eye(3)[axis] * h
             slope = (call(d + step)[0] - call(d - step)[0]) / (2 * h)
             if np.abs(slope - out[1 + axis]).max() > 1e-4 * scale / math.sqrt(d @ d) + 1e-4 * \
