@@ -26,11 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numba
 import numpy as np
 
 from .._config import DEFAULT_LEAF_SIZE, MAX_DEPTH
+from .._jit import jit, prange
 from .._validation import as_points, check_positive_int
 from .morton import decode_array, point_keys
+from .sorting import argsort_keys, take_columns
 
 __all__ = ["Octree", "build_octree"]
 
@@ -159,9 +162,29 @@ class Octree:
         }
 
 
+@jit(parallel=True)
+def _extent(points, n_slices, lo, hi):
+    """Per coordinate, ``lo`` and ``hi`` lowered and raised to the points' extent: one pass in
+    ``n_slices`` slices, where NumPy's ``min(axis=0)`` of an (n, 3) array strides."""
+    n, dims = points.shape
+    part_lo = np.empty((n_slices, dims))
+    part_hi = np.empty((n_slices, dims))
+    for t in prange(n_slices):
+        for d in range(dims):
+            part_lo[t, d], part_hi[t, d] = lo[d], hi[d]
+        for i in range(t * n // n_slices, (t + 1) * n // n_slices):
+            for d in range(dims):
+                part_lo[t, d] = min(part_lo[t, d], points[i, d])
+                part_hi[t, d] = max(part_hi[t, d], points[i, d])
+    for t in range(n_slices):
+        for d in range(dims):
+            lo[d], hi[d] = min(lo[d], part_lo[t, d]), max(hi[d], part_hi[t, d])
+
+
 def bounding_cube(points_list):
-    lo = np.min([p.min(axis=0) for p in points_list], axis=0)
-    hi = np.max([p.max(axis=0) for p in points_list], axis=0)
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for p in points_list:
+        _extent(np.ascontiguousarray(p, dtype=np.float64), numba.get_num_threads(), lo, hi)
     center = 0.5 * (lo + hi)
     half = 0.5 * float(np.max(hi - lo))
     # Enlarge a little so no point sits on the upper faces, and never let the cube collapse
@@ -191,8 +214,8 @@ def _check_root(root, points_list):
 
 def _sort_by_key(points, lower, edge):
     keys = point_keys(points, lower, edge)
-    perm = np.argsort(keys, kind="stable")
-    return keys[perm], perm, np.ascontiguousarray(points[perm].T)
+    perm = argsort_keys(keys)
+    return keys[perm], perm, take_columns(points, perm)
 
 
 def _inseparable(s_keys, t_keys, sr, tr):
@@ -313,7 +336,7 @@ def build_octree(sources, targets=None, *, leaf_size=DEFAULT_LEAF_SIZE, max_dept
     # Morton order of leaves across levels: compare their anchors at the finest resolution.
     fine = (all_keys[leaves] ^ (np.int64(1) << (3 * levels[leaves]))) << (
         3 * (MAX_DEPTH - levels[leaves]))
-    leaves = leaves[np.argsort(fine, kind="stable")]
+    leaves = leaves[argsort_keys(fine)]
 
     return Octree(
         center=center,
