@@ -33,8 +33,8 @@ from scipy.spatial import cKDTree
 
 from .._config import MAX_DEPTH
 from .._jit import jit, prange
-from .morton import box_key
 from .octree import Octree
+from .sorting import argsort_rows
 
 __all__ = ["InteractionLists", "build_interaction_lists", "near_and_far",
            "leaves_away_from_sources", "narrow_far_field", "l2p_boxes"]
@@ -99,22 +99,34 @@ def _adjacent(anchors, levels, a, b):
 
 
 @jit(parallel=True)
-def _colleagues(keys, levels, anchors, out):
-    """``out[b, s]``: the box at offset s (3x3x3, centre 13 = b itself) on b's level, or -1."""
-    n = keys.shape[0]
-    for b in prange(n):
-        level = levels[b]
+def _colleagues(keys, anchors, parent, child_ptr, level_ptr, out):
+    """``out[b, s]``: the box at offset s (3x3x3, centre 13 = b itself) on b's level, or -1.
+
+    Level by level from the root: the box at an offset is a child of the parent's colleague
+    that holds it, so each entry is a scan of at most 8 children instead of a binary search
+    over all boxes."""
+    out[0, :] = -1
+    out[0, 13] = 0
+    for level in range(1, level_ptr.shape[0] - 1):
         side = np.int64(1) << level
-        for s in range(27):
-            i = anchors[b, 0] + s // 9 - 1
-            j = anchors[b, 1] + (s // 3) % 3 - 1
-            k = anchors[b, 2] + s % 3 - 1
-            out[b, s] = -1
-            if 0 <= i < side and 0 <= j < side and 0 <= k < side:
-                key = box_key(i, j, k, level)
-                pos = np.searchsorted(keys, key)
-                if pos < n and keys[pos] == key:
-                    out[b, s] = pos
+        for b in prange(level_ptr[level], level_ptr[level + 1]):
+            p = parent[b]
+            for s in range(27):
+                out[b, s] = -1
+                i = anchors[b, 0] + s // 9 - 1
+                j = anchors[b, 1] + (s // 3) % 3 - 1
+                k = anchors[b, 2] + s % 3 - 1
+                if not (0 <= i < side and 0 <= j < side and 0 <= k < side):
+                    continue
+                # the parent's colleague holding (i, j, k), then its child in that octant
+                c = out[p, ((i >> 1) - anchors[p, 0] + 1) * 9
+                        + ((j >> 1) - anchors[p, 1] + 1) * 3 + (k >> 1) - anchors[p, 2] + 1]
+                if c < 0:
+                    continue
+                octant = (i & 1) | ((j & 1) << 1) | ((k & 1) << 2)
+                for a in range(child_ptr[c], child_ptr[c + 1]):
+                    if keys[a] & 7 == octant:
+                        out[b, s] = a
 
 
 @jit
@@ -127,8 +139,10 @@ def _v_row(b, anchors, levels, parent, child_ptr, colleagues, ok, out, write):
         c = colleagues[p, s]
         if c < 0:
             continue
-        for a in range(child_ptr[c], child_ptr[c + 1]):
-            if ok[a] and not _adjacent(anchors, levels, a, b):
+        for a in range(child_ptr[c], child_ptr[c + 1]):  # on b's level: adjacent is |d| <= 1
+            if ok[a] and (abs(anchors[a, 0] - anchors[b, 0]) > 1
+                          or abs(anchors[a, 1] - anchors[b, 1]) > 1
+                          or abs(anchors[a, 2] - anchors[b, 2]) > 1):
                 if write:
                     out[n] = a
                 n += 1
@@ -221,7 +235,7 @@ def build_interaction_lists(tree: Octree) -> InteractionLists:
     has_src = tree.src_end > tree.src_begin
     has_tgt = tree.tgt_end > tree.tgt_begin
     colleagues = np.empty((n, 27), np.int64)
-    _colleagues(tree.keys, levels, anchors, colleagues)
+    _colleagues(tree.keys, anchors, parent, child_ptr, tree.level_ptr, colleagues)
     leaves = tree.leaves
 
     v_ptr = np.zeros(n + 1, np.int64)
@@ -244,18 +258,14 @@ def build_interaction_lists(tree: Octree) -> InteractionLists:
     _uw_pass(xw_rows, *args, no_u, no_u, xw_ptr, xw_ptr, False)
     xw_idx = _csr(xw_ptr)
     _uw_pass(xw_rows, *args, no_u, no_u, xw_ptr, xw_idx, True)
-    src_leaf = np.repeat(np.arange(n, dtype=np.int64), np.diff(xw_ptr))
-    order = np.argsort(xw_idx, kind="stable")
-    x_ptr = np.concatenate([[0], np.cumsum(np.bincount(xw_idx, minlength=n))]).astype(np.int64)
+    x_ptr, x_idx = _csr_from_rows(xw_idx, _rows(xw_ptr), n)
 
-    return InteractionLists(u_ptr, u_idx, v_ptr, v_idx, w_ptr, w_idx, x_ptr, src_leaf[order])
+    return InteractionLists(u_ptr, u_idx, v_ptr, v_idx, w_ptr, w_idx, x_ptr, x_idx)
 
 
 def _csr_from_rows(rows, cols, n_rows):
     """CSR ``(indptr, indices)`` of the entries ``(rows[i], cols[i])``, stable within a row."""
-    order = np.argsort(rows, kind="stable")
-    indptr = np.zeros(n_rows + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    order, indptr = argsort_rows(rows, n_rows)
     return indptr, np.ascontiguousarray(cols[order], dtype=np.int64)
 
 
