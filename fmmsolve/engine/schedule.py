@@ -165,8 +165,7 @@ def bind(fitted: Fitted, *, narrow_far_field=True, min_depth=0) -> Schedule:
     has_tgt = tree.tgt_end > tree.tgt_begin
 
     def local(points, begin, end):
-        owner = np.repeat(tree.leaves, (end - begin)[tree.leaves])  # leaves tile the points
-        return np.ascontiguousarray(points - frames[owner].T, dtype=real)
+        return translations.leaf_offsets(points, begin, end, tree.leaves, frames, real)
 
     def by_plan(boxes):
         """``boxes`` split by plan: (rows of ``boxes``, plan) pairs; one pair with

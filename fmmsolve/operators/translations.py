@@ -42,7 +42,8 @@ import types
 from .._jit import bind, jit, prange
 from ..kernels import dipole
 
-__all__ = ["for_kernel", "leaf_block_index", "leaf_frames", "singleton_lists", "box_surface",
+__all__ = ["for_kernel", "leaf_block_index", "leaf_frames", "leaf_offsets", "singleton_lists",
+           "box_surface",
            "leaf_densities", "to_targets"]
 
 # Placeholders: the templates read these globals, `for_kernel` binds them to a kernel.
@@ -210,6 +211,18 @@ def leaf_block_index(src_begin, src_end, leaves, m):
     return m * start[:, None] + np.arange(m)[None, :] * size[:, None] + offset[:, None]
 
 
+@jit(parallel=True)
+def _leaf_bounds(points, begin, end, leaves, lo, hi):
+    """``lo[b]``, ``hi[b]`` lowered and raised to the extent of the (3, n) ``points[:, begin[b]:
+    end[b]]`` of each of ``leaves``."""
+    for i in prange(leaves.shape[0]):
+        b = leaves[i]
+        for d in range(3):
+            for p in range(begin[b], end[b]):
+                lo[b, d] = min(lo[b, d], points[d, p])
+                hi[b, d] = max(hi[b, d], points[d, p])
+
+
 def leaf_frames(tree):
     """Origin of every box's frame, shape (n_boxes, 3), float64: the box centre, except for a
     leaf holding points, whose origin is the centre of the bounding box of its sources and
@@ -217,15 +230,44 @@ def leaf_frames(tree):
     frames = tree.box_centers()
     lo = np.full((tree.n_boxes, 3), np.inf)
     hi = np.full((tree.n_boxes, 3), -np.inf)
-    sides = [(tree.sources, tree.src_begin, tree.src_end)]
+    _leaf_bounds(tree.sources, tree.src_begin, tree.src_end, tree.leaves, lo, hi)
     if not tree.targets_are_sources:
-        sides.append((tree.targets, tree.tgt_begin, tree.tgt_end))
-    for points, begin, end in sides:
-        leaves = tree.leaves[end[tree.leaves] > begin[tree.leaves]]  # in point order
-        if len(leaves):
-            starts = begin[leaves]
-            lo[leaves] = np.minimum(lo[leaves], np.minimum.reduceat(points, starts, axis=1).T)
-            hi[leaves] = np.maximum(hi[leaves], np.maximum.reduceat(points, starts, axis=1).T)
+        _leaf_bounds(tree.targets, tree.tgt_begin, tree.tgt_end, tree.leaves, lo, hi)
     held = np.isfinite(lo[:, 0])
     frames[held] = 0.5 * lo[held] + 0.5 * hi[held]  # halves first: no overflow
     return frames
+
+
+@jit(parallel=True)
+def _leaf_offsets(points, begin, end, leaves, origins, out):
+    for i in prange(leaves.shape[0]):
+        b = leaves[i]
+        for d in range(3):
+            origin = origins[b, d]
+            for p in range(begin[b], end[b]):
+                out[d, p] = points[d, p] - origin
+
+
+def leaf_offsets(points, begin, end, leaves, origins, dtype=np.float64):
+    """Points relative to an origin of the leaf holding them, in one parallel pass.
+
+    Parameters
+    ----------
+    points : ndarray of shape (3, n), float64, C-contiguous
+        In tree order.
+    begin, end : ndarray of shape (n_boxes,), int64
+        Each box's range of ``points``.
+    leaves : ndarray of int64
+        Leaves whose ranges tile ``points``.
+    origins : ndarray of shape (n_boxes, 3), float64
+        Box centres or frames (:func:`leaf_frames`).
+    dtype : numpy dtype, default float64
+        Of the result: each float64 difference rounded once, as ``astype`` would.
+
+    Returns
+    -------
+    ndarray of shape (3, n), ``dtype``, C-contiguous
+    """
+    out = np.empty(points.shape, dtype)
+    _leaf_offsets(points, begin, end, leaves, np.ascontiguousarray(origins), out)
+    return out

@@ -25,6 +25,7 @@ import numpy as np
 from .._jit import jit
 from . import dense
 from .surfaces import UP_CHECK, UP_EQUIV
+from .translations import leaf_offsets
 
 __all__ = ["Upward", "octant_groups", "MAX_KH"]
 
@@ -116,15 +117,17 @@ class Upward:
 
         # Per source (tree order): its weight as a charge, and as the three components of a
         # dipole, about the centre of its leaf.
-        owner = np.repeat(tree.leaves, (tree.src_end - tree.src_begin)[tree.leaves])
-        offsets = tree.sources.T - centres[owner]  # sources are (3, n)
+        offsets = leaf_offsets(tree.sources, tree.src_begin, tree.src_end, tree.leaves,
+                               centres).T  # (n, 3)
         if weight is None:
             w = dw = np.zeros(len(offsets))
         else:
             w, dw = weight(np.linalg.norm(offsets, axis=1), wavenumber)
         self._charge_weights = np.ascontiguousarray(np.asarray(w, self.dtype)[:, None])
-        dipole = np.asarray(dw, self.dtype)[:, None] * offsets
-        self._dipole_weights = np.ascontiguousarray(dipole) if np.any(dipole) else None
+        self._dipole_weights = None
+        if np.any(dw):  # else every dipole weight is 0 (as for Laplace): skip the product
+            dipole = np.asarray(dw, self.dtype)[:, None] * offsets
+            self._dipole_weights = np.ascontiguousarray(dipole) if np.any(dipole) else None
 
         # M2M, deepest level first: (boxes of the level above with sources, groups of
         # (children, parents, m2m matrix, u of the children about their parent or None)).
