@@ -17,7 +17,7 @@ import numpy as np
 
 from ..accuracy import max_expansion_half_width
 from ..operators import m2l, surfaces, translations
-from ..operators.plan import Plan, transfer_index
+from ..operators.plan import Plan
 from ..operators.upward import Upward, octant_groups
 from ..tree.lists import l2p_boxes, leaves_away_from_sources, near_and_far
 from ..tree.lists import narrow_far_field as narrow_lists  # the name of bind's flag
@@ -220,20 +220,15 @@ def _m2l_passes(fitted, shared_plan):
     """The M2L passes of :attr:`Schedule.m2l_passes`: V-list pairs scheduled in cache-sized
     chunks of targets (:mod:`fmmsolve.operators.m2l`)."""
     tree, lists, plans, strategy = fitted.tree, fitted.lists, fitted.plans, fitted.m2l
-    t = np.repeat(np.arange(tree.n_boxes), np.diff(lists.v_indptr))
-    s = lists.v_indices
-    vec = transfer_index(tree.anchors[s] - tree.anchors[t])
-    if (vec < 0).any():
-        raise ValueError("a V-list pair is not at a transfer vector")
     # One pass over all boxes with a shared plan, else one per level (its ranks differ).
     if shared_plan:
-        return ((0, tree.n_boxes, plans[0],
-                 m2l.schedule(t, s, vec, m2l.CHUNK_BOXES, strategy)),)
+        ranges = [(0, tree.n_boxes, plans[0])]
+    else:
+        ranges = [(tree.level_ptr[level], tree.level_ptr[level + 1], plans[level])
+                  for level in range(2, tree.depth + 1)]
     passes = []
-    for level in range(2, tree.depth + 1):
-        lo, hi = tree.level_ptr[level], tree.level_ptr[level + 1]
-        pairs = (t >= lo) & (t < hi)
-        if pairs.any():
-            passes.append((lo, hi, plans[level], m2l.schedule(
-                t[pairs] - lo, s[pairs] - lo, vec[pairs], m2l.CHUNK_BOXES, strategy)))
+    for lo, hi, plan in ranges:
+        t, s, vec = m2l.v_list_pairs(lists.v_indptr, lists.v_indices, tree.anchors, lo, hi)
+        if shared_plan or len(t):
+            passes.append((lo, hi, plan, m2l.schedule(t, s, vec, m2l.CHUNK_BOXES, strategy)))
     return tuple(passes)

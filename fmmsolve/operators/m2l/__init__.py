@@ -41,10 +41,12 @@ example; ``docs/methods.md`` walks through adding one):
 from __future__ import annotations
 
 from . import dense, svd
-from .base import CHUNK_BOXES, M2LData, M2LSchedule, transfer_index, transfer_vectors
+from .base import (CHUNK_BOXES, M2LData, M2LSchedule, transfer_index, transfer_vectors,
+                   v_list_pairs)
 
 __all__ = ["CHUNK_BOXES", "DEFAULT", "M2LData", "M2LSchedule", "STRATEGY_NAMES", "apply",
-           "check_strategy", "get_strategy", "schedule", "transfer_index", "transfer_vectors"]
+           "check_strategy", "get_strategy", "schedule", "transfer_index", "transfer_vectors",
+           "v_list_pairs"]
 
 _STRATEGIES = {module.NAME: module for module in (svd, dense)}
 #: Names of the registered strategies.

@@ -26,10 +26,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..._jit import jit
+from ..._jit import jit, prange
 
 __all__ = ["CHUNK_BOXES", "M2LData", "M2LSchedule", "gather_group", "scatter_group", "schedule",
-           "transfer_index", "transfer_vectors"]
+           "transfer_index", "transfer_vectors", "v_list_pairs"]
 
 #: Target boxes per chunk. Small chunks keep each thread's rows in its own cache and balance the
 #: threads; groups stay large enough (up to this many pairs) for efficient matrix products.
@@ -60,6 +60,51 @@ def transfer_index(offsets) -> np.ndarray:
         flat += c * weight
     flat[~inside] = 0
     return np.where(inside, table[flat], -1)
+
+
+def v_list_pairs(v_indptr, v_indices, anchors, lo, hi):
+    """The V-list pairs of the target boxes ``lo:hi`` (whose sources are in the same range),
+    in list order, as ``(targets, sources, vectors)`` (each (n_pairs,), int64; boxes relative
+    to ``lo``, vectors as indices into :func:`transfer_vectors`).
+
+    Parameters
+    ----------
+    v_indptr, v_indices : ndarray, int64
+        The V lists (CSR over every box).
+    anchors : ndarray (n_boxes, 3), int64
+        Box anchors in box edges of their level (the offsets of same-level boxes).
+    lo, hi : int
+
+    Raises
+    ------
+    ValueError
+        If a pair's offset is not a transfer vector.
+    """
+    p0, p1 = v_indptr[lo], v_indptr[hi]
+    out = np.empty((3, p1 - p0), np.int64)
+    table = np.full(343, -1, np.int64)
+    table[(transfer_vectors() + 3) @ (49, 7, 1)] = np.arange(len(transfer_vectors()))
+    _v_list_pairs(v_indptr, v_indices, anchors, lo, hi, table, out)
+    if (out[2] < 0).any():
+        raise ValueError("a V-list pair is not at a transfer vector")
+    return out[0], out[1], out[2]
+
+
+@jit(parallel=True)
+def _v_list_pairs(v_indptr, v_indices, anchors, lo, hi, table, out):
+    """The rows of :func:`v_list_pairs` (``table``: the vector index of an offset ``d`` at
+    ``(d + 3) @ (49, 7, 1)``, -1 if none), one target box per iteration."""
+    p_lo = v_indptr[lo]
+    for t in prange(lo, hi):
+        for p in range(v_indptr[t], v_indptr[t + 1]):
+            s = v_indices[p]
+            key, inside = 0, True
+            for d in range(3):
+                c = anchors[s, d] - anchors[t, d] + 3
+                inside = inside and 0 <= c <= 6
+                key = key * 7 + c
+            out[0, p - p_lo], out[1, p - p_lo] = t - lo, s - lo
+            out[2, p - p_lo] = table[key] if inside else -1
 
 
 @dataclass(frozen=True, eq=False)
