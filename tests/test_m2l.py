@@ -74,6 +74,49 @@ def test_schedule_partitions_the_pairs():
     assert empty.group_ptr.tolist() == [0] and empty.chunk_ptr.tolist() == [0]
 
 
+@pytest.mark.parametrize("n", [0, 1, 5000])
+def test_the_compiled_schedule_is_the_stable_sort_by_chunk_and_vector(n):
+    rng = np.random.default_rng(n)
+    t = np.sort(rng.integers(0, 3000, n))  # in target order: the compiled passes
+    s, v = rng.integers(0, 3000, n), rng.integers(0, 316, n)
+    got = m2l.schedule(t, s, v, 128)
+    key = (t // 128) * 316 + v
+    order = np.argsort(key, kind="stable")
+    np.testing.assert_array_equal(got.targets, t[order])
+    np.testing.assert_array_equal(got.sources, s[order])
+    runs = np.flatnonzero(np.diff(key[order])) + 1
+    np.testing.assert_array_equal(got.group_ptr, np.r_[0, runs, n] if n else [0])
+    np.testing.assert_array_equal(got.group_vec, key[order][got.group_ptr[:-1]] % 316)
+    chunks = key[order][got.group_ptr[:-1]] // 316
+    np.testing.assert_array_equal(got.chunk_ptr[:-1], np.flatnonzero(np.r_[True, np.diff(
+        chunks) > 0])[:len(got.chunk_ptr) - 1])
+    # the same pairs out of target order take NumPy's path, to the same groups
+    shuffled = rng.permutation(n)
+    again = m2l.schedule(t[shuffled], s[shuffled], v[shuffled], 128)
+    assert sorted(zip(again.targets, again.sources)) == sorted(zip(got.targets, got.sources))
+    np.testing.assert_array_equal(again.group_vec, got.group_vec)
+
+
+def test_v_list_pairs_are_the_lists_with_their_transfer_vectors():
+    engine = FMMEngine(point_cloud("clusters", 6000, 1), eps=1e-4, leaf_size=20)
+    tree, lists = engine.tree, engine.lists
+    t = np.repeat(np.arange(tree.n_boxes), np.diff(lists.v_indptr))
+    s = np.asarray(lists.v_indices)
+    got = m2l.v_list_pairs(lists.v_indptr, lists.v_indices, tree.anchors, 0, tree.n_boxes)
+    np.testing.assert_array_equal(got[0], t)
+    np.testing.assert_array_equal(got[1], s)
+    np.testing.assert_array_equal(got[2], transfer_index(tree.anchors[s] - tree.anchors[t]))
+    lo, hi = tree.level_ptr[3], tree.level_ptr[4]  # one level: boxes relative to its first
+    rows = (t >= lo) & (t < hi)
+    level = m2l.v_list_pairs(lists.v_indptr, lists.v_indices, tree.anchors, lo, hi)
+    np.testing.assert_array_equal(level[0], t[rows] - lo)
+    np.testing.assert_array_equal(level[1], s[rows] - lo)
+    bad = tree.anchors.copy()
+    bad[s[0]] += 5  # a pair four boxes too far apart
+    with pytest.raises(ValueError, match="not at a transfer vector"):
+        m2l.v_list_pairs(lists.v_indptr, lists.v_indices, bad, 0, tree.n_boxes)
+
+
 @pytest.mark.parametrize("dtype, m", [("float64", 1), ("float64", 3), ("float32", 2)])
 def test_apply_matches_a_loop_over_pairs(dtype, m):
     src = point_cloud("clusters", 6000, 1)

@@ -203,6 +203,10 @@ class M2LSchedule:
 def schedule(targets, sources, vectors, chunk_boxes) -> M2LSchedule:
     """Sort V-list pairs into groups of (chunk of ``chunk_boxes`` targets, transfer vector).
 
+    The pairs of a group keep their order; the result is that of a stable sort by
+    ``(target // chunk_boxes, vector)``. Pairs in target order (as :func:`v_list_pairs` gives
+    them) are sorted in compiled passes over the chunks, others by NumPy.
+
     Parameters
     ----------
     targets, sources, vectors : ndarray (n_pairs,), int64
@@ -210,15 +214,57 @@ def schedule(targets, sources, vectors, chunk_boxes) -> M2LSchedule:
     chunk_boxes : int
         Consecutive target boxes per chunk.
     """
-    key = (targets // chunk_boxes) * 316 + vectors
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    group_ptr = _run_starts(key)
-    group_key = key[group_ptr[:-1]]
-    chunk_ptr = _run_starts(group_key // 316)
-    return M2LSchedule(targets=targets[order], sources=sources[order], group_ptr=group_ptr,
-                       group_vec=group_key % 316, chunk_ptr=chunk_ptr,
-                       v_targets=np.flatnonzero(np.bincount(targets)))
+    targets, sources, vectors = (np.ascontiguousarray(a, dtype=np.int64)
+                                 for a in (targets, sources, vectors))
+    v_targets = np.flatnonzero(np.bincount(targets))
+    if np.any(targets[1:] < targets[:-1]):
+        key = (targets // chunk_boxes) * 316 + vectors
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        group_ptr = _run_starts(key)
+        group_key = key[group_ptr[:-1]]
+        return M2LSchedule(targets=targets[order], sources=sources[order],
+                           group_ptr=group_ptr, group_vec=group_key % 316,
+                           chunk_ptr=_run_starts(group_key // 316), v_targets=v_targets)
+    n_chunks = (int(targets[-1]) // chunk_boxes + 1) if len(targets) else 0
+    starts = np.searchsorted(targets, np.arange(n_chunks + 1) * chunk_boxes)
+    out = np.empty((2, len(targets)), np.int64)
+    groups = np.zeros((n_chunks, 316, 2), np.int64)  # per chunk: vector, first pair
+    counts = np.zeros(n_chunks, np.int64)
+    _sort_chunks(starts, targets, sources, vectors, out, groups, counts)
+    first = np.concatenate([[0], np.cumsum(counts)])
+    n_groups = int(first[-1])
+    group_ptr, group_vec = np.empty(n_groups + 1, np.int64), np.empty(n_groups, np.int64)
+    for_chunk = np.repeat(np.arange(n_chunks), counts)
+    within = np.arange(n_groups) - first[for_chunk]
+    group_vec[:] = groups[for_chunk, within, 0]
+    group_ptr[:-1], group_ptr[-1] = groups[for_chunk, within, 1], len(targets)
+    return M2LSchedule(targets=out[0], sources=out[1], group_ptr=group_ptr,
+                       group_vec=group_vec, chunk_ptr=np.append(first[:-1][counts > 0],
+                                                                n_groups),
+                       v_targets=v_targets)
+
+
+@jit(parallel=True)
+def _sort_chunks(starts, targets, sources, vectors, out, groups, counts):
+    """The compiled sort of :func:`schedule`: per chunk (pairs ``starts[c]:starts[c + 1]``),
+    a stable counting sort by vector into ``out`` (rows: target, source), and its groups."""
+    for c in prange(starts.shape[0] - 1):
+        p0, p1 = starts[c], starts[c + 1]
+        ptr = np.zeros(317, np.int64)
+        for p in range(p0, p1):
+            ptr[vectors[p] + 1] += 1
+        n = 0
+        for v in range(316):
+            if ptr[v + 1] > 0:
+                groups[c, n, 0], groups[c, n, 1] = v, p0 + ptr[v]
+                n += 1
+            ptr[v + 1] += ptr[v]
+        counts[c] = n
+        for p in range(p0, p1):
+            q = p0 + ptr[vectors[p]]
+            ptr[vectors[p]] += 1
+            out[0, q], out[1, q] = targets[p], sources[p]
 
 
 def _run_starts(sorted_keys):
