@@ -116,10 +116,9 @@ def upward(schedule, sources, m, lap=None):
                 schedule.sources, q, leaves, *schedule.p2m, tree.src_begin, tree.src_end,
                 *geometry, surfaces.UP_CHECK, fitted.wavenumber, check)
         for rows, plan in schedule.p2m_groups:
-            boxes = leaves[rows]
-            scale = schedule.c2e_scale[boxes, None, None]
-            multipole[boxes] = scale * dense.rmul(dense.rmul(check[rows], plan.uc2e_b),
-                                                  plan.uc2e_a)
+            boxes = leaves[rows]  # zero so far: each leaf is in one group
+            dense.add_products(multipole, boxes, check, rows, plan.uc2e_b, plan.uc2e_a,
+                               schedule.c2e_scale[boxes])
         schedule.m2m.fix(multipole, leaves, schedule.m2m.leaf_monopoles(sources, m))
         lap("p2m")
         schedule.m2m.m2m(multipole)
@@ -168,15 +167,15 @@ def downward(schedule, sources, multipole, lap=None, extra=None):
                     surfaces.DOWN_CHECK, fitted.wavenumber, check)
             for rows, plan in schedule.p2l_groups:
                 b = boxes[rows]
-                local[b] += schedule.c2e_scale[b, None, None] * dense.rmul(
-                    dense.rmul(check[rows], plan.dc2e_b), plan.dc2e_a)
+                dense.add_products(local, b, check, rows, plan.dc2e_b, plan.dc2e_a,
+                                   schedule.c2e_scale[b])
         lap("p2l")
 
         if extra is not None:
             boxes, values = extra
             local[boxes] += values
         for children, parents, op in schedule.l2l_groups:
-            local[children] += dense.rmul(local[parents], op)
+            dense.add_products(local, children, local, parents, op)
         lap("l2l")
     return local
 

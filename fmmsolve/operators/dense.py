@@ -28,7 +28,7 @@ from threadpoolctl import ThreadpoolController
 
 from .._jit import jit, prange
 
-__all__ = ["rmul", "single_threaded_blas"]
+__all__ = ["add_products", "rmul", "single_threaded_blas"]
 
 #: Rows per block: enough for an efficient single-threaded product, and many blocks per thread.
 ROWS = 128
@@ -126,3 +126,64 @@ def rmul(x, op):
     elif n * m:
         np.dot(flat, op.T, out=out)
     return out.reshape(n, m, op.shape[0])
+
+
+def add_products(out, out_rows, x, x_rows, first, second=None, scale=None):
+    """``out[out_rows[i]] += scale[i] * x[x_rows[i]] @ first.T @ second.T``, in place.
+
+    The fused form of ``out[out_rows] += scale * rmul(rmul(x[x_rows], first), second)``: the
+    rows are gathered, multiplied and added block by block, so no array of the stack's size
+    is made (with many columns, fresh arrays of hundreds of MB cost more in page faults than
+    the products).
+
+    Parameters
+    ----------
+    out : ndarray of shape (n_out, m, j)
+        Updated in place; ``out_rows`` must not repeat (blocks run in parallel).
+    out_rows, x_rows : ndarray of shape (n,), int64
+        Box indices (``x_rows`` may also be a slice of ``x``).
+    x : ndarray of shape (n_x, m, k)
+    first : ndarray of shape (i, k); ``second`` (j, i) or None (then ``i`` is ``j``)
+        The same dtype as ``x``.
+    scale : ndarray of shape (n,) or None
+        A factor per row (``out``'s dtype), or none.
+    """
+    if isinstance(x_rows, slice):
+        x_rows = np.arange(x.shape[0])[x_rows]
+    n, m = len(out_rows), x.shape[1]
+    if n == 0 or m == 0:
+        return
+    first_t = np.ascontiguousarray(first.T)
+    second_t = first_t[:0] if second is None else np.ascontiguousarray(second.T)
+    if scale is None:
+        scale = np.ones(n, out.dtype)
+    _add_products(out, np.asarray(out_rows, np.int64), x, np.asarray(x_rows, np.int64),
+                  first_t, second_t, second is not None, np.ascontiguousarray(scale))
+
+
+@jit(parallel=True)
+def _add_products(out, out_rows, x, x_rows, first_t, second_t, two, scale):
+    """The blocks of :func:`add_products`: about :data:`ROWS` rows (whole boxes) at a time."""
+    n, m, k = len(out_rows), x.shape[1], x.shape[2]
+    per = max(1, ROWS // m)
+    mid_cols, j = first_t.shape[1], out.shape[2]
+    for block in prange((n + per - 1) // per):
+        lo = block * per
+        hi = min(n, lo + per)
+        rows = (hi - lo) * m
+        xb = np.empty((rows, k), x.dtype)
+        for i in range(lo, hi):
+            xb[(i - lo) * m:(i - lo + 1) * m] = x[x_rows[i]]
+        mid = np.empty((rows, mid_cols), x.dtype)
+        np.dot(xb, first_t, mid)
+        if two:
+            yb = np.empty((rows, j), x.dtype)
+            np.dot(mid, second_t, yb)
+        else:
+            yb = mid
+        for i in range(lo, hi):
+            s = scale[i]
+            o = out_rows[i]
+            for a in range(m):
+                for c in range(j):
+                    out[o, a, c] += s * yb[(i - lo) * m + a, c]

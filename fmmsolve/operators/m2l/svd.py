@@ -41,7 +41,7 @@ import scipy.sparse
 
 from ..._jit import jit, prange
 from .. import surfaces
-from ..dense import rmul, single_threaded_blas
+from ..dense import add_products, rmul, single_threaded_blas
 from .base import M2LData, gather_group, scatter_group, schedule, transfer_vectors
 
 __all__ = ["NAME", "MAX_ORDER", "Data", "SVDData", "precompute", "empty", "schedule", "apply",
@@ -359,5 +359,4 @@ def apply(sched, data: SVDData, multipole, local):
         with numba.parallel_chunksize(1):
             _translate_chunks(compressed, sched.targets, sched.sources, sched.group_ptr,
                               sched.group_vec, sched.chunk_ptr, data.ptr, data.a, data.b, check)
-        vt = sched.v_targets
-        local[vt] += rmul(check[vt], data.u)
+        add_products(local, sched.v_targets, check, sched.v_targets, data.u)
