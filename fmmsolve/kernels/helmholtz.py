@@ -8,9 +8,9 @@ grad_y G = exp(i k r) (i k r - 1) (y - x) / (4 pi r^3).
 
 The loops work on real and imaginary parts separately, in the real working precision: a
 complex exponential would promote float32 work to float64. ``exp``, ``sin`` and ``cos`` are the
-branch-free ones of :mod:`fmmsolve.kernels._fastmath` (computed in float64), so the loops
-vectorise. As in
-:mod:`fmmsolve.kernels.laplace`, one-column and several-column loops are separate functions.
+branch-free ones of :mod:`fmmsolve.kernels._fastmath`, in the working precision, so the loops
+vectorise. As in :mod:`fmmsolve.kernels.laplace`, one-column and several-column loops are
+separate functions.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 from scipy.special import spherical_jn
 
 from .._jit import jit
-from ._fastmath import exp, sincos
+from ._fastmath import exp_wp, sincos_wp
 from ._kernel import Kernel, inverse_distance_matrix
 
 __all__ = ["HELMHOLTZ", "p2p", "p2p_gradient", "radial", "matrix"]
@@ -49,10 +49,10 @@ def _potential_one_column(sx, sy, sz, q, tx, ty, tz, k, pot):
             inv_r = one / r
             if r2 == 0:  # explicit mask: no reliance on inf arithmetic
                 inv_r = zero
-            amp = real(exp(-ki * r)) * inv_r
-            sin_kr, cos_kr = sincos(kr * r)
-            c = real(cos_kr) * amp  # exp(i k r) / r = c + i s
-            s = real(sin_kr) * amp
+            amp = exp_wp(-ki * r) * inv_r
+            sin_kr, cos_kr = sincos_wp(kr * r)
+            c = cos_kr * amp  # exp(i k r) / r = c + i s
+            s = sin_kr * amp
             qr, qi = q[j].real, q[j].imag
             acc_re += qr * c - qi * s
             acc_im += qr * s + qi * c
@@ -78,10 +78,10 @@ def _potential_columns(sx, sy, sz, charges, tx, ty, tz, k, pot):
             inv_r = one / r
             if r2 == 0:
                 inv_r = zero
-            amp = real(exp(-ki * r)) * inv_r
-            sin_kr, cos_kr = sincos(kr * r)
-            wc[j] = real(cos_kr) * amp
-            ws[j] = real(sin_kr) * amp
+            amp = exp_wp(-ki * r) * inv_r
+            sin_kr, cos_kr = sincos_wp(kr * r)
+            wc[j] = cos_kr * amp
+            ws[j] = sin_kr * amp
         for col in range(charges.shape[0]):
             q = charges[col]
             acc_re = zero
@@ -112,10 +112,10 @@ def _pair_gradient(dx, dy, dz, kr, ki, one, zero, real):
     inv_r = one / r
     if r2 == 0:
         inv_r = zero
-    amp = real(exp(-ki * r)) * inv_r
-    sin_kr, cos_kr = sincos(kr * r)
-    c = real(cos_kr) * amp
-    s = real(sin_kr) * amp
+    amp = exp_wp(-ki * r) * inv_r
+    sin_kr, cos_kr = sincos_wp(kr * r)
+    c = cos_kr * amp
+    s = sin_kr * amp
     # (i k r - 1) = (-ki r - 1) + i kr r; times (c + i s), over r^2
     ar, ai = -ki * r - one, kr * r
     # min(., 1), a no-op on a unit vector, keeps fast-math reassociation from multiplying the

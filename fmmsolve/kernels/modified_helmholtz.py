@@ -6,7 +6,8 @@ so translation operators depend on the tree level. The gradient is taken with re
 target y: grad_y G = -exp(-k r) (1 + k r) (y - x) / (4 pi r^3).
 
 The loops follow :mod:`fmmsolve.kernels.laplace`: one-column and several-column functions are
-separate, and each loop writes the pair geometry out (both keep the loops vectorised).
+separate, and each loop writes the pair geometry out (both keep the loops vectorised). ``exp``
+is :mod:`fmmsolve.kernels._fastmath`'s, in the working precision.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from scipy.special import spherical_in
 
 from .._jit import jit
-from ._fastmath import exp
+from ._fastmath import exp_wp
 from ._kernel import Kernel, inverse_distance_matrix
 
 __all__ = ["MODIFIED_HELMHOLTZ", "p2p", "p2p_gradient", "radial", "matrix"]
@@ -42,7 +43,7 @@ def _potential_one_column(sx, sy, sz, q, tx, ty, tz, k, pot):
             inv_r = one / r
             if r2 == 0:  # explicit mask: no reliance on inf arithmetic
                 inv_r = zero
-            acc += q[j] * real(exp(-kk * r)) * inv_r
+            acc += q[j] * exp_wp(-kk * r) * inv_r
         pot[i] += acc * real(INV_4PI)
 
 
@@ -62,7 +63,7 @@ def _potential_columns(sx, sy, sz, charges, tx, ty, tz, k, pot):
             inv_r = one / r
             if r2 == 0:
                 inv_r = zero
-            w[j] = real(exp(-kk * r)) * inv_r
+            w[j] = exp_wp(-kk * r) * inv_r
         for c in range(charges.shape[0]):
             q = charges[c]
             acc = zero
@@ -99,7 +100,7 @@ def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, k, pot, gx, gy, gz):
             inv_r = one / r
             if r2 == 0:
                 inv_r = zero
-            g = q[j] * real(exp(-kk * r)) * inv_r  # q G (without 1/4pi)
+            g = q[j] * exp_wp(-kk * r) * inv_r  # q G (without 1/4pi)
             # -q dG/dr times the unit vector: -q dG/dr / r times the offset overflows float32
             # at r ~ 1e-13; min(., 1) keeps reassociation from forming it (laplace.py)
             d = g * (one + kk * r) * inv_r
@@ -133,7 +134,7 @@ def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, k, pot, gx, gy, gz):
             inv_r = one / r
             if r2 == 0:
                 inv_r = zero
-            g = real(exp(-kk * r)) * inv_r
+            g = exp_wp(-kk * r) * inv_r
             d = g * (one + kk * r) * inv_r  # -dG/dr, times the unit vector
             w[j] = g
             wx[j] = -d * min(dx * inv_r, one)
