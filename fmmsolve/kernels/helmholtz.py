@@ -10,7 +10,9 @@ The loops work on real and imaginary parts separately, in the real working preci
 complex exponential would promote float32 work to float64. ``exp``, ``sin`` and ``cos`` are the
 branch-free ones of :mod:`fmmsolve.kernels._fastmath`, in the working precision, so the loops
 vectorise. As in :mod:`fmmsolve.kernels.laplace`, one-column and several-column loops are
-separate functions.
+separate functions. The dipole block functions (:mod:`fmmsolve.kernels.dipole`) are here too:
+one fused loop for one column; for several, the pair factors of a target go into a buffer and
+then one vectorised pass per column.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .._jit import jit
 from ._fastmath import exp_wp, sincos_wp
 from ._kernel import Kernel, inverse_distance_matrix
 
-__all__ = ["HELMHOLTZ", "p2p", "p2p_gradient", "radial", "matrix"]
+__all__ = ["HELMHOLTZ", "p2p", "p2p_gradient", "p2p_dipole", "p2p_dipole_gradient", "radial",
+           "matrix"]
 
 INV_4PI = 1.0 / (4.0 * math.pi)
 
@@ -105,8 +108,9 @@ def p2p(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot):
 @jit(inline="always")  # inlined: a call in the pair loop would stop its vectorisation
 def _pair_gradient(dx, dy, dz, kr, ki, one, zero, real):
     """exp(i k r)/r as (c, s), the gradient factor (i k r - 1) exp(i k r) / r^2 as (gr, gi),
-    and the unit vector (dx, dy, dz) / r that it multiplies (the factor over r^3 times the
-    offset itself would overflow float32 at r ~ 1e-13, where the gradient does not)."""
+    the unit vector (dx, dy, dz) / r that it multiplies (the factor over r^3 times the
+    offset itself would overflow float32 at r ~ 1e-13, where the gradient does not), r and
+    1 / r (0 at r = 0)."""
     r2 = dx * dx + dy * dy + dz * dz
     r = math.sqrt(r2)
     inv_r = one / r
@@ -121,7 +125,7 @@ def _pair_gradient(dx, dy, dz, kr, ki, one, zero, real):
     # min(., 1), a no-op on a unit vector, keeps fast-math reassociation from multiplying the
     # 1 / r of the factor and of the unit vector together
     return (c, s, (ar * c - ai * s) * inv_r, (ar * s + ai * c) * inv_r,
-            min(dx * inv_r, one), min(dy * inv_r, one), min(dz * inv_r, one))
+            min(dx * inv_r, one), min(dy * inv_r, one), min(dz * inv_r, one), r, inv_r)
 
 
 @jit
@@ -144,7 +148,8 @@ def _gradient_one_column(sx, sy, sz, q, tx, ty, tz, k, pot, gx, gy, gz):
             dx = xi - sx[j]
             dy = yi - sy[j]
             dz = zi - sz[j]
-            c, s, fr, fi, ux, uy, uz = _pair_gradient(dx, dy, dz, kr, ki, one, zero, real)
+            c, s, fr, fi, ux, uy, uz, _, _ = _pair_gradient(dx, dy, dz, kr, ki, one, zero,
+                                                             real)
             qr, qi = q[j].real, q[j].imag
             p_re += qr * c - qi * s
             p_im += qr * s + qi * c
@@ -176,7 +181,8 @@ def _gradient_columns(sx, sy, sz, charges, tx, ty, tz, k, pot, gx, gy, gz):
             dx = xi - sx[j]
             dy = yi - sy[j]
             dz = zi - sz[j]
-            c, s, fr, fi, ux, uy, uz = _pair_gradient(dx, dy, dz, kr, ki, one, zero, real)
+            c, s, fr, fi, ux, uy, uz, _, _ = _pair_gradient(dx, dy, dz, kr, ki, one, zero,
+                                                             real)
             w[0, j] = c
             w[1, j] = s
             w[2, j] = fr * ux
@@ -207,6 +213,150 @@ def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
                              gy[0], gz[0])
     else:
         _gradient_columns(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz)
+
+
+@jit(inline="always")
+def _dipole_pair(dx, dy, dz, kr, ki, one, zero, real):
+    """4 pi times G' = dG/dr, G'' - G' / r and G' / r as (re, im) pairs, and the unit vector u:
+    a dipole d adds -G' (u . d) to the potential, -(G'' - G'/r) (u . d) u - (G'/r) d to its
+    gradient (:mod:`fmmsolve.kernels.dipole`)."""
+    c, s, gr, gi, ux, uy, uz, r, inv_r = _pair_gradient(dx, dy, dz, kr, ki, one, zero, real)
+    # G'' - G'/r = ((i k r)^2 - 3 i k r + 3) exp(i k r) / r^3 = (a + i b) (c + i s) / r^2
+    three = real(3.0)
+    tr, ti = -ki * r, kr * r  # i k r
+    a = tr * tr - ti * ti - three * tr + three
+    b = ti * (tr + tr - three)
+    inv_r2 = inv_r * inv_r
+    return (gr, gi, (a * c - b * s) * inv_r2, (a * s + b * c) * inv_r2, gr * inv_r, gi * inv_r,
+            ux, uy, uz)
+
+
+@jit(inline="always")
+def _dipole_terms(f, ex, ey, ez):
+    """Minus the potential and the gradient x, y, z of a dipole (ex, ey, ez), complex, as
+    (re, im) pairs, from the pair factors ``f`` of :func:`_dipole_pair`."""
+    gr, gi, hr, hi, fr, fi, ux, uy, uz = f
+    dr = ux * ex.real + uy * ey.real + uz * ez.real  # u . d
+    di = ux * ex.imag + uy * ey.imag + uz * ez.imag
+    hdr = hr * dr - hi * di
+    hdi = hr * di + hi * dr
+    return (gr * dr - gi * di, gr * di + gi * dr,
+            hdr * ux + fr * ex.real - fi * ex.imag, hdi * ux + fr * ex.imag + fi * ex.real,
+            hdr * uy + fr * ey.real - fi * ey.imag, hdi * uy + fr * ey.imag + fi * ey.real,
+            hdr * uz + fr * ez.real - fi * ez.imag, hdi * uz + fr * ez.imag + fi * ez.real)
+
+
+@jit
+def _dipole_potential_one_column(sx, sy, sz, ex, ey, ez, tx, ty, tz, k, pot):
+    real = sx.dtype.type
+    one, zero, scale = real(1.0), real(0.0), real(INV_4PI)
+    kr, ki = real(k.real), real(k.imag)
+    for i in range(tx.shape[0]):
+        p_re = zero
+        p_im = zero
+        for j in range(sx.shape[0]):
+            f = _dipole_pair(tx[i] - sx[j], ty[i] - sy[j], tz[i] - sz[j], kr, ki, one, zero,
+                             real)
+            t = _dipole_terms(f, ex[j], ey[j], ez[j])
+            p_re += t[0]
+            p_im += t[1]
+        pot[i] -= complex(p_re * scale, p_im * scale)
+
+
+@jit
+def _dipole_gradient_one_column(sx, sy, sz, ex, ey, ez, tx, ty, tz, k, pot, gx, gy, gz):
+    real = sx.dtype.type
+    one, zero, scale = real(1.0), real(0.0), real(INV_4PI)
+    kr, ki = real(k.real), real(k.imag)
+    for i in range(tx.shape[0]):
+        p_re = zero
+        p_im = zero
+        x_re = zero
+        x_im = zero
+        y_re = zero
+        y_im = zero
+        z_re = zero
+        z_im = zero
+        for j in range(sx.shape[0]):
+            f = _dipole_pair(tx[i] - sx[j], ty[i] - sy[j], tz[i] - sz[j], kr, ki, one, zero,
+                             real)
+            t = _dipole_terms(f, ex[j], ey[j], ez[j])
+            p_re += t[0]
+            p_im += t[1]
+            x_re += t[2]
+            x_im += t[3]
+            y_re += t[4]
+            y_im += t[5]
+            z_re += t[6]
+            z_im += t[7]
+        pot[i] -= complex(p_re * scale, p_im * scale)
+        gx[i] -= complex(x_re * scale, x_im * scale)
+        gy[i] -= complex(y_re * scale, y_im * scale)
+        gz[i] -= complex(z_re * scale, z_im * scale)
+
+
+@jit
+def _dipole_columns(sx, sy, sz, dipoles, tx, ty, tz, k, pot, gx, gy, gz, gradient):
+    """Several columns: per target, the pair factors into a buffer, then one pass per column
+    (``gx, gy, gz`` are not touched without ``gradient``)."""
+    real = sx.dtype.type
+    one, zero, scale = real(1.0), real(0.0), real(INV_4PI)
+    kr, ki = real(k.real), real(k.imag)
+    ns = sx.shape[0]
+    w = np.empty((9, ns), sx.dtype)
+    for i in range(tx.shape[0]):
+        for j in range(ns):
+            f = _dipole_pair(tx[i] - sx[j], ty[i] - sy[j], tz[i] - sz[j], kr, ki, one, zero,
+                             real)
+            for a in range(9):
+                w[a, j] = f[a]
+        for col in range(pot.shape[0]):
+            ex, ey, ez = dipoles[3 * col], dipoles[3 * col + 1], dipoles[3 * col + 2]
+            p_re = zero
+            p_im = zero
+            x_re = zero
+            x_im = zero
+            y_re = zero
+            y_im = zero
+            z_re = zero
+            z_im = zero
+            for j in range(ns):
+                t = _dipole_terms((w[0, j], w[1, j], w[2, j], w[3, j], w[4, j], w[5, j],
+                                   w[6, j], w[7, j], w[8, j]), ex[j], ey[j], ez[j])
+                p_re += t[0]
+                p_im += t[1]
+                if gradient:  # loop-invariant: LLVM unswitches or if-converts it
+                    x_re += t[2]
+                    x_im += t[3]
+                    y_re += t[4]
+                    y_im += t[5]
+                    z_re += t[6]
+                    z_im += t[7]
+            pot[col, i] -= complex(p_re * scale, p_im * scale)
+            if gradient:
+                gx[col, i] -= complex(x_re * scale, x_im * scale)
+                gy[col, i] -= complex(y_re * scale, y_im * scale)
+                gz[col, i] -= complex(z_re * scale, z_im * scale)
+
+
+@jit
+def p2p_dipole(sx, sy, sz, dipoles, tx, ty, tz, wavenumber, pot):
+    """Add sum_j grad_x G(t_i, s_j) . d_cj to ``pot[c, i]``; ``dipoles`` is (3 m, n_s)."""
+    if pot.shape[0] == 1:
+        _dipole_potential_one_column(sx, sy, sz, dipoles[0], dipoles[1], dipoles[2], tx, ty,
+                                     tz, wavenumber, pot[0])
+    else:
+        _dipole_columns(sx, sy, sz, dipoles, tx, ty, tz, wavenumber, pot, pot, pot, pot, False)
+
+
+@jit
+def p2p_dipole_gradient(sx, sy, sz, dipoles, tx, ty, tz, wavenumber, pot, gx, gy, gz):
+    """Add the dipole potential and its gradient with respect to the target."""
+    if pot.shape[0] == 1:
+        _dipole_gradient_one_column(sx, sy, sz, dipoles[0], dipoles[1], dipoles[2], tx, ty,
+                                    tz, wavenumber, pot[0], gx[0], gy[0], gz[0])
+    else:
+        _dipole_columns(sx, sy, sz, dipoles, tx, ty, tz, wavenumber, pot, gx, gy, gz, True)
 
 
 @jit
