@@ -1,9 +1,11 @@
 """Wave kernels against Laplace: direct-sum rates, FMM matvec and fit, P2P share, achieved error.
 
-    python benchmarks/bench_wave.py [--sizes 100000] [--eps 1e-6] [--dtype float64]
+    python benchmarks/bench_wave.py [--sizes 100000] [--eps 1e-6] [--dtype float64] [--dipoles]
 
 For each kernel on the same points (uniform in the unit cube): the direct sum's rate in 1e9
-pairs per second on ``--direct-n`` points, and the FMM's fit (plan cached, after a first fit),
+pairs per second on ``--direct-n`` points (with ``--dipoles``, of dipole densities too; the
+kernels are timed in turn in each of ``--repeats`` rounds, so that a slower spell of a shared
+machine falls on all of them), and the FMM's fit (plan cached, after a first fit),
 matvec (median of ``--repeats``), the share of P2P in the matvec, and the relative L2 error of
 the potential against ``fmmsolve.direct`` on ``--check`` targets. Ratios are to Laplace in the
 same run. Helmholtz is timed at ``|k| w_2 = 1`` and at the top of the supported range (2.5),
@@ -11,6 +13,9 @@ with ``w_2`` the width of a level-2 box, and with a lossy ``k``; modified Helmho
 """
 
 import argparse
+import functools
+import statistics
+import time
 
 import numpy as np
 
@@ -27,13 +32,25 @@ def _label(kernel, k):
     return kernel if k is None else f"{kernel} k w2={k * W2:g}"
 
 
-def direct_rate(x, kernel, k, dtype, repeats):
-    q = np.ones(len(x))
+def direct_rates(x, dtype, repeats, dipoles):
+    """Direct-sum rates in 1e9 pairs/s per case of CASES (charges, then dipoles if asked): the
+    median of ``repeats`` rounds, each timing every case once, after one call to compile."""
     xs = x.astype(dtype)
-    run = lambda: fmmsolve.direct(xs, None, q.astype(dtype), kernel=kernel,  # noqa: E731
-                                  wavenumber=k)
-    run()
-    return len(x) ** 2 / median_time(run, repeats) / 1e9
+    densities = [dict(charges=np.ones(len(x), dtype))]
+    if dipoles:
+        densities.append(dict(dipoles=np.ones((len(x), 3), dtype)))
+    runs = [functools.partial(fmmsolve.direct, xs, None, kernel=kernel, wavenumber=k, **d)
+            for d in densities for kernel, k in CASES]
+    for run in runs:
+        run()
+    times = [[] for _ in runs]
+    for _ in range(repeats):
+        for run, t in zip(runs, times):
+            start = time.perf_counter()
+            run()
+            t.append(time.perf_counter() - start)
+    rates = [len(x) ** 2 / statistics.median(t) / 1e9 for t in times]
+    return [rates[i:i + len(CASES)] for i in range(0, len(rates), len(CASES))]
 
 
 def fmm_row(x, kernel, k, eps, dtype, repeats, check):
@@ -59,22 +76,28 @@ def fmm_row(x, kernel, k, eps, dtype, repeats, check):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000],
+                        help="FMM sizes; 0: the direct-sum table only")
     parser.add_argument("--eps", type=float, nargs="+", default=[1e-6])
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--direct-n", type=int, default=4000)
     parser.add_argument("--check", type=int, default=300, help="targets of the error check")
+    parser.add_argument("--dipoles", action="store_true",
+                        help="direct-sum rates of dipole densities too")
     args = parser.parse_args()
     print(f"# {machine()}; {args.dtype}")
     rng = np.random.default_rng(0)
-    print("\n| kernel | direct Gpairs/s | x Laplace |\n|---|---:|---:|")
-    x = rng.random((args.direct_n, 3))
-    lap = None
-    for kernel, k in CASES:
-        rate = direct_rate(x, kernel, k, args.dtype, args.repeats)
-        lap = lap or rate
-        print(f"| {_label(kernel, k)} | {rate:.3f} | {lap / rate:.1f} |")
+    kinds = ["charges", "dipoles"] if args.dipoles else ["charges"]
+    print("\n| kernel | " + " | ".join(f"direct Gpairs/s, {d} | x Laplace" for d in kinds)
+          + " |\n|---|" + "---:|---:|" * len(kinds))
+    rates = direct_rates(rng.random((args.direct_n, 3)), args.dtype, args.repeats,
+                         args.dipoles)
+    for c, (kernel, k) in enumerate(CASES):
+        print(f"| {_label(kernel, k)} | " + " | ".join(
+            f"{r[c]:.3f} | {r[0] / r[c]:.1f}" for r in rates) + " |")
+    if args.sizes == [0]:
+        return
     print("\n| N | eps | kernel | order | fit s | matvec s | x Laplace | P2P share | error |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:

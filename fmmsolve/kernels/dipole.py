@@ -7,11 +7,14 @@ function (:class:`~fmmsolve.kernels._kernel.Kernel`), and the gradient with resp
 target is -(f2 ((y - x) . d) (y - x) + f1 d).
 
 The block functions follow the convention of :mod:`fmmsolve.kernels._kernel` except for the
-densities, (3 m, n_s) with the x, y, z components of column c in rows 3 c to 3 c + 2. The pair
-factors are computed in float64 (complex128) for every working precision and added to the
-outputs in their own dtype: dipole sums are written once for all kernels, not tuned per kernel
-and precision like the charge loops. As there, the potential and gradient loops each write the
-pair geometry out, so that the potential-only loop does no gradient work.
+densities, (3 m, n_s) with the x, y, z components of column c in rows 3 c to 3 c + 2. The
+templates here are written once for all kernels: their pair factors are computed in float64
+(complex128) for every working precision and added to the outputs in their own dtype, and the
+potential and gradient loops each write the pair geometry out, so that the potential-only loop
+does no gradient work. The wave kernels have their own block functions instead, in the working
+precision and vectorised like their charge loops (:data:`OWN_BLOCKS`): ``radial`` calls
+``math.exp`` or ``cmath.exp``, and a loop that calls them is not vectorised. Laplace keeps the
+templates (its sums stay bit for bit what they were).
 """
 
 from __future__ import annotations
@@ -20,8 +23,13 @@ import functools
 import types
 
 from .._jit import bind
+from . import helmholtz, modified_helmholtz
 
-__all__ = ["blocks"]
+__all__ = ["blocks", "OWN_BLOCKS"]
+
+#: ``radial`` function -> (p2p, p2p_gradient) of kernels with their own dipole block functions.
+OWN_BLOCKS = {m.radial: (m.p2p_dipole, m.p2p_dipole_gradient)
+              for m in (helmholtz, modified_helmholtz)}
 
 # Placeholder: the templates read this global; `blocks` binds it to a kernel's `radial`.
 radial = None
@@ -61,6 +69,9 @@ def p2p_dipole_gradient(sx, sy, sz, dipoles, tx, ty, tz, wavenumber, pot, gx, gy
 def blocks(kernel):
     """The dipole block functions of ``kernel``: a namespace with ``p2p`` and ``p2p_gradient``
     (called like the kernel's charge block functions, with (3 m, n_s) densities)."""
+    if kernel.radial in OWN_BLOCKS:
+        p2p, p2p_gradient = OWN_BLOCKS[kernel.radial]
+        return types.SimpleNamespace(p2p=p2p, p2p_gradient=p2p_gradient)
     bindings = {"radial": kernel.radial}
     return types.SimpleNamespace(p2p=bind(p2p_dipole, kernel.tag, bindings),
                                  p2p_gradient=bind(p2p_dipole_gradient, kernel.tag, bindings))
