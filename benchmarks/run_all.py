@@ -44,6 +44,15 @@ SUITE = [
      ["--n", "20000", "--repeats", "1", "--distribution", "sphere", "--ferreus-order", "6"]),
     ("Targets: precision, right-hand sides, scaling, memory, start-up", "bench_targets.py", [],
      ["--n", "20000", "--large-n", "60000", "--repeats", "1"]),
+    ("Fit by phase against one matvec", "bench_fit.py", [],
+     ["--sizes", "20000", "--eps", "1e-3", "--repeats", "1"]),
+    ("Many right-hand sides", "bench_columns.py", [],
+     ["--n", "20000", "--columns", "1", "4", "--repeats", "1"]),
+    ("Wave kernels against Laplace", "bench_wave.py", ["--dipoles"],
+     ["--sizes", "20000", "--direct-n", "1000", "--repeats", "1"]),
+    ("Wave kernels against Laplace, float32", "bench_wave.py",
+     ["--dtype", "float32", "--eps", "1e-4", "--dipoles"],
+     ["--sizes", "0", "--direct-n", "1000", "--repeats", "1", "--dtype", "float32"]),
 ]
 
 
