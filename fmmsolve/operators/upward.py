@@ -191,9 +191,9 @@ class Upward:
         target = np.zeros((self._tree.n_boxes, multipole.shape[1]), self.dtype)
         for level, parents, groups in self._m2m:
             for children, group_parents, op, v in groups:
-                densities = multipole[children]
                 if v is not None:
-                    target[group_parents] += densities @ v
-                multipole[group_parents] += dense.rmul(densities, op)
+                    target[group_parents] += multipole[children] @ v
+                # children and parents are on different levels: no row is read and written
+                dense.add_products(multipole, group_parents, multipole, children, op)
             if self._on[level]:
                 self.fix(multipole, parents, target[parents])
