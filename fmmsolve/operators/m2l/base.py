@@ -46,11 +46,18 @@ def transfer_vectors() -> np.ndarray:
     return v[np.abs(v).max(axis=1) > 1]
 
 
-def transfer_index(offsets) -> np.ndarray:
-    """Index into :func:`transfer_vectors` of each offset (shape (n, 3)); -1 if not one."""
+def _offset_table() -> np.ndarray:
+    """(343,) int64: the index into :func:`transfer_vectors` of the offset ``d`` in {-3..3}^3
+    at ``(d + 3) @ (49, 7, 1)``, -1 if ``d`` is not a transfer vector."""
     table = np.full(343, -1, np.int64)
     v = transfer_vectors()
-    table[(v[:, 0] + 3) * 49 + (v[:, 1] + 3) * 7 + (v[:, 2] + 3)] = np.arange(len(v))
+    table[(v + 3) @ (49, 7, 1)] = np.arange(len(v))
+    return table
+
+
+def transfer_index(offsets) -> np.ndarray:
+    """Index into :func:`transfer_vectors` of each offset (shape (n, 3)); -1 if not one."""
+    table = _offset_table()
     o = np.asarray(offsets, dtype=np.int64)
     flat = np.zeros(o.shape[:-1], np.int64)
     inside = np.ones(o.shape[:-1], bool)
@@ -82,9 +89,7 @@ def v_list_pairs(v_indptr, v_indices, anchors, lo, hi):
     """
     p0, p1 = v_indptr[lo], v_indptr[hi]
     out = np.empty((3, p1 - p0), np.int64)
-    table = np.full(343, -1, np.int64)
-    table[(transfer_vectors() + 3) @ (49, 7, 1)] = np.arange(len(transfer_vectors()))
-    _v_list_pairs(v_indptr, v_indices, anchors, lo, hi, table, out)
+    _v_list_pairs(v_indptr, v_indices, anchors, lo, hi, _offset_table(), out)
     if (out[2] < 0).any():
         raise ValueError("a V-list pair is not at a transfer vector")
     return out[0], out[1], out[2]
@@ -92,8 +97,8 @@ def v_list_pairs(v_indptr, v_indices, anchors, lo, hi):
 
 @jit(parallel=True)
 def _v_list_pairs(v_indptr, v_indices, anchors, lo, hi, table, out):
-    """The rows of :func:`v_list_pairs` (``table``: the vector index of an offset ``d`` at
-    ``(d + 3) @ (49, 7, 1)``, -1 if none), one target box per iteration."""
+    """The rows of :func:`v_list_pairs` (``table``: :func:`_offset_table`), one target box
+    per iteration."""
     p_lo = v_indptr[lo]
     for t in prange(lo, hi):
         for p in range(v_indptr[t], v_indptr[t + 1]):
@@ -203,9 +208,10 @@ class M2LSchedule:
 def schedule(targets, sources, vectors, chunk_boxes) -> M2LSchedule:
     """Sort V-list pairs into groups of (chunk of ``chunk_boxes`` targets, transfer vector).
 
-    The pairs of a group keep their order; the result is that of a stable sort by
-    ``(target // chunk_boxes, vector)``. Pairs in target order (as :func:`v_list_pairs` gives
-    them) are sorted in compiled passes over the chunks, others by NumPy.
+    The groups are those of a stable sort by ``(target // chunk_boxes, vector)`` of the pairs
+    in target order: a counting sort per chunk, compiled. Pairs in target order (as
+    :func:`v_list_pairs` gives them) are taken as they are, others are first sorted by target
+    (stably).
 
     Parameters
     ----------
@@ -216,33 +222,22 @@ def schedule(targets, sources, vectors, chunk_boxes) -> M2LSchedule:
     """
     targets, sources, vectors = (np.ascontiguousarray(a, dtype=np.int64)
                                  for a in (targets, sources, vectors))
-    v_targets = np.flatnonzero(np.bincount(targets))
     if np.any(targets[1:] < targets[:-1]):
-        key = (targets // chunk_boxes) * 316 + vectors
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-        group_ptr = _run_starts(key)
-        group_key = key[group_ptr[:-1]]
-        return M2LSchedule(targets=targets[order], sources=sources[order],
-                           group_ptr=group_ptr, group_vec=group_key % 316,
-                           chunk_ptr=_run_starts(group_key // 316), v_targets=v_targets)
+        order = np.argsort(targets, kind="stable")
+        targets, sources, vectors = targets[order], sources[order], vectors[order]
     n_chunks = (int(targets[-1]) // chunk_boxes + 1) if len(targets) else 0
     starts = np.searchsorted(targets, np.arange(n_chunks + 1) * chunk_boxes)
     out = np.empty((2, len(targets)), np.int64)
     groups = np.zeros((n_chunks, 316, 2), np.int64)  # per chunk: vector, first pair
     counts = np.zeros(n_chunks, np.int64)
     _sort_chunks(starts, targets, sources, vectors, out, groups, counts)
+    used = np.arange(316) < counts[:, None]  # each chunk's first counts[c] group rows
     first = np.concatenate([[0], np.cumsum(counts)])
-    n_groups = int(first[-1])
-    group_ptr, group_vec = np.empty(n_groups + 1, np.int64), np.empty(n_groups, np.int64)
-    for_chunk = np.repeat(np.arange(n_chunks), counts)
-    within = np.arange(n_groups) - first[for_chunk]
-    group_vec[:] = groups[for_chunk, within, 0]
-    group_ptr[:-1], group_ptr[-1] = groups[for_chunk, within, 1], len(targets)
-    return M2LSchedule(targets=out[0], sources=out[1], group_ptr=group_ptr,
-                       group_vec=group_vec, chunk_ptr=np.append(first[:-1][counts > 0],
-                                                                n_groups),
-                       v_targets=v_targets)
+    return M2LSchedule(targets=out[0], sources=out[1],
+                       group_ptr=np.append(groups[..., 1][used], len(targets)),
+                       group_vec=groups[..., 0][used],
+                       chunk_ptr=np.append(first[:-1][counts > 0], first[-1]),
+                       v_targets=np.flatnonzero(np.bincount(targets)))
 
 
 @jit(parallel=True)
@@ -265,13 +260,6 @@ def _sort_chunks(starts, targets, sources, vectors, out, groups, counts):
             q = p0 + ptr[vectors[p]]
             ptr[vectors[p]] += 1
             out[0, q], out[1, q] = targets[p], sources[p]
-
-
-def _run_starts(sorted_keys):
-    """CSR pointer of the runs of equal values in ``sorted_keys`` (``[0]`` when empty)."""
-    cuts = np.flatnonzero(np.diff(sorted_keys)) + 1
-    return np.concatenate([[0], cuts, [len(sorted_keys)] if len(sorted_keys) else []]
-                          ).astype(np.int64)
 
 
 @jit
