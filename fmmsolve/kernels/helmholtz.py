@@ -303,24 +303,8 @@ def _dipole_terms(f, d_re, d_im, row, j):
 
 
 @jit
-def _dipole_potential_one_column(sx, sy, sz, d_re, d_im, tx, ty, tz, k, pot):
-    real = sx.dtype.type
-    one, zero, scale = real(1.0), real(0.0), real(INV_4PI)
-    kr, ki = real(k.real), real(k.imag)
-    for i in range(tx.shape[0]):
-        p_re = zero
-        p_im = zero
-        for j in range(sx.shape[0]):
-            f = _dipole_pair(tx[i] - sx[j], ty[i] - sy[j], tz[i] - sz[j], k, kr, ki, one,
-                             zero, real)
-            t = _dipole_terms(f, d_re, d_im, 0, j)
-            p_re += t[0]
-            p_im += t[1]
-        pot[i] -= complex(p_re * scale, p_im * scale)
-
-
-@jit
-def _dipole_gradient_one_column(sx, sy, sz, d_re, d_im, tx, ty, tz, k, pot, gx, gy, gz):
+def _dipole_one_column(sx, sy, sz, d_re, d_im, tx, ty, tz, k, pot, gx, gy, gz, gradient):
+    """One column, one fused loop (``gx, gy, gz`` are not touched without ``gradient``)."""
     real = sx.dtype.type
     one, zero, scale = real(1.0), real(0.0), real(INV_4PI)
     kr, ki = real(k.real), real(k.imag)
@@ -339,16 +323,18 @@ def _dipole_gradient_one_column(sx, sy, sz, d_re, d_im, tx, ty, tz, k, pot, gx, 
             t = _dipole_terms(f, d_re, d_im, 0, j)
             p_re += t[0]
             p_im += t[1]
-            x_re += t[2]
-            x_im += t[3]
-            y_re += t[4]
-            y_im += t[5]
-            z_re += t[6]
-            z_im += t[7]
+            if gradient:  # loop-invariant: LLVM unswitches or if-converts it
+                x_re += t[2]
+                x_im += t[3]
+                y_re += t[4]
+                y_im += t[5]
+                z_re += t[6]
+                z_im += t[7]
         pot[i] -= complex(p_re * scale, p_im * scale)
-        gx[i] -= complex(x_re * scale, x_im * scale)
-        gy[i] -= complex(y_re * scale, y_im * scale)
-        gz[i] -= complex(z_re * scale, z_im * scale)
+        if gradient:
+            gx[i] -= complex(x_re * scale, x_im * scale)
+            gy[i] -= complex(y_re * scale, y_im * scale)
+            gz[i] -= complex(z_re * scale, z_im * scale)
 
 
 @jit
@@ -398,11 +384,9 @@ def _dipole_columns(sx, sy, sz, d_re, d_im, tx, ty, tz, k, pot, gx, gy, gz, grad
 def _dipole_sums(sx, sy, sz, d_re, d_im, tx, ty, tz, k, pot, gx, gy, gz, gradient):
     if pot.shape[0] > 1:
         _dipole_columns(sx, sy, sz, d_re, d_im, tx, ty, tz, k, pot, gx, gy, gz, gradient)
-    elif gradient:
-        _dipole_gradient_one_column(sx, sy, sz, d_re, d_im, tx, ty, tz, k, pot[0], gx[0],
-                                    gy[0], gz[0])
     else:
-        _dipole_potential_one_column(sx, sy, sz, d_re, d_im, tx, ty, tz, k, pot[0])
+        _dipole_one_column(sx, sy, sz, d_re, d_im, tx, ty, tz, k, pot[0], gx[0], gy[0], gz[0],
+                           gradient)
 
 
 @jit
