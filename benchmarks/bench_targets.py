@@ -53,7 +53,7 @@ print(json.dumps({{"import": t1 - t0, "fit": t3 - t2, "first": t4 - t3, "steady"
 def measure(n, dist, eps, dtype, rhs):
     """Arguments of one bench_peers fmmsolve worker."""
     return SimpleNamespace(n=n, distribution=dist, eps=eps, dtype=dtype, rhs=rhs, samples=1000,
-                           seed=0, charges="normal", threads=None)
+                           seed=0, charges="normal", threads=None, kernel="laplace", kd=10.0)
 
 
 def startup(dist, n, eps, cold):
