@@ -1,8 +1,10 @@
 """Wave kernels against Laplace: direct-sum rates, FMM matvec and fit, P2P share, achieved error.
 
     python benchmarks/bench_wave.py [--sizes 100000] [--eps 1e-6] [--dtype float64] [--dipoles]
+        [--distribution cube|sphere]
 
-For each kernel on the same points (uniform in the unit cube): the direct sum's rate in 1e9
+For each kernel on the same points (uniform in the unit cube, or on the sphere inscribed in
+it): the direct sum's rate in 1e9
 pairs per second on ``--direct-n`` points (with ``--dipoles``, of dipole densities too; the
 kernels are timed in turn in each of ``--repeats`` rounds, so that a slower spell of a shared
 machine falls on all of them), and the FMM's fit (plan cached, after a first fit),
@@ -20,6 +22,7 @@ import time
 import numpy as np
 
 import fmmsolve
+from fmmsolve.testing import fibonacci_sphere
 
 from _common import machine, median_time
 
@@ -83,10 +86,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--direct-n", type=int, default=4000)
     parser.add_argument("--check", type=int, default=300, help="targets of the error check")
+    parser.add_argument("--distribution", default="cube", choices=["cube", "sphere"],
+                        help="the FMM's points (the direct sums are always in the cube)")
     parser.add_argument("--dipoles", action="store_true",
                         help="direct-sum rates of dipole densities too")
     args = parser.parse_args()
-    print(f"# {machine()}; {args.dtype}")
+    print(f"# {machine()}; {args.dtype}; FMM points: {args.distribution}")
     rng = np.random.default_rng(0)
     kinds = ["charges", "dipoles"] if args.dipoles else ["charges"]
     print("\n| kernel | " + " | ".join(f"direct Gpairs/s, {d} | x Laplace" for d in kinds)
@@ -101,7 +106,8 @@ def main():
     print("\n| N | eps | kernel | order | fit s | matvec s | x Laplace | P2P share | error |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
-        x = rng.random((n, 3))
+        # the sphere inscribed in the unit cube: the same root cube, so the same k w_2
+        x = rng.random((n, 3)) if args.distribution == "cube" else 0.5 + 0.5 * fibonacci_sphere(n)
         for eps in args.eps:
             lap = None
             for kernel, k in CASES:
