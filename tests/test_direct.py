@@ -78,7 +78,7 @@ def test_many_columns(rng):
         (dict(charges=np.array([1, 2, np.nan, 4.0])), "charges contains NaN"),
         (dict(charges=np.ones(4) * 1j), "charges is complex"),
         (dict(targets=np.array([[0, 0, np.inf]])), "targets contains NaN or infinite"),
-        (dict(kernel="stokes"), "unknown kernel 'stokes'"),
+        (dict(kernel="navier_stokes"), "unknown kernel 'navier_stokes'"),
         (dict(wavenumber=2.0), "wavenumber must be None"),
         (dict(dtype=np.int32), "dtype must be"),
         (dict(sources=np.array([["a", "b", "c"]] * 4)), "sources must be a real numeric"),

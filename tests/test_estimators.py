@@ -248,8 +248,8 @@ def test_a_second_transform_reuses_the_upward_pass(monkeypatch, rng):
 
 def test_transformer_passes_kernel_errors_through():
     X = np.random.default_rng(0).random((10, 3))
-    with pytest.raises(ValueError, match="unknown kernel 'stokes'"):
-        PotentialTransformer(kernel="stokes").fit(X)
+    with pytest.raises(ValueError, match="unknown kernel 'navier_stokes'"):
+        PotentialTransformer(kernel="navier_stokes").fit(X)
     with pytest.raises(ValueError, match="needs a wavenumber"):
         PotentialTransformer(kernel="helmholtz").fit(X)
     with pytest.raises(ValueError, match="wavenumber must be None"):
@@ -353,7 +353,7 @@ def test_zero_data_gives_zero_density():
     ({"diagonal": "exact"}, None, "diagonal must be 'auto', a number or an array"),
     ({"diagonal": np.ones(3)}, None, r"diagonal must have shape \(10,\)"),
     ({"diagonal": np.nan}, None, "diagonal contains NaN"),
-    ({"kernel": "stokes"}, None, "unknown kernel 'stokes'"),
+    ({"kernel": "navier_stokes"}, None, "unknown kernel 'navier_stokes'"),
     ({"kernel": "modified_helmholtz", "wavenumber": -1.0}, None, "real wavenumber k > 0"),
     ({"wavenumber": 3.0}, None, "wavenumber must be None"),
 ])

@@ -210,7 +210,7 @@ def test_attributes(rng):
     (([[0, 0]], [1.0]), {}, r"sources must have shape \(n, 3\)"),
     (([[0, 0, 0]], [np.nan]), {}, "charges contains NaN"),
     (([[0, 0, 0]], [1j]), {}, "charges is complex"),
-    (([[0, 0, 0]], [1.0]), {"kernel": "stokes"}, "unknown kernel 'stokes'"),
+    (([[0, 0, 0]], [1.0]), {"kernel": "navier_stokes"}, "unknown kernel 'navier_stokes'"),
     (([[0, 0, 0]], [1.0]), {"kernel": "helmholtz"}, "needs a wavenumber"),
     (([[0, 0, 0]], [1.0]), {"wavenumber": 2.0}, "wavenumber must be None"),
     (([[0, 0, 0]], [1.0]), {"eps": 2.0}, "eps must be a number in"),

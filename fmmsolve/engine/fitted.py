@@ -165,6 +165,8 @@ def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, d
     """
     t0 = time.perf_counter()
     kernel = get_kernel(kernel)
+    if kernel.no_fmm:
+        raise ValueError(f"kernel: {kernel.no_fmm}")
     wavenumber = kernel.check_wavenumber(wavenumber)
     real_dtype = resolve_real_dtype(dtype, sources, targets)
     value_dtype = kernel.value_dtype(real_dtype)

@@ -16,11 +16,12 @@ from .laplace import LAPLACE
 from .modified_helmholtz import MODIFIED_HELMHOLTZ
 from .pair import kernel_from_pair
 from .profile import kernel_from_profile
+from .stokes import STOKES
 
 __all__ = ["Kernel", "get_kernel", "kernel_for_key", "kernel_names", "register_kernel",
            "KERNEL_NAMES"]
 
-_BUILTIN: dict[str, Kernel] = {k.name: k for k in (LAPLACE, HELMHOLTZ, MODIFIED_HELMHOLTZ)}
+_BUILTIN: dict[str, Kernel] = {k.name: k for k in (LAPLACE, HELMHOLTZ, MODIFIED_HELMHOLTZ, STOKES)}
 _REGISTRY: dict[str, Kernel] = dict(_BUILTIN)
 _LOCK = threading.Lock()
 

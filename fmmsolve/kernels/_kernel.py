@@ -107,6 +107,16 @@ class Kernel:
     parities : tuple of int
         Per component, the mask of axes whose reflection negates it: ``G(R x) = S G(x) S``
         (:mod:`fmmsolve.kernels.pair`); ``(0,)`` for a scalar kernel.
+    check_viscosity : callable or None
+        For a kernel with a viscosity (Stokes, :mod:`fmmsolve.kernels.stokes`):
+        ``check_viscosity(mu) -> factor``, which validates ``mu`` and returns the factor that
+        multiplies every result of the kernel, whose record is built for ``mu = 1``. None for
+        a kernel without one (see :meth:`viscosity_factor`).
+    pressure : bool
+        Whether the kernel's densities (forces, C = 3) have a pressure, ``-div`` of the Laplace
+        potentials of their components (Stokes): :func:`fmmsolve.direct` computes it on request.
+    no_fmm : str
+        Why the kernel has no FMM yet, or ``""``: a fit of the kernel is refused with it.
     """
 
     name: str
@@ -126,6 +136,9 @@ class Kernel:
     measured: bool = True
     components: int = 1
     parities: tuple = (0,)
+    check_viscosity: Callable[[Any], float] | None = None
+    pressure: bool = False
+    no_fmm: str = ""
 
     def __post_init__(self):
         if not self.digest:
@@ -159,6 +172,16 @@ class Kernel:
                              f"{self.components} components (use FMMOperator or "
                              f"fmmsolve.direct with it)")
         return self
+
+    def viscosity_factor(self, viscosity) -> float:
+        """The factor every result is multiplied by for ``viscosity`` (1.0 for a kernel
+        without one, which must be given None)."""
+        if self.check_viscosity is not None:
+            return self.check_viscosity(viscosity)
+        if viscosity is not None:
+            raise ValueError(f"viscosity must be None for the {self.name!r} kernel (it has "
+                             f"none; the 'stokes' kernel takes one), got {viscosity!r}")
+        return 1.0
 
     def value_dtype(self, real_dtype) -> np.dtype:
         """The dtype of potentials for coordinates of ``real_dtype``."""

@@ -57,7 +57,7 @@ def _compiled(kernel, dipoles=False):
 
 
 def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wavenumber=None,
-           gradient=False, dtype=None):
+           gradient=False, dtype=None, viscosity=None, pressure=False):
     """Exact potentials (and gradients),
     phi(y_i) = sum_j G(y_i, x_j) q_j + grad_x G(y_i, x_j) . d_j.
 
@@ -84,6 +84,12 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
         Also return the gradient with respect to the target point.
     dtype : None, np.float32 or np.float64
         Working precision; None picks float32 only if every input is float32.
+    viscosity : float or None
+        The dynamic viscosity ``mu > 0`` of the ``"stokes"`` kernel (required by it); None for
+        every other kernel.
+    pressure : bool, default False
+        The ``"stokes"`` kernel only: also return the pressure of the forces,
+        p(y_i) = sum_j (y_i - x_j) . f_j / (4 pi |y_i - x_j|^3), whatever the viscosity.
 
     Returns
     -------
@@ -93,10 +99,15 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
     grad : ndarray of shape (n_targets, 3) or (n_targets, m, 3)
         Only when ``gradient=True``: d phi / d y; for C > 1 components, (n_targets, C, 3) or
         (n_targets, m, C, 3).
+    p : ndarray of shape (n_targets,) or (n_targets, m)
+        Only when ``pressure=True``; last.
     """
     kern = get_kernel(kernel)
     k = kern.check_wavenumber(wavenumber)
+    factor = kern.viscosity_factor(viscosity)
     gradient = check_flag(gradient, "gradient")
+    if check_flag(pressure, "pressure") and not kern.pressure:
+        raise ValueError(f"pressure=True: the {kern.name!r} kernel has no pressure")
     check_columns(charges, dipoles)
     real = resolve_real_dtype(dtype, sources, targets, charges, dipoles)
     value = kern.value_dtype(real)
@@ -129,6 +140,10 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
         else:
             potential_sum(*s_soa, rows, *t_soa, k, pot)
 
+    if factor != 1.0:
+        pot *= factor
+        if grad is not None:
+            grad *= factor
     if c > 1:  # (n_t, m, c) and (n_t, m, c, 3), without m for one column
         shape = (n_t, c) if one_column else (n_t, m, c)
         pot = np.ascontiguousarray(pot.T).reshape(shape)
@@ -140,4 +155,10 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
     else:
         pot = np.ascontiguousarray(pot.T)
         grad = None if grad is None else np.ascontiguousarray(grad.transpose(2, 1, 0))
-    return (pot, grad) if gradient else pot
+    out = (pot, grad) if gradient else (pot,)
+    if pressure:  # p = -div (phi_0, phi_1, phi_2), phi_a the Laplace sums of the forces' f_a
+        dphi = direct(sources, targets, np.reshape(q, (n, -1)), gradient=True,
+                      dtype=real)[1].reshape(n_t, m, c, 3)
+        p = -np.trace(dphi, axis1=2, axis2=3)
+        out += (p[:, 0] if one_column else p,)
+    return out if len(out) > 1 else out[0]

@@ -45,7 +45,7 @@ from .._jit import bind, prange
 from ._kernel import Kernel
 from .profile import check_options, compiled_function, definition_digest, wavenumber_check
 
-__all__ = ["kernel_from_pair", "MAX_COMPONENTS"]
+__all__ = ["kernel_from_pair", "check_pair", "MAX_COMPONENTS"]
 
 #: Most components a pair kernel may have (the operators' sizes grow as its square).
 MAX_COMPONENTS = 9
@@ -105,11 +105,13 @@ def _fill_matrix(targets, sources, wavenumber, out):
 
 
 def kernel_from_pair(name, pair_function, components, *, parities=None, wavenumber=False,
-                     is_complex=False, homogeneity=None, decay=0.0) -> Kernel:
+                     is_complex=False, homogeneity=None, decay=0.0, check=True) -> Kernel:
     """A :class:`~fmmsolve.kernels._kernel.Kernel` of ``components`` components derived from a
     pair function (see the module docstring and :func:`fmmsolve.register_kernel`). The function
     is compiled and checked here: finite values, derivatives that match difference quotients,
-    reciprocity and the declared ``parities`` (default: 0 for every component)."""
+    reciprocity and the declared ``parities`` (default: 0 for every component). A built-in
+    kernel passes ``check=False``: importing fmmsolve compiles nothing (its tests run
+    :func:`check_pair`)."""
     if isinstance(components, bool) or not isinstance(components, numbers.Integral) \
             or not 1 <= components <= MAX_COMPONENTS:
         raise ValueError(f"components must be an integer in [1, {MAX_COMPONENTS}], "
@@ -147,8 +149,9 @@ def kernel_from_pair(name, pair_function, components, *, parities=None, wavenumb
         fill(t, s, k, out)
         return out
 
-    _check_pair(name, compiled, components, parities, value,
-                1.0 if properties["wavenumber"] else 0.0)
+    if check:
+        check_pair(name, compiled, components, parities, value,
+                   1.0 if properties["wavenumber"] else 0.0)
     return Kernel(name=name, is_complex=properties["is_complex"],
                   needs_wavenumber=properties["wavenumber"],
                   scale_invariant=homogeneity is not None and not properties["wavenumber"],
@@ -163,7 +166,7 @@ def kernel_from_pair(name, pair_function, components, *, parities=None, wavenumb
 _SAMPLES = np.array([[0.3, 0.5, 0.7], [1.1, -0.4, 0.2], [-0.6, 1.3, -0.9], [2.0, 0.7, -1.7]])
 
 
-def _check_pair(name, compiled, components, parities, value, k):
+def check_pair(name, compiled, components, parities, value, k):
     """Raise ValueError unless ``compiled`` writes finite values of type ``value`` whose
     gradients agree with central differences (relative 1e-4), and that are reciprocal and
     transform under the axis reflections as ``parities`` declares (relative 1e-10)."""
