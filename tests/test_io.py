@@ -184,7 +184,10 @@ def test_targets_shared_with_sources_are_stored_once(saved):
 WAVE_CASES = {"helmholtz": (5 + 1j, None), "modified_helmholtz": (3.0, "targets")}
 
 
-@pytest.mark.parametrize("kernel", WAVE_CASES)
+# Helmholtz with dipoles and gradients compiles its complex-wavenumber dipole loops for this
+# test alone (about a minute cold): slow tier; modified Helmholtz stays in the default run.
+@pytest.mark.parametrize("kernel", [pytest.param("helmholtz", marks=pytest.mark.slow),
+                                    "modified_helmholtz"])
 def test_wave_kernels_round_trip_with_a_plan_per_level(kernel, tmp_path, rng, monkeypatch):
     k, targets = WAVE_CASES[kernel]
     x = point_cloud("uniform", 2000, seed=3)

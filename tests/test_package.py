@@ -24,7 +24,10 @@ def test_version_and_public_names():
         assert hasattr(fmmsolve, name), name
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/quickstart.md", "docs/guide.md"])
+# The guide's snippets register kernels and fit every kind of operator: most of their time is
+# compiling what no other test needs, so they are in the slow tier (CI runs it).
+@pytest.mark.parametrize("page", ["README.md", "docs/quickstart.md",
+                                  pytest.param("docs/guide.md", marks=pytest.mark.slow)])
 def test_python_snippets_in_the_docs_run(page):
     text = (ROOT / page).read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
@@ -122,7 +125,10 @@ def test_demo_rejects_bad_arguments_in_one_line(args, message):
 OPTIONAL_EXAMPLES = {"sphere_scattering.py": "bempp_cl"}
 
 
-@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
+# user_kernel.py compiles its own kernel's passes (20 s cold): slow tier
+@pytest.mark.parametrize("script", [
+    pytest.param(p, marks=pytest.mark.slow) if p.name == "user_kernel.py" else p
+    for p in sorted((ROOT / "examples").glob("*.py"))], ids=lambda p: p.name)
 def test_example_runs(script):
     if script.name in OPTIONAL_EXAMPLES:
         pytest.importorskip(OPTIONAL_EXAMPLES[script.name])

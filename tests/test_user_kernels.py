@@ -245,6 +245,7 @@ def test_patch_self_integral_of_a_registered_kernel_matches_the_closed_form(k):
     np.testing.assert_allclose(got, exact, rtol=1e-13, atol=0)
 
 
+@pytest.mark.slow  # the estimators' passes compiled for a registered kernel: a minute cold
 def test_integral_equation_solver_with_a_registered_kernel(yukawa):
     from fmmsolve.estimators import IntegralEquationSolver
 
