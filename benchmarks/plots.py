@@ -96,6 +96,7 @@ def recorded_peers():
     text = _recorded_text()
     found = {}
     for part in text.split("### Against the peers, ")[1:]:
+        part = part.split("\n### ", 1)[0]  # this section only: later ones have other tables
         distribution = part.split("\n", 1)[0].strip()
         rows = []
         for line in part.splitlines():

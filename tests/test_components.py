@@ -105,6 +105,7 @@ def test_fmm_equals_three_scalar_products(kernel, problem):
                        atol=1e-12 * np.abs(block).max())
 
 
+@pytest.mark.slow  # the calibration's FMMs at four orders (20 s); test_user_kernels has its own
 def test_eps_is_met_with_a_calibrated_order(kernel, problem):
     x, _, q = problem
     A = fmmsolve.FMMOperator(x, kernel=kernel.key, eps=EPS)

@@ -75,7 +75,9 @@ def test_clustered_points(kernel, k, rng):
     _check(kernel, k, 1e-3, point_cloud("clusters", 3000, 1), None, rng)
 
 
-@pytest.mark.parametrize("kernel, k", [("helmholtz", 5 + 1j), ("modified_helmholtz", 1.0)])
+# float32 Helmholtz compiles its complex64 passes for this test alone (about 30 s cold): slow
+@pytest.mark.parametrize("kernel, k", [pytest.param("helmholtz", 5 + 1j, marks=pytest.mark.slow),
+                                       ("modified_helmholtz", 1.0)])
 def test_float32(kernel, k, rng):
     A = _check(kernel, k, 1e-3, CUBE, None, rng, dtype=np.float32)
     assert A.dtype == (np.complex64 if kernel == "helmholtz" else np.float32)
