@@ -89,7 +89,7 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
         every other kernel.
     pressure : bool, default False
         The ``"stokes"`` kernel only: also return the pressure of the forces,
-        p(y_i) = sum_j (y_i - x_j) . f_j / (4 pi |y_i - x_j|^3), whatever the viscosity.
+        ``p(y_i) = sum_j (y_i - x_j) . f_j / (4 pi |y_i - x_j|^3)``, whatever the viscosity.
 
     Returns
     -------
