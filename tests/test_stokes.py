@@ -54,9 +54,11 @@ def test_direct_sum_is_the_oseen_tensor(small, columns):
                               pressure=True)
     assert u.shape == (len(y), *(() if columns is None else (columns,)), 3)
     assert g.shape == (*u.shape, 3) and p.shape == u.shape[:-1]
-    if columns is not None:
-        u, g, p = u[:, -1] / columns, g[:, -1] / columns, p[:, -1] / columns
-    assert _rel(u, u_ref) < 1e-13 and _rel(g, g_ref) < 1e-13 and _rel(p, p_ref) < 1e-13
+    # column c holds (c + 1) f: each one is checked
+    for c in [None] if columns is None else range(columns):
+        uc, gc, pc = (u, g, p) if c is None else (u[:, c] / (c + 1), g[:, c] / (c + 1),
+                                                  p[:, c] / (c + 1))
+        assert _rel(uc, u_ref) < 1e-13 and _rel(gc, g_ref) < 1e-13 and _rel(pc, p_ref) < 1e-13
     alone = fmmsolve.direct(x, y, q, kernel="stokes", viscosity=MU)
     assert _rel(alone, fmmsolve.direct(x, y, q, kernel="stokes", viscosity=MU,
                                        gradient=True)[0]) < 1e-14
@@ -78,6 +80,25 @@ def test_direct_sum_in_float32(small):
                            kernel="stokes", viscosity=MU, gradient=True)
     assert u.dtype == np.float32 and g.dtype == np.float32
     assert _rel(u, u_ref) < 1e-5 and _rel(g, g_ref) < 1e-5
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e8])
+def test_float32_at_tiny_and_huge_scales_stays_finite_and_accurate(small, scale):
+    """Unit vectors times powers of 1 / r: at r ~ 1e-13 the velocity (1e13) and its gradient
+    (1e26) fit in float32, where 1 / r^3 (1e39) would not."""
+    x, y, f = small
+    x, y = x * scale, y * scale
+    u_ref, g_ref, _ = oseen(x, y, f, MU)
+    for columns in (f, np.stack([f, -f], axis=1)):  # the one- and several-column loops
+        u, g = fmmsolve.direct(x.astype(np.float32), y.astype(np.float32),
+                               columns.astype(np.float32), kernel="stokes", viscosity=MU,
+                               gradient=True)
+        u1 = fmmsolve.direct(x.astype(np.float32), y.astype(np.float32),
+                             columns.astype(np.float32), kernel="stokes", viscosity=MU)
+        assert np.isfinite(u).all() and np.isfinite(g).all() and np.isfinite(u1).all()
+        if columns.ndim == 3:
+            u, g, u1 = u[:, 0], g[:, 0], u1[:, 0]
+        assert _rel(u, u_ref) < 1e-5 and _rel(g, g_ref) < 1e-5 and _rel(u1, u_ref) < 1e-5
 
 
 def test_gradient_is_the_derivative_of_the_velocity(small):

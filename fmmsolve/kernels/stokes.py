@@ -180,15 +180,15 @@ def _gradient_columns(sx, sy, sz, forces, tx, ty, tz, pot, gx, gy, gz):
                 w = inv_r * inv_r
                 t = 3.0 * dot
                 # (-f_a e_c + delta_ac dot + e_a f_c - 3 e_a e_c dot) / r^2
-                gxx += (-qx * ex + dot + ex * qx - t * ex * ex) * w
+                gxx += (dot - t * ex * ex) * w  # -f_a e_a and e_a f_a cancel
                 gxy += (-qx * ey + ex * qy - t * ex * ey) * w
                 gxz += (-qx * ez + ex * qz - t * ex * ez) * w
                 gyx += (-qy * ex + ey * qx - t * ey * ex) * w
-                gyy += (-qy * ey + dot + ey * qy - t * ey * ey) * w
+                gyy += (dot - t * ey * ey) * w  # -f_a e_a and e_a f_a cancel
                 gyz += (-qy * ez + ey * qz - t * ey * ez) * w
                 gzx += (-qz * ex + ez * qx - t * ez * ex) * w
                 gzy += (-qz * ey + ez * qy - t * ez * ey) * w
-                gzz += (-qz * ez + dot + ez * qz - t * ez * ez) * w
+                gzz += (dot - t * ez * ez) * w  # -f_a e_a and e_a f_a cancel
             a = 3 * c
             pot[a, i] += ux * scale
             pot[a + 1, i] += uy * scale
