@@ -3,14 +3,16 @@
     python benchmarks/bench_peers.py [--n 1000000] [--distribution cube|sphere|clustered]
         [--eps 1e-6] [--dtype float64] [--rhs 1] [--repeats 3] [--samples 1000]
         [--peers fmmsolve ferreus fmm3dpy] [--ferreus-order 6 8] [--charges normal|uniform]
-        [--kernel laplace|helmholtz] [--kd 10] [--json PATH]
+        [--kernel laplace|helmholtz|stokes] [--kd 10] [--json PATH]
 
 All codes sum the 3-D Laplace potential phi_i = sum_{j != i} q_j / (4 pi |x_i - x_j|) at the
 sources themselves, on the same points and charges (regenerated from ``--seed``). With
 ``--kernel helmholtz`` the sum is of exp(i k r) / (4 pi r) with complex charges (real and
 imaginary parts drawn as for real ones), ``k = kd / D`` for the diameter D of the points'
 bounding box; fmm3dpy runs ``hfmm3d(zk=k)`` (its kernel has the 1/(4 pi) too) and ferreus, a
-Laplace code, is skipped.
+Laplace code, is skipped. With ``--kernel stokes`` it is the Stokeslet velocity of random
+forces (3 per point) at viscosity 1, ``(f / r + r (r . f) / r^3) / (8 pi)``; fmm3dpy runs
+``stfmm3d``, whose Stokeslet is 4 pi times that (it is rescaled).
 
 * fmmsolve: fit = ``A = FMMOperator(x, eps=eps, dtype=dtype)`` (operator disk cache as left by
   the warm-up), eval = ``A @ Q``.
@@ -70,16 +72,28 @@ def problem(args, n=None, seed=None):
     rng = np.random.default_rng(seed + 1)
     shape = (n, args.rhs)
     draw = rng.standard_normal if args.charges == "normal" else rng.random
-    q = draw(shape) if args.kernel == "laplace" else draw(shape) + 1j * draw(shape)
+    if args.kernel == "stokes":  # a force per point and column: (n, 3 rhs)
+        shape = (n, 3 * args.rhs)
+    q = draw(shape) + 1j * draw(shape) if args.kernel == "helmholtz" else draw(shape)
     idx = np.random.default_rng(seed + 2).choice(n, min(args.samples, n), replace=False)
     return x, q, idx
 
 
-def wavenumber(args, x):
-    """The Helmholtz wavenumber ``kd / D`` for the points ``x`` (None for Laplace)."""
-    if args.kernel == "laplace":
-        return None
-    return args.kd / float(np.linalg.norm(x.max(axis=0) - x.min(axis=0)))
+def kernel_options(args, x):
+    """The kernel's keyword arguments for ``fmmsolve`` at the points ``x``: the Helmholtz
+    wavenumber ``kd / D``, the Stokes viscosity 1."""
+    if args.kernel == "helmholtz":
+        return {"wavenumber": args.kd / float(np.linalg.norm(x.max(axis=0) - x.min(axis=0)))}
+    return {"viscosity": 1.0} if args.kernel == "stokes" else {}
+
+
+def reference(args, x, targets, q):
+    """The direct sum at ``targets``, (n_targets, columns) like every runner's potentials."""
+    import fmmsolve
+
+    q = q.reshape(len(x), -1, 3) if args.kernel == "stokes" else q
+    pot = fmmsolve.direct(x, targets, q, kernel=args.kernel, **kernel_options(args, x))
+    return pot.reshape(len(targets), -1)
 
 
 def maxrss_mib():
@@ -93,9 +107,11 @@ def fmmsolve_runner(args, setting):
 
     def fit(x):
         return fmmsolve.FMMOperator(x, eps=setting, dtype=args.dtype, kernel=args.kernel,
-                                    wavenumber=wavenumber(args, x))
+                                    **kernel_options(args, x))
 
     def evaluate(A, x, q):
+        if args.kernel == "stokes":
+            return A.evaluate(q.reshape(len(x), -1, 3)).reshape(len(x), -1)
         return (A @ (q[:, 0] if args.rhs == 1 else q)).reshape(len(x), -1)
 
     return fit, evaluate
@@ -124,12 +140,20 @@ def fmm3dpy_runner(args, setting):
         nd = q.shape[1]
         charges = q[:, 0].copy() if nd == 1 else np.asfortranarray(q.T)  # (n,) or (nd, n)
         sources = np.asfortranarray(x.T)
+        if args.kernel == "stokes":  # forces (rhs, 3, n) or (3, n); 4 pi times the velocity
+            forces = q.T if nd == 3 else q.T.reshape(nd // 3, 3, len(x))
+            out = fmm3dpy.stfmm3d(eps=setting, sources=sources, ifppreg=1, nd=nd // 3,
+                                  stoklet=np.asfortranarray(forces))
+            if out.ier:
+                raise RuntimeError(f"fmm3dpy returned ier={out.ier}")
+            return out.pot.reshape(-1, len(x)).T / (4 * np.pi)
         if args.kernel == "laplace":
             out = fmm3dpy.lfmm3d(eps=setting, sources=sources, charges=charges, pg=1,
                                  nd=nd)  # kernel 1/(4 pi r), self term skipped
         else:
-            out = fmm3dpy.hfmm3d(eps=setting, zk=wavenumber(args, x), sources=sources,
-                                 charges=charges, pg=1, nd=nd)  # exp(i k r) / (4 pi r)
+            out = fmm3dpy.hfmm3d(eps=setting, zk=kernel_options(args, x)["wavenumber"],
+                                 sources=sources, charges=charges, pg=1,
+                                 nd=nd)  # exp(i k r) / (4 pi r)
         if out.ier:
             raise RuntimeError(f"fmm3dpy returned ier={out.ier}")
         return out.pot.reshape(nd, len(x)).T
@@ -142,14 +166,12 @@ RUNNERS = {"fmmsolve": fmmsolve_runner, "ferreus": ferreus_runner, "fmm3dpy": fm
 
 def worker(args):
     """Measure one code once; print one JSON line."""
-    import fmmsolve
-
     code, setting = args.worker, args.setting
     fit, evaluate = RUNNERS[code](args, setting)
     # Warm-up on a small problem: compile, start thread pools, and check the conventions.
     xs, qs, _ = problem(args, WARMUP_N, args.seed + 3)
     ps = evaluate(fit(xs), xs, qs)
-    ref = fmmsolve.direct(xs, xs[:200], qs, kernel=args.kernel, wavenumber=wavenumber(args, xs))
+    ref = reference(args, xs, xs[:200], qs)
     err = np.linalg.norm(ps[:200] - ref) / np.linalg.norm(ref)
     if not err < 0.5:  # a self term gives inf, a missing or extra 1/(4 pi) ~0.9 or ~11
         raise RuntimeError(f"{code} disagrees with the direct sum (error {err:.1e}): check its "
@@ -214,7 +236,8 @@ def main():
     parser.add_argument("--fmm3d-eps", type=float, default=None, help="default: --eps")
     parser.add_argument("--charges", default="normal", choices=["normal", "uniform"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kernel", default="laplace", choices=["laplace", "helmholtz"])
+    parser.add_argument("--kernel", default="laplace",
+                        choices=["laplace", "helmholtz", "stokes"])
     parser.add_argument("--kd", type=float, default=10.0,
                         help="Helmholtz: k times the diameter of the points' bounding box")
     parser.add_argument("--threads", type=int, default=None,
@@ -244,17 +267,15 @@ def main():
                       flush=True)
                 runs[row].append(run_worker(args, *row))
 
-    import fmmsolve  # the reference, once, here
-
     x, q, idx = problem(args)
-    ref = fmmsolve.direct(x, x[idx], q, kernel=args.kernel, wavenumber=wavenumber(args, x))
+    ref = reference(args, x, x[idx], q)
     ref = ref.astype(np.complex128).view(np.float64) if args.kernel == "helmholtz" else ref
     norm = np.linalg.norm(ref)
     from _common import machine, write_json
 
     ok = [r for row in rows if row[0] == "fmmsolve" for r in runs[row] if "failed" not in r]
     print(f"machine: {ok[0]['machine'] if ok else machine()}")
-    kernel = "laplace" if args.kernel == "laplace" else f"helmholtz k D = {args.kd:g}"
+    kernel = f"helmholtz k D = {args.kd:g}" if args.kernel == "helmholtz" else args.kernel
     print(f"N {args.n:,}, {kernel}, {args.distribution}, {args.charges} charges, {args.rhs} rhs, "
           f"error at {len(idx)} targets, medians of {args.repeats} (alternating workers)")
     print()

@@ -11,7 +11,8 @@ from .cache import clear_cache
 from .field import FMMField
 from .kernels import KERNEL_NAMES, get_kernel, register_kernel
 from .kernels.direct import direct
-from .linear_operator import FMMOperator, load
+from .linear_operator import FMMOperator
+from .operator_file import load
 from .tree import InteractionLists, Octree, build_interaction_lists, build_octree
 
 # Attributes imported from a submodule on first access: name -> submodule.

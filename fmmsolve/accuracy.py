@@ -109,19 +109,21 @@ def check_order(expansion_order) -> int:
     return order
 
 
-def design_eps(eps: float, dipoles: bool = False) -> float:
+def design_eps(eps: float, dipoles: bool = False, margin: float = 1.0) -> float:
     """The accuracy the operators are built for: ``eps``, divided by ``DIPOLE_MARGIN`` for an
-    FMM that evaluates dipole densities."""
-    return eps / DIPOLE_MARGIN if dipoles else eps
+    FMM that evaluates dipole densities, and by ``margin`` (a kernel made of Laplace FMMs,
+    :mod:`fmmsolve.engine.harmonic`, asks for more of them)."""
+    return (eps / DIPOLE_MARGIN if dipoles else eps) / margin
 
 
-def order_for_eps(eps: float, dipoles: bool = False) -> int:
+def order_for_eps(eps: float, dipoles: bool = False, margin: float = 1.0) -> int:
     """Expansion order used for a requested relative accuracy ``eps`` (at least
-    :data:`MIN_EPS`), of charges only or also of dipoles."""
+    :data:`MIN_EPS`), of charges only or also of dipoles, with the ``margin`` of
+    :func:`design_eps`."""
     if eps < MIN_EPS * (1 - 1e-9):
         raise ValueError(f"eps must be at least {MIN_EPS:g} (the smallest accuracy fmmsolve is "
                          f"measured to reach), got {eps!r}")
-    target = design_eps(eps, dipoles) * (1 + 1e-9)  # 1e-9 / 100 is a hair above 1e-11
+    target = design_eps(eps, dipoles, margin) * (1 + 1e-9)  # 1e-9 / 100: a hair above 1e-11
     # MIN_EPS / DIPOLE_MARGIN is the last row's bound: the search always ends in the table
     return next(order for bound, order in _ORDERS if target >= bound)
 

@@ -130,7 +130,10 @@ def _problem(kernel, wavenumber, cube):
     c = kernel.components
     charges = rng.standard_normal(N_POINTS if c == 1 else (N_POINTS, c))
     k = wavenumber if kernel.needs_wavenumber else None
-    return points, charges, direct(points, None, charges, kernel=kernel, wavenumber=k)
+    # the sums of the kernel's record itself: a viscosity's factor is not the engine's
+    mu = None if kernel.check_viscosity is None else 1.0
+    return points, charges, direct(points, None, charges, kernel=kernel, wavenumber=k,
+                                   viscosity=mu)
 
 
 def _measure(kernel, wavenumber, design_eps, order, problem, plan_loader) -> float:

@@ -19,9 +19,10 @@ import numpy as np
 
 from . import _engine_state as state
 from .accuracy import max_kw2, order_for_eps
-from .engine import passes
+from .engine import harmonic, passes
 from .engine.fitted import fit
 from .engine.schedule import bind
+from .kernels import get_kernel, kernel_for_key
 
 __all__ = ["FMMEngine", "order_for_eps", "max_kw2"]
 
@@ -42,7 +43,9 @@ class FMMEngine:
     is used for complex k). Beyond it the requested eps is not met, so the constructor raises
     ValueError. The modified Helmholtz kernel meets eps up to ``k w_2 = 100`` with targets among
     the sources. With a kernel that decays, targets away from the sources take their far field
-    from boxes narrow enough for the decay (see ``narrow_far_field``).
+    from boxes narrow enough for the decay (see ``narrow_far_field``). A kernel with a harmonic
+    form (Stokes) is fitted as the Laplace FMM it is made of (:mod:`fmmsolve.engine.harmonic`):
+    :attr:`fitted` is that Laplace FMM's record, :attr:`kernel` the kernel asked for.
 
     Parameters
     ----------
@@ -72,7 +75,6 @@ class FMMEngine:
         Seconds spent in each fitting stage, and in ``"bind"``.
     """
 
-    kernel = _of_fitted("kernel", "Kernel")
     wavenumber = _of_fitted("wavenumber", "scalar or None, as checked by the kernel")
     real_dtype = _of_fitted("real_dtype", "numpy.dtype of coordinates")
     value_dtype = _of_fitted("value_dtype", "numpy.dtype of densities and potentials")
@@ -91,9 +93,19 @@ class FMMEngine:
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
                  plan_loader=None, tree_options=None, narrow_far_field=True, m2l="svd"):
         t0 = time.perf_counter()
-        fitted = fit(sources, targets, kernel=kernel, wavenumber=wavenumber, eps=eps,
-                     dipoles=dipoles, expansion_order=expansion_order, leaf_size=leaf_size,
-                     dtype=dtype, plan_loader=plan_loader, tree_options=tree_options, m2l=m2l)
+        self._kernel = kernel = get_kernel(kernel)
+        margin = 1.0
+        if kernel.harmonic:  # checked here: the Laplace fit would name Laplace
+            kernel.check_wavenumber(wavenumber)
+            if dipoles:
+                raise ValueError(f"dipoles=True: the {kernel.name!r} kernel has no dipoles")
+            if tree_options:
+                raise ValueError(f"the {kernel.name!r} kernel is not distributed")
+            margin = harmonic.EPS_MARGIN
+        fitted = fit(sources, targets, kernel=harmonic.base_kernel(kernel), wavenumber=wavenumber,
+                     eps=eps, dipoles=dipoles, expansion_order=expansion_order,
+                     leaf_size=leaf_size, dtype=dtype, plan_loader=plan_loader,
+                     tree_options=tree_options, m2l=m2l, eps_margin=margin)
         t1 = time.perf_counter()
         self.schedule = bind(fitted, narrow_far_field=narrow_far_field,
                              min_depth=(tree_options or {}).get("min_depth", 0))
@@ -109,19 +121,34 @@ class FMMEngine:
         """The :class:`~fmmsolve.engine.Fitted` record of this engine."""
         return self.schedule.fitted
 
-    def evaluate(self, charges, gradient=False, dipoles=None, far_field=None):
+    @property
+    def kernel(self):
+        """The Kernel asked for (for a harmonic one, not ``fitted.kernel``: Laplace)."""
+        return self._kernel
+
+    def evaluate(self, charges, gradient=False, dipoles=None, far_field=None, pressure=False):
         """Potentials (and gradients) at the targets, in the caller's order: see
-        :func:`fmmsolve.engine.evaluate` (``charges`` of shape (n_sources, m), ``value_dtype``,
-        C-contiguous, or None; ``dipoles`` of shape (n_sources, m, 3) or None). Sets
+        :func:`fmmsolve.engine.evaluate` (``charges`` of shape (n_sources, m C),
+        ``value_dtype``, C-contiguous, or None; ``dipoles`` of shape (n_sources, m, 3) or
+        None), or :func:`fmmsolve.engine.harmonic.evaluate` for a harmonic kernel. Sets
         :attr:`timings`.
 
         Returns
         -------
-        pot : ndarray of shape (n_targets, m), ``value_dtype``
-        grad : ndarray of shape (n_targets, m, 3), ``value_dtype``, or None
+        pot : ndarray of shape (n_targets, m C), ``value_dtype``
+        grad : ndarray of shape (n_targets, m C, 3), ``value_dtype``, or None
+        p : ndarray of shape (n_targets, m), ``value_dtype``
+            Only with ``pressure=True`` (a kernel whose harmonic form has a pressure).
         """
         times = {}
-        out = passes.evaluate(self.schedule, charges, gradient, dipoles, far_field, times)
+        kernel = self._kernel
+        if pressure and not kernel.pressure:
+            raise ValueError(f"pressure=True: the {kernel.name!r} kernel has no pressure")
+        if not kernel.harmonic:
+            out = passes.evaluate(self.schedule, charges, gradient, dipoles, far_field, times)
+        else:
+            out = harmonic.evaluate(self.schedule, kernel, charges, gradient, pressure, times)
+            out = out if pressure else out[:2]
         self.timings = times
         return out
 
@@ -154,7 +181,10 @@ class FMMEngine:
     def state(self):
         """The fitted state as plain arrays and parameters, for :meth:`from_state`: ``(groups,
         attrs)``, laid out as :func:`fmmsolve._engine_state.state_of` documents."""
-        return state.state_of(self.fitted)
+        groups, attrs = state.state_of(self.fitted)
+        if self._kernel.harmonic:  # a Laplace state, made of for this kernel
+            attrs = {**attrs, "engine.harmonic_kernel": self._kernel.key}
+        return groups, attrs
 
     @classmethod
     def from_state(cls, groups, attrs):
@@ -187,6 +217,15 @@ class FMMEngine:
         t1 = time.perf_counter()
         # a saved engine is serial (fmmsolve.distributed does not save): the narrow far field
         self = cls.__new__(cls)
+        self._kernel = fitted.kernel
+        if "engine.harmonic_kernel" in attrs:
+            key = attrs["engine.harmonic_kernel"]
+            kernel = kernel_for_key(key) if isinstance(key, str) else None
+            if kernel is None or not kernel.harmonic \
+                    or harmonic.base_kernel(kernel).key != fitted.kernel.key:
+                raise ValueError(f"engine.harmonic_kernel {key!r} is not a kernel made of "
+                                 f"{fitted.kernel.name!r} sums")
+            self._kernel = kernel
         self.schedule = bind(fitted)
         self.fit_timings = {"validate": t1 - t0, "bind": time.perf_counter() - t1}
         self.timings = {}

@@ -20,29 +20,28 @@ This module owns the bridge to SciPy's host protocol and is the only one importi
    deterministic, so the copy gives the same results. The ``Kernel`` record, which holds Numba
    dispatchers, and the fitted tree are never pickled.
 6. ``A.save(path)`` writes the fitted state (tree, lists and plan, the engine's ``Fitted``) and
-   the constructor parameters to HDF5 through :mod:`fmmsolve.io`; :func:`load` checks it and
-   rebuilds the operator without fitting. The points in the caller's order are not stored: they
-   are the tree's points, un-permuted, bit for bit. ``memory`` is not stored either (a cache
-   belongs to a machine, not to an operator); a loaded operator has ``FMMOperator``'s default.
+   the constructor parameters to HDF5 through :mod:`fmmsolve.io`; :func:`fmmsolve.load`
+   (:mod:`fmmsolve.operator_file`) checks it and rebuilds the operator without fitting. The
+   points in the caller's order are not stored: they are the tree's points, un-permuted, bit
+   for bit. ``memory`` is not stored either (a cache belongs to a machine, not to an
+   operator); a loaded operator has ``FMMOperator``'s default.
 """
 
 from __future__ import annotations
-
-import inspect
-import time
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from . import cache
 from .fmm import FMMEngine
-from ._engine_state import check_layout
+from .kernels import get_kernel
 from ._validation import as_array, check_columns, check_flag
-from .io import OperatorFileError, read_groups, write_groups
+from .io import write_groups
 
-__all__ = ["FMMOperator", "load", "FORMAT_VERSION"]
+__all__ = ["FMMOperator", "FORMAT_VERSION"]
 
-#: Version of the HDF5 layout ``FMMOperator.save`` writes; :func:`load` reads it and older ones.
+#: Version of the HDF5 layout ``FMMOperator.save`` writes; :func:`fmmsolve.load` reads it and
+#: older ones.
 FORMAT_VERSION = 1
 _FILE_KIND = "fmmsolve.FMMOperator"
 
@@ -78,6 +77,9 @@ class FMMOperator(LinearOperator):
         :func:`fmmsolve.register_kernel`.
     wavenumber : scalar or None
         Required by the Helmholtz kernels; None for ``"laplace"``.
+    viscosity : float or None
+        The dynamic viscosity ``mu > 0``, required by the ``"stokes"`` kernel (the results
+        are proportional to ``1 / mu``); None for every other kernel.
     eps : float or None, default None
         Requested relative L2 accuracy of the potential over the targets, in (0, 1); None is
         1e-6 in float64 and 1e-4 in float32 (the least float32 is measured to meet).
@@ -120,7 +122,7 @@ class FMMOperator(LinearOperator):
     targets : ndarray of shape (n_targets, 3), float64, read-only, or None
     kernel : str
         The kernel's registry name.
-    wavenumber, eps, dipoles, leaf_size, memory, m2l
+    wavenumber, viscosity, eps, dipoles, leaf_size, memory, m2l
         The constructor arguments.
     expansion_order : int
         The order the engine uses.
@@ -154,7 +156,8 @@ class FMMOperator(LinearOperator):
 
     def __init__(self, sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None,
                  dipoles=False, expansion_order=None, leaf_size=None, dtype=None,
-                 memory="default", m2l="svd"):
+                 memory="default", m2l="svd", viscosity=None):
+        get_kernel(kernel).viscosity_factor(viscosity)  # checked before the fit
         loader = cache.plan_loader(memory)
         engine = FMMEngine(sources, targets, kernel=kernel, wavenumber=wavenumber, eps=eps,
                            dipoles=check_flag(dipoles, "dipoles"), expansion_order=expansion_order,
@@ -162,14 +165,17 @@ class FMMOperator(LinearOperator):
                            plan_loader=loader, m2l=m2l)
         self._set_fitted(engine, _read_only(sources),
                          None if targets is None else _read_only(targets),
-                         wavenumber, leaf_size, memory)
+                         wavenumber, leaf_size, memory, viscosity)
 
-    def _set_fitted(self, engine, sources, targets, wavenumber, leaf_size, memory):
-        """Every attribute of a fitted operator; shared by ``__init__`` and :func:`load`."""
+    def _set_fitted(self, engine, sources, targets, wavenumber, leaf_size, memory, viscosity):
+        """Every attribute of a fitted operator; shared by ``__init__`` and
+        :func:`fmmsolve.load`."""
         self._engine = engine
         self.sources, self.targets = sources, targets
         self.kernel = engine.kernel.name
         self.wavenumber = wavenumber
+        self.viscosity = viscosity
+        self._factor = engine.kernel.viscosity_factor(viscosity)
         self.eps = engine.eps
         self.dipoles = engine.dipoles
         self.leaf_size = leaf_size
@@ -187,14 +193,15 @@ class FMMOperator(LinearOperator):
         return dict(kernel=self._engine.kernel.key, wavenumber=self.wavenumber, eps=self.eps,
                     dipoles=self.dipoles, expansion_order=self.expansion_order,
                     leaf_size=self.leaf_size,
-                    dtype=self._real_dtype, memory=self.memory, m2l=self.m2l)
+                    dtype=self._real_dtype, memory=self.memory, m2l=self.m2l,
+                    viscosity=self.viscosity)
 
     def __reduce__(self):
         return _restore, (self.sources, self.targets, self._params())
 
     @classmethod
-    def _from_engine(cls, engine, wavenumber, leaf_size, memory):
-        """An operator around an engine that is already fitted (:func:`load`): sets what
+    def _from_engine(cls, engine, wavenumber, leaf_size, memory, viscosity):
+        """An operator around an engine that is already fitted (:func:`fmmsolve.load`): sets what
         ``__init__`` sets (:meth:`_set_fitted`), with the points in the caller's order rebuilt
         from the tree."""
         self = cls.__new__(cls)
@@ -202,7 +209,7 @@ class FMMOperator(LinearOperator):
         targets = None if tree.targets_are_sources else \
             _input_order(tree.targets, tree.target_perm)
         self._set_fitted(engine, _input_order(tree.sources, tree.source_perm), targets,
-                         wavenumber, leaf_size, memory)
+                         wavenumber, leaf_size, memory, viscosity)
         return self
 
     def save(self, path):
@@ -230,7 +237,7 @@ class FMMOperator(LinearOperator):
         """
         groups, attrs = self._engine.state()
         attrs = {**attrs, "operator.wavenumber": self.wavenumber,
-                 "operator.leaf_size": self.leaf_size}
+                 "operator.leaf_size": self.leaf_size, "operator.viscosity": self.viscosity}
         write_groups(path, groups, attrs, kind=_FILE_KIND, format_version=FORMAT_VERSION)
 
     # -- introspection ---------------------------------------------------------------------------
@@ -292,25 +299,32 @@ class FMMOperator(LinearOperator):
         """Dipole densities as a finite ``(n_sources, m, 3)`` array, cast as in :meth:`_cast`."""
         return self._per_point(d, "dipoles", 3)
 
-    def _apply(self, q, gradient: bool, d=None):
-        """One engine pass for validated ``(n_sources, m)`` charges and/or ``(n_sources, m, 3)``
-        dipoles; see the module docstring."""
+    def _apply(self, q, gradient: bool, d=None, pressure=False):
+        """One engine pass for validated ``(n_sources, m C)`` charges and/or
+        ``(n_sources, m, 3)`` dipoles; see the module docstring. Returns ``(pot, grad, p)``,
+        ``grad`` and ``p`` None unless asked for."""
+        pot, grad, p = self._evaluate(q, gradient, d, pressure)
+        if self._factor != 1.0:  # the viscosity: the kernel's record is for mu = 1
+            pot *= pot.dtype.type(self._factor)
+            if grad is not None:
+                grad *= grad.dtype.type(self._factor)
+        return pot, grad, p
+
+    def _evaluate(self, q, gradient: bool, d, pressure):
         given = [a for a in (q, d) if a is not None]
         if all(a.dtype == self.dtype for a in given):
-            return self._engine.evaluate(None if q is None else np.ascontiguousarray(q),
-                                         gradient, d)
+            out = self._engine.evaluate(None if q is None else np.ascontiguousarray(q),
+                                        gradient, d, pressure=pressure)
+            return out if pressure else (*out, None)
         # complex densities, real operator: 2 m real columns in one pass
-        m = given[0].shape[1]
         split = [None if a is None else np.ascontiguousarray(
             np.concatenate([a.real, a.imag], axis=1), dtype=self.dtype) for a in (q, d)]
-        pot, grad = self._engine.evaluate(split[0], gradient, split[1])
+        out = self._engine.evaluate(split[0], gradient, split[1], pressure=pressure)
         dtype = np.result_type(*given)
-        pot = (pot[:, :m] + 1j * pot[:, m:]).astype(dtype, copy=False)
-        if grad is not None:
-            grad = (grad[:, :m] + 1j * grad[:, m:]).astype(dtype, copy=False)
-        return pot, grad
+        return tuple(None if a is None else (a[:, :a.shape[1] // 2] + 1j * a[:, a.shape[1] // 2:])
+                     .astype(dtype, copy=False) for a in (*out, None)[:3])
 
-    def evaluate(self, q=None, gradient=False, *, dipoles=None):
+    def evaluate(self, q=None, gradient=False, *, dipoles=None, pressure=False):
         """Potentials (and gradients with respect to the target) of charges ``q`` and/or
         dipoles.
 
@@ -328,14 +342,20 @@ class FMMOperator(LinearOperator):
         gradient : bool, default False
         dipoles : array_like of shape (n_sources, 3) or (n_sources, m, 3), or None
             Dipole densities d_j, cast like ``q``; with ``q``, of the same columns.
+        pressure : bool, default False
+            The ``"stokes"`` kernel only: also return the pressure of the forces ``q``
+            (independent of the viscosity).
 
         Returns
         -------
         pot : ndarray of shape (n_targets,) or (n_targets, m)
         grad : ndarray of shape (n_targets, 3) or (n_targets, m, 3)
             Only when ``gradient=True``.
+        p : ndarray of shape (n_targets,) or (n_targets, m)
+            Only when ``pressure=True``; last.
         """
         gradient = check_flag(gradient, "gradient")
+        pressure = check_flag(pressure, "pressure")
         c = self.components
         if c > 1 and dipoles is not None:
             raise ValueError(f"dipoles: the {self.kernel!r} kernel has {c} components; dipole "
@@ -344,12 +364,14 @@ class FMMOperator(LinearOperator):
         arr = None if q is None else self._densities(q, "q") if c == 1 else \
             self._per_point(q, "q", c).reshape(self._engine.n_sources, -1)
         d = None if dipoles is None else self._dipoles(dipoles)
-        pot, grad = self._apply(arr, gradient, d)
+        pot, grad, p = self._apply(arr, gradient, d, pressure)
         one = (np.ndim(q) == 1 + (c > 1)) if q is not None else (np.ndim(dipoles) == 2)
         # (n_targets[, m][, C]): without m for one column, without C for a scalar kernel
         shape = (len(pot), *(() if one else (-1,)), *((c,) if c > 1 else ()))
-        pot = pot.reshape(shape)
-        return (pot, grad.reshape(*shape, 3)) if gradient else pot
+        out = [pot.reshape(shape)] + ([grad.reshape(*shape, 3)] if gradient else [])
+        if pressure:
+            out.append(p[:, 0] if one else p)
+        return out[0] if len(out) == 1 else tuple(out)
 
     def _matmat(self, X):
         q = self._densities(X, "q")
@@ -446,54 +468,3 @@ def _input_order(points, perm):
     out[perm] = points.T
     out.flags.writeable = False
     return out
-
-
-def load(path):
-    """Read an :class:`FMMOperator` written by :meth:`FMMOperator.save`, without fitting it.
-
-    The tree, the interaction lists and the plan are read and checked (dtypes, shapes, index
-    bounds, permutations), never recomputed; no pickle is involved.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    FMMOperator
-        Its products equal the saved operator's bit for bit. ``sources`` and ``targets`` are
-        the saved points in the caller's order, ``memory`` is ``FMMOperator``'s default (not
-        stored), and ``fit_timings`` holds the seconds to ``"read"``, ``"validate"`` and
-        ``"bind"``. ``A.T`` of a rectangular operator, and an unpickled copy, are fitted again
-        as usual.
-
-    Raises
-    ------
-    FileNotFoundError, PermissionError, IsADirectoryError
-        When ``path`` cannot be opened.
-    fmmsolve.io.OperatorFileError
-        A ``ValueError`` naming ``path`` and the problem: not an HDF5 file, a damaged or
-        truncated one, an HDF5 file that is not an fmmsolve operator, a format version newer
-        than this fmmsolve reads, a refused (non-numeric) type, or arrays and parameters that
-        are missing or inconsistent.
-    """
-    t0 = time.perf_counter()
-    groups, attrs = read_groups(path, kind=_FILE_KIND, format_version=FORMAT_VERSION,
-                                check_layout=check_layout)  # shapes checked before reading
-    t1 = time.perf_counter()
-    try:
-        engine = FMMEngine.from_state(groups, attrs)
-        for key in ("operator.wavenumber", "operator.leaf_size"):
-            if key not in attrs:
-                raise ValueError(f"missing parameter {key!r}")
-        wavenumber, leaf_size = attrs["operator.wavenumber"], attrs["operator.leaf_size"]
-        if leaf_size is not None and (type(leaf_size) is not int
-                                      or leaf_size != engine.tree.leaf_size):
-            raise ValueError(f"operator.leaf_size {leaf_size!r} differs from the tree's")
-        if engine.kernel.check_wavenumber(wavenumber) != engine.wavenumber:
-            raise ValueError(f"operator.wavenumber {wavenumber!r} disagrees with the engine's")
-    except ValueError as exc:
-        raise OperatorFileError(path, str(exc)) from exc
-    engine.fit_timings = {"read": t1 - t0, **engine.fit_timings}
-    memory = inspect.signature(FMMOperator.__init__).parameters["memory"].default
-    return FMMOperator._from_engine(engine, wavenumber, leaf_size, memory)

@@ -1,6 +1,7 @@
 """The Stokeslet kernel: its direct sums (velocity, velocity gradient, pressure; float64 and
 float32; several columns) against the Oseen tensor written out in NumPy, the viscosity, and
-the refusals (bad viscosity, options that do not apply, the FMM that is not built yet).
+the refusals (bad viscosity, options that do not apply, FMMField and the estimators). The FMM
+is tested in test_stokes_fmm.py.
 """
 
 import numpy as np
@@ -122,10 +123,8 @@ def test_stokeslet_is_divergence_free_and_its_velocity_is_1_over_mu(small):
     assert np.abs(divergence).max() < 1e-13 * np.abs(g1).max()
 
 
-def test_the_fmm_is_refused_with_the_reason():
+def test_field_and_estimators_refuse_it():
     x = np.random.default_rng(0).random((50, 3))
-    with pytest.raises(ValueError, match="'stokes' kernel has no FMM yet: fmmsolve.direct"):
-        fmmsolve.FMMOperator(x, kernel="stokes")
     with pytest.raises(ValueError, match="takes scalar kernels; the 'stokes' kernel has 3"):
         fmmsolve.FMMField(x, np.ones((50, 3)), kernel="stokes")
     with pytest.raises(ValueError, match="takes scalar kernels; the 'stokes' kernel has 3"):

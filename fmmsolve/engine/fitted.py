@@ -117,7 +117,7 @@ def _same(a, b) -> bool:
 
 def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, dipoles=False,
         expansion_order=None, leaf_size=None, dtype=None, plan_loader=None, tree_options=None,
-        m2l="svd") -> Fitted:
+        m2l="svd", eps_margin=1.0) -> Fitted:
     """Check the parameters and points, build the tree and lists, and load the plans.
 
     Oscillatory kernels (``"helmholtz"``) are handled in the low-frequency range only: ``|k|``
@@ -158,6 +158,9 @@ def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, d
     m2l : str, default "svd"
         The M2L strategy (:data:`fmmsolve.operators.m2l.STRATEGY_NAMES`): ``"svd"``
         (compressed), or ``"dense"`` (uncompressed, orders up to 8: the oracle of the others).
+    eps_margin : float, default 1.0
+        Build the operators for ``eps / eps_margin`` (:func:`~fmmsolve.accuracy.design_eps`):
+        the Laplace FMM of a kernel made of Laplace sums (:mod:`fmmsolve.engine.harmonic`).
 
     Returns
     -------
@@ -165,8 +168,9 @@ def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, d
     """
     t0 = time.perf_counter()
     kernel = get_kernel(kernel)
-    if kernel.no_fmm:
-        raise ValueError(f"kernel: {kernel.no_fmm}")
+    if kernel.harmonic:
+        raise ValueError(f"kernel: the {kernel.name!r} FMM is made of {kernel.harmonic!r} FMMs; "
+                         f"fit it with FMMEngine (fmmsolve.engine.harmonic)")
     wavenumber = kernel.check_wavenumber(wavenumber)
     real_dtype = resolve_real_dtype(dtype, sources, targets)
     value_dtype = kernel.value_dtype(real_dtype)
@@ -174,12 +178,12 @@ def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, d
     if dipoles and kernel.radial is None:
         raise ValueError(f"dipoles=True: the {kernel.name!r} kernel has no dipoles")
     # the accuracy the operators are built for (tighter when dipoles are evaluated)
-    design = design_eps(eps, dipoles)
+    design = design_eps(eps, dipoles, eps_margin)
     order = None
     if expansion_order is not None:
         order = check_order(expansion_order)
     elif kernel.measured:  # else calibrated below, from the points' extent
-        order = order_for_eps(eps, dipoles)
+        order = order_for_eps(eps, dipoles, eps_margin)
     m2l = check_strategy(m2l)  # its order limit: in level_plans, once the order is known
     if leaf_size is not None:
         leaf_size = check_positive_int(leaf_size, "leaf_size")

@@ -22,9 +22,10 @@ import time
 
 import numpy as np
 
-from ..operators import dense, m2l, surfaces, translations
+from ..operators import dense, m2l, moments, surfaces, translations
 
-__all__ = ["densities", "upward", "downward", "translate", "evaluate"]
+__all__ = ["densities", "upward", "downward", "translate", "evaluate", "near_field",
+           "add_near_field", "to_caller_order"]
 
 _log = logging.getLogger("fmmsolve")
 
@@ -38,7 +39,7 @@ def seconds(timings: dict) -> str:
     return ", ".join(f"{name} {seconds:.3f}" for name, seconds in timings.items())
 
 
-def densities(fitted, charges=None, dipoles=None):
+def densities(fitted, charges=None, dipoles=None, kernel=None):
     """The density passes of an evaluation, in the leaf-block layout of the compiled code.
 
     Parameters
@@ -48,6 +49,8 @@ def densities(fitted, charges=None, dipoles=None):
         In the caller's order.
     dipoles : ndarray of shape (n_sources, m, 3), or None
         Dipole densities (:mod:`fmmsolve.kernels.dipole`); at least one of the two is given.
+    kernel : Kernel or None
+        The kernel whose translations are compiled; None: ``fitted.kernel``.
 
     Returns
     -------
@@ -60,14 +63,15 @@ def densities(fitted, charges=None, dipoles=None):
         Columns (of ``C`` components each: ``charges`` has ``m C`` columns for a kernel of
         ``C = kernel.components``).
     """
+    kernel = kernel or fitted.kernel
     sources = []
     if charges is not None:
-        sources.append((translations.for_kernel(fitted.kernel), _to_tree_order(fitted, charges)))
+        sources.append((translations.for_kernel(kernel), _to_tree_order(fitted, charges)))
     if dipoles is not None:
         n, m = dipoles.shape[:2]
-        sources.append((translations.for_kernel(fitted.kernel, dipoles=True),
+        sources.append((translations.for_kernel(kernel, dipoles=True),
                         _to_tree_order(fitted, dipoles.reshape(n, 3 * m))))
-    return sources, (charges.shape[1] // fitted.kernel.components if charges is not None
+    return sources, (charges.shape[1] // kernel.components if charges is not None
                      else dipoles.shape[1])
 
 
@@ -84,7 +88,7 @@ def _to_tree_order(fitted, charges):
     return flat
 
 
-def upward(schedule, sources, m, lap=None):
+def upward(schedule, sources, m, lap=None, shift=None):
     """P2M at the source leaves, then M2M up to the root.
 
     Parameters
@@ -96,6 +100,10 @@ def upward(schedule, sources, m, lap=None):
         Columns.
     lap : callable or None
         Timing hook (see the module docstring).
+    shift : ndarray of shape (n_shift, 4), int64, or None
+        A shift table (:mod:`fmmsolve.operators.moments`): these columns hold moments, of the
+        sources about their leaf's centre in ``sources``, about each box's own centre in the
+        result.
 
     Returns
     -------
@@ -121,12 +129,12 @@ def upward(schedule, sources, m, lap=None):
                                schedule.c2e_scale[boxes])
         schedule.m2m.fix(multipole, leaves, schedule.m2m.leaf_monopoles(sources, m))
         lap("p2m")
-        schedule.m2m.m2m(multipole)
+        schedule.m2m.m2m(multipole, shift)
         lap("m2m")
     return multipole
 
 
-def downward(schedule, sources, multipole, lap=None, extra=None):
+def downward(schedule, sources, multipole, lap=None, extra=None, shift=None):
     """M2L, P2L, then L2L down the levels.
 
     Parameters
@@ -141,6 +149,8 @@ def downward(schedule, sources, multipole, lap=None, extra=None):
     extra : (boxes, local) or None
         ``local`` (len(boxes), m, n) is added to those boxes before L2L (see
         :func:`evaluate`).
+    shift : ndarray of shape (n_shift, 4), int64, or None
+        Moment columns, as for :func:`upward`: about each box's centre in the result.
 
     Returns
     -------
@@ -154,17 +164,23 @@ def downward(schedule, sources, multipole, lap=None, extra=None):
     local = np.zeros((tree.n_boxes, m, n_e), vdt)
     with dense.single_threaded_blas():
         for lo, hi, plan, sched in schedule.m2l_passes:
-            m2l.apply(sched, plan, multipole[lo:hi], local[lo:hi])
+            moved = None if shift is None else (shift, 2.0 * schedule.half_widths[lo:hi])
+            m2l.apply(sched, plan, multipole[lo:hi], local[lo:hi], moved)
         lap("m2l")
 
         boxes = schedule.x_boxes
         if len(boxes):
             check = np.zeros((len(boxes), m, n_e), vdt)
+            geometry = (schedule.centres, schedule.frames, schedule.half_widths,
+                        schedule.surface, surfaces.DOWN_CHECK, fitted.wavenumber)
             for passes, q in sources:
-                passes.points_to_surfaces(
-                    schedule.sources, q, boxes, *schedule.x, tree.src_begin, tree.src_end,
-                    schedule.centres, schedule.frames, schedule.half_widths, schedule.surface,
-                    surfaces.DOWN_CHECK, fitted.wavenumber, check)
+                if shift is None:
+                    passes.points_to_surfaces(schedule.sources, q, boxes, *schedule.x,
+                                              tree.src_begin, tree.src_end, *geometry, check)
+                else:  # each leaf's moments moved to the box's centre
+                    passes.points_to_surfaces_shifted(
+                        schedule.sources, q, boxes, *schedule.x, tree.src_begin, tree.src_end,
+                        *geometry, shift, check)
             for rows, plan in schedule.p2l_groups:
                 b = boxes[rows]
                 dense.add_products(local, b, check, rows, plan.dc2e_b, plan.dc2e_a,
@@ -175,7 +191,15 @@ def downward(schedule, sources, multipole, lap=None, extra=None):
             boxes, values = extra
             local[boxes] += values
         for children, parents, op in schedule.l2l_groups:
+            if shift is None:
+                dense.add_products(local, children, local, parents, op)
+                continue
+            # moments moved to the children's centre (this octant's) and back
+            offset = schedule.centres[parents[0]] - schedule.centres[children[0]]
+            unique = np.unique(parents)
+            moments.shift_boxes(local, unique, offset, shift)
             dense.add_products(local, children, local, parents, op)
+            moments.shift_boxes(local, unique, -offset, shift)
         lap("l2l")
     return local
 
@@ -259,21 +283,66 @@ def _evaluate(schedule, charges, dipoles, gradient, far_field, times):
         gradient, tgt, tgt_leaves, *schedule.w, tree.tgt_begin, tree.tgt_end,
         *geometry, surfaces.UP_EQUIV, multipole, k, pot, grad)
     lap("m2p")
-    for passes, q in sources:
-        passes.near_field(
-            gradient, schedule.sources, q, tgt, tgt_leaves, *schedule.near,
-            tree.src_begin, tree.src_end, tree.tgt_begin, tree.tgt_end, schedule.frames, k,
-            pot, grad)
+    add_near_field(schedule, sources, gradient, pot, grad)
     lap("p2p")
 
-    out_pot = np.empty((n_targets, rows), vdt)
-    out_pot[tree.target_perm] = pot.T
-    out_grad = None
-    if gradient:
-        out_grad = np.empty((n_targets, rows, 3), vdt)
-        out_grad[tree.target_perm] = grad.transpose(2, 0, 1)
+    out = to_caller_order(fitted, pot, grad if gradient else None)
     lap("other")
     _log.debug("evaluate: %d column(s)%s%s in %.3f s (%s)", m,
                " of dipoles" * (dipoles is not None), " with gradients" * gradient,
                sum(times.values()), seconds(times))
+    return out
+
+
+def add_near_field(schedule, sources, gradient, pot, grad):
+    """Add P2P into the tree-order ``pot`` (rows, n_targets) and ``grad`` (rows, 3, .)."""
+    tree = schedule.fitted.tree
+    for passes, q in sources:
+        passes.near_field(
+            gradient, schedule.sources, q, schedule.targets, schedule.target_leaves,
+            *schedule.near, tree.src_begin, tree.src_end, tree.tgt_begin, tree.tgt_end,
+            schedule.frames, schedule.fitted.wavenumber, pot, grad)
+
+
+def to_caller_order(fitted, pot, grad):
+    """Tree-order (rows, n_targets) and (rows, 3, n_targets) -> (n_targets, rows) and
+    (n_targets, rows, 3) in the caller's order (grad None stays None)."""
+    perm = fitted.tree.target_perm
+    out_pot = np.empty(pot.shape[::-1], pot.dtype)
+    out_pot[perm] = pot.T
+    out_grad = None
+    if grad is not None:
+        out_grad = np.empty((pot.shape[1], pot.shape[0], 3), pot.dtype)
+        out_grad[perm] = grad.transpose(2, 0, 1)
     return out_pot, out_grad
+
+
+def near_field(schedule, kernel, charges, gradient=False):
+    """The near field (P2P over the schedule's near lists) of ``kernel``'s charges alone.
+
+    The schedule may be fitted for another kernel: only its tree and lists are used, so that
+    :mod:`fmmsolve.engine.harmonic` adds a kernel's own near field to the far field of the
+    Laplace sums it is made of.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    kernel : Kernel
+        Of the schedule's value dtype.
+    charges : ndarray of shape (n_sources, m C), C-contiguous
+        In the caller's order, for a kernel of C components.
+    gradient : bool
+
+    Returns
+    -------
+    pot : ndarray of shape (n_targets, m C)
+    grad : ndarray of shape (n_targets, m C, 3), or None
+    """
+    fitted = schedule.fitted
+    with dense.single_threaded_blas():
+        sources, _ = densities(fitted, charges, kernel=kernel)
+        n_t = fitted.n_targets
+        pot = np.zeros((charges.shape[1], n_t), fitted.value_dtype)
+        grad = np.zeros((charges.shape[1], 3, n_t if gradient else 0), fitted.value_dtype)
+        add_near_field(schedule, sources, gradient, pot, grad)
+        return to_caller_order(fitted, pot, grad if gradient else None)

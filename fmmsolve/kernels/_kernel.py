@@ -115,8 +115,10 @@ class Kernel:
     pressure : bool
         Whether the kernel's densities (forces, C = 3) have a pressure, ``-div`` of the Laplace
         potentials of their components (Stokes): :func:`fmmsolve.direct` computes it on request.
-    no_fmm : str
-        Why the kernel has no FMM yet, or ``""``: a fit of the kernel is refused with it.
+    harmonic : str
+        ``""``, or for a kernel whose FMM is made of the FMM of another kernel's sums, that
+        kernel's name: ``"laplace"`` for Stokes, whose velocity is four harmonic potentials
+        (:mod:`fmmsolve.engine.harmonic`).
     """
 
     name: str
@@ -138,7 +140,7 @@ class Kernel:
     parities: tuple = (0,)
     check_viscosity: Callable[[Any], float] | None = None
     pressure: bool = False
-    no_fmm: str = ""
+    harmonic: str = ""
 
     def __post_init__(self):
         if not self.digest:

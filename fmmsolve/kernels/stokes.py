@@ -21,7 +21,8 @@ The gradient with respect to the target is
 The block functions here are written for vectorisation as the Laplace ones are: one pass over
 the sources per target with scalar accumulators, in unit vectors times powers of 1 / r (never
 ``1 / r^3`` times an offset, which overflows float32 at ``r ~ 1e-13``). The kernel has exact
-sums (:func:`fmmsolve.direct`) but no FMM yet (:data:`NO_FMM` says why).
+sums (:func:`fmmsolve.direct`); its FMM is made of a Laplace FMM's
+(:mod:`fmmsolve.engine.harmonic`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np
 from .._jit import jit
 from .pair import kernel_from_pair
 
-__all__ = ["STOKES", "pair", "p2p", "p2p_gradient", "check_viscosity", "NO_FMM"]
+__all__ = ["STOKES", "pair", "p2p", "p2p_gradient", "check_viscosity"]
 
 INV_8PI = 1.0 / (8.0 * math.pi)
 
@@ -228,17 +229,10 @@ def check_viscosity(viscosity):
     return 1.0 / float(viscosity)
 
 
-#: Why fits of the Stokes kernel are refused for now (measured; ``docs/methods.md``, "Stokes").
-NO_FMM = ("the 'stokes' kernel has no FMM yet: fmmsolve.direct computes its sums exactly. "
-          "Its own KIFMM (3-component expansions) converges too slowly with the order, and "
-          "its four harmonic potentials lose digits to the box-to-domain ratio unless every "
-          "translation shifts the x . f moment to its box's centre, which is not built yet")
-
-
 def _stokes():
     base = kernel_from_pair("stokes", pair, 3, parities=(1, 2, 4), homogeneity=1, check=False)
     return replace(base, p2p=p2p, p2p_gradient=p2p_gradient, check_viscosity=check_viscosity,
-                   pressure=True, no_fmm=NO_FMM, digest="")
+                   pressure=True, harmonic="laplace", digest="")
 
 
 STOKES = _stokes()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit
-from . import dense
+from . import dense, moments
 from .surfaces import UP_CHECK, UP_EQUIV
 from .translations import leaf_offsets
 
@@ -130,7 +130,8 @@ class Upward:
             self._dipole_weights = np.ascontiguousarray(dipole) if np.any(dipole) else None
 
         # M2M, deepest level first: (boxes of the level above with sources, groups of
-        # (children, parents, m2m matrix, u of the children about their parent or None)).
+        # (children, parents, m2m matrix, u of the children about their parent or None, the
+        # children's centre minus their parent's)).
         has_src = tree.src_end > tree.src_begin
         self._m2m = []
         for level in range(tree.depth, 0, -1):
@@ -145,7 +146,8 @@ class Upward:
                     offset = centres[children[0]] - centres[parents[0]]
                     z = offset + UP_EQUIV * half_widths[level] * plans[level].surface
                     v = np.asarray(weight(np.linalg.norm(z, axis=1), wavenumber)[0], self.dtype)
-                groups.append((children, parents, op, v))
+                groups.append((children, parents, op, v,
+                               centres[children[0]] - centres[parents[0]]))
             self._m2m.append((level - 1, np.unique(tree.parent[boxes]), groups))
 
     def leaf_monopoles(self, sources, m):
@@ -185,15 +187,21 @@ class Upward:
         _set_monopoles(multipole, boxes[on], levels[on], np.ascontiguousarray(target[on]),
                        self._u, self._unit)
 
-    def m2m(self, multipole):
+    def m2m(self, multipole, shift=None):
         """M2M up the levels in place on the (n_boxes, m, n) expansions, each level's parents
-        corrected before they are translated in turn."""
+        corrected before they are translated in turn. ``shift``: a shift table
+        (:mod:`fmmsolve.operators.moments`) of moment columns, moved to each parent's centre
+        (the children's are moved and moved back around their product)."""
         target = np.zeros((self._tree.n_boxes, multipole.shape[1]), self.dtype)
         for level, parents, groups in self._m2m:
-            for children, group_parents, op, v in groups:
+            for children, group_parents, op, v, offset in groups:
+                if shift is not None:
+                    moments.shift_boxes(multipole, children, offset, shift)
                 if v is not None:
                     target[group_parents] += multipole[children] @ v
                 # children and parents are on different levels: no row is read and written
                 dense.add_products(multipole, group_parents, multipole, children, op)
+                if shift is not None:
+                    moments.shift_boxes(multipole, children, -offset, shift)
             if self._on[level]:
                 self.fix(multipole, parents, target[parents])

@@ -33,9 +33,11 @@ example; ``docs/methods.md`` walks through adding one):
 ``schedule(targets, sources, vectors, chunk_boxes)``
     A frozen record of index arrays that ``apply`` walks (both strategies use
     :func:`.base.schedule`).
-``apply(sched, data, multipole, local)``
+``apply(sched, data, multipole, local, shift=None)``
     ``local += M2L(multipole)`` for (n_boxes, m, n) arrays of the plan's value dtype (``n``:
-    values of an expansion, :attr:`~fmmsolve.operators.plan.Plan.n_expansion`).
+    values of an expansion, :attr:`~fmmsolve.operators.plan.Plan.n_expansion`). ``shift``,
+    ``(table, edges)`` or None, names moment columns (:mod:`fmmsolve.operators.moments`) to
+    move to each target's centre; both strategies pass it to :func:`.base.gather_group`.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def schedule(targets, sources, vectors, chunk_boxes=CHUNK_BOXES, strategy=DEFAUL
     return get_strategy(strategy).schedule(targets, sources, vectors, chunk_boxes)
 
 
-def apply(sched, plan, multipole, local):
+def apply(sched, plan, multipole, local, shift=None):
     """``local += M2L(multipole)`` over the pairs of ``sched`` with ``plan``'s strategy.
 
     Parameters
@@ -92,5 +94,8 @@ def apply(sched, plan, multipole, local):
         Equivalent densities of the multipole expansions.
     local : ndarray (n_boxes, m, n_surface)
         Local equivalent densities, updated in place.
+    shift : (table, edges) or None
+        Moment columns (:mod:`fmmsolve.operators.moments`): the shift table, and the edge of
+        each box of ``multipole`` (n_boxes,), float64.
     """
-    get_strategy(plan.m2l_strategy).apply(sched, plan.m2l_data, multipole, local)
+    get_strategy(plan.m2l_strategy).apply(sched, plan.m2l_data, multipole, local, shift)

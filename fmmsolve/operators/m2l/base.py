@@ -27,9 +27,10 @@ from typing import ClassVar
 import numpy as np
 
 from ..._jit import jit, prange
+from ..moments import NO_SHIFT, shift_rows
 
 __all__ = ["CHUNK_BOXES", "M2LData", "M2LSchedule", "gather_group", "scatter_group", "schedule",
-           "transfer_index", "transfer_vectors", "v_list_pairs"]
+           "shift_arguments", "transfer_index", "transfer_vectors", "v_list_pairs"]
 
 #: Target boxes per chunk. Small chunks keep each thread's rows in its own cache and balance the
 #: threads; groups stay large enough (up to this many pairs) for efficient matrix products.
@@ -44,6 +45,9 @@ def transfer_vectors() -> np.ndarray:
     r = np.arange(-3, 4)
     v = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
     return v[np.abs(v).max(axis=1) > 1]
+
+
+_VECTORS = transfer_vectors().astype(np.float64)
 
 
 def _offset_table() -> np.ndarray:
@@ -262,17 +266,34 @@ def _sort_chunks(starts, targets, sources, vectors, out, groups, counts):
             out[0, q], out[1, q] = targets[p], sources[p]
 
 
+def shift_arguments(shift):
+    """The last three arguments of a strategy's compiled loop for ``shift``, ``(table, edges)``
+    or None: the shift table (:mod:`fmmsolve.operators.moments`), each box's edge (n_boxes,)
+    float64 (counted from the pass's first box) and :func:`transfer_vectors` as float64."""
+    table, edges = (NO_SHIFT, np.zeros(0)) if shift is None else shift
+    return (np.ascontiguousarray(table, np.int64), np.ascontiguousarray(edges, np.float64),
+            _VECTORS)
+
+
 @jit
-def gather_group(x, expansions, boxes, a, b):
+def gather_group(x, expansions, boxes, a, b, shift, scale, vector):
     """Rows ``x[i m + j] = expansions[boxes[a + i], j]`` for the pairs ``a:b`` of a group:
     the group's source expansions stacked for one matrix product; ``expansions`` is
-    (n_boxes, m, k), ``x`` at least ((b - a) m, k)."""
+    (n_boxes, m, k), ``x`` at least ((b - a) m, k).
+
+    Moment columns (:mod:`fmmsolve.operators.moments`, ``shift`` a shift table, empty for most
+    kernels) are moved from the source's centre to the target's, ``scale[s] * vector`` behind
+    it: ``scale`` (n_boxes,) is the box edge, ``vector`` (3,) the group's transfer vector.
+    """
     m, k = expansions.shape[1], expansions.shape[2]
     for i in range(b - a):
         s = boxes[a + i]
         for j in range(m):
             for col in range(k):
                 x[i * m + j, col] = expansions[s, j, col]
+        if shift.shape[0]:
+            h = scale[s]
+            shift_rows(x, i * m, shift, h * vector[0], h * vector[1], h * vector[2])
 
 
 @jit

@@ -29,7 +29,8 @@ import numpy as np
 from ..._jit import jit, prange
 from .. import surfaces
 from ..dense import single_threaded_blas
-from .base import M2LData, gather_group, scatter_group, schedule, transfer_vectors
+from .base import (M2LData, gather_group, scatter_group, schedule, shift_arguments,
+                   transfer_vectors)
 
 __all__ = ["NAME", "MAX_ORDER", "Data", "DenseData", "precompute", "empty", "schedule",
            "apply"]
@@ -117,10 +118,11 @@ def precompute(mat, order, up_equiv, down_check, compression_tol, dc2e_a, dc2e_b
 
 @jit(parallel=True)
 def _translate_chunks(multipole, targets, sources, group_ptr, group_vec, chunk_ptr,
-                      translations, local):
+                      translations, local, shift, scale, vectors):
     """``local[t] += translations[v] @ multipole[s]`` (per column) for every scheduled pair.
 
-    ``multipole`` and ``local`` are (n_boxes, m, n); ``translations`` is (316, n, n).
+    ``multipole`` and ``local`` are (n_boxes, m, n); ``translations`` is (316, n, n). Moment
+    columns are shifted by :func:`~.base.gather_group`.
     """
     m, n = multipole.shape[1], multipole.shape[2]
     for c in prange(chunk_ptr.shape[0] - 1):
@@ -133,12 +135,12 @@ def _translate_chunks(multipole, targets, sources, group_ptr, group_vec, chunk_p
         for g in range(chunk_ptr[c], chunk_ptr[c + 1]):
             a, b = group_ptr[g], group_ptr[g + 1]
             rows = (b - a) * m
-            gather_group(x, multipole, sources, a, b)
+            gather_group(x, multipole, sources, a, b, shift, scale, vectors[group_vec[g]])
             np.dot(x[:rows], translations[group_vec[g]].T, y[:rows])
             scatter_group(local, y, targets, a, b)
 
 
-def apply(sched, data: DenseData, multipole, local):
+def apply(sched, data: DenseData, multipole, local, shift=None):
     """``local += M2L(multipole)`` over every V-list pair.
 
     Parameters
@@ -150,9 +152,12 @@ def apply(sched, data: DenseData, multipole, local):
         Equivalent densities of the multipole expansions.
     local : ndarray (n_boxes, m, n_surface), C-contiguous
         Local equivalent densities, updated in place.
+    shift : (table, edges) or None
+        Moment columns to move to each target's centre (:func:`~.base.shift_arguments`).
     """
     if len(sched.targets) == 0:
         return
     with single_threaded_blas(), numba.parallel_chunksize(1):  # chunks differ in work
         _translate_chunks(multipole, sched.targets, sched.sources, sched.group_ptr,
-                          sched.group_vec, sched.chunk_ptr, data.translations, local)
+                          sched.group_vec, sched.chunk_ptr, data.translations, local,
+                          *shift_arguments(shift))

@@ -42,7 +42,8 @@ import scipy.sparse
 from ..._jit import jit, prange
 from .. import surfaces
 from ..dense import add_products, rmul, single_threaded_blas
-from .base import M2LData, gather_group, scatter_group, schedule, transfer_vectors
+from .base import (M2LData, gather_group, scatter_group, schedule, shift_arguments,
+                   transfer_vectors)
 
 __all__ = ["NAME", "MAX_ORDER", "Data", "SVDData", "precompute", "empty", "schedule", "apply",
            "characters", "reflection_basis"]
@@ -304,10 +305,12 @@ def _by_singular_value(blocks):
 
 @jit(parallel=True)
 def _translate_chunks(compressed, targets, sources, group_ptr, group_vec, chunk_ptr, m2l_ptr,
-                      m2l_a, m2l_b, check):
+                      m2l_a, m2l_b, check, shift, scale, vectors):
     """``check[t] += A_v^T B_v compressed[s]`` (per column) for every scheduled pair.
 
-    ``compressed`` and ``check`` are (n_boxes, m, k); the factors are ``(sum r_v, k)``.
+    ``compressed`` and ``check`` are (n_boxes, m, k); the factors are ``(sum r_v, k)``. The
+    compression acts on each column alone, so moment columns are shifted here
+    (:func:`~.base.gather_group`; ``vectors``: :func:`~.base.transfer_vectors`).
     """
     m, k = compressed.shape[1], compressed.shape[2]
     r_max = 0
@@ -330,14 +333,15 @@ def _translate_chunks(compressed, targets, sources, group_ptr, group_vec, chunk_
             for a in range(group_ptr[g], group_ptr[g + 1], block):
                 b = min(group_ptr[g + 1], a + block)
                 rows = (b - a) * m
-                gather_group(x, compressed, sources, a, b)
+                gather_group(x, compressed, sources, a, b, shift, scale,
+                             vectors[group_vec[g]])
                 t = mid[:rows * (r1 - r0)].reshape((rows, r1 - r0))
                 np.dot(x[:rows], m2l_b[r0:r1].T, t)
                 np.dot(t, m2l_a[r0:r1], y[:rows])
                 scatter_group(check, y, targets, a, b)
 
 
-def apply(sched, data: SVDData, multipole, local):
+def apply(sched, data: SVDData, multipole, local, shift=None):
     """``local += M2L(multipole)`` over every V-list pair.
 
     Parameters
@@ -349,6 +353,8 @@ def apply(sched, data: SVDData, multipole, local):
         Equivalent densities of the multipole expansions.
     local : ndarray (n_boxes, m, n_surface)
         Local equivalent densities, updated in place.
+    shift : (table, edges) or None
+        Moment columns to move to each target's centre (:func:`~.base.shift_arguments`).
     """
     n_boxes, m = multipole.shape[:2]
     k = data.rank
@@ -358,5 +364,6 @@ def apply(sched, data: SVDData, multipole, local):
         # Chunks differ in work, so hand them out one at a time.
         with numba.parallel_chunksize(1):
             _translate_chunks(compressed, sched.targets, sched.sources, sched.group_ptr,
-                              sched.group_vec, sched.chunk_ptr, data.ptr, data.a, data.b, check)
+                              sched.group_vec, sched.chunk_ptr, data.ptr, data.a, data.b, check,
+                              *shift_arguments(shift))
         add_products(local, sched.v_targets, check, sched.v_targets, data.u)

@@ -1,0 +1,162 @@
+"""The Stokeslet's FMM, made of one Laplace FMM of four columns per force column.
+
+With Laplace's ``G = 1 / (4 pi r)``, a centre ``c`` and ``y~ = y - c``, the Stokeslet velocity
+(viscosity 1) of forces ``f_j`` at ``x_j`` is
+
+    u_i(y) = (Phi_i - y~_k d_i Phi_k + d_i Phi_c) / 2,
+    Phi_k = sum_j f_jk G(y - x_j),   Phi_c = sum_j ((x_j - c) . f_j) G(y - x_j),
+
+for any ``c``, and the pressure is ``p = -d_k Phi_k``. So one Laplace FMM of the columns
+``(f_x, f_y, f_z, (x - c) . f)`` gives the far field. The centre matters for accuracy only:
+taken once for the whole domain, ``(x - c) . f`` and ``y~`` are as large as the domain while
+the velocity is made at the scale of a box, and every truncation error is multiplied by their
+ratio (measured: 35-106 times on a sphere of 30,000 points). Here every expansion holds its
+moment about its own box's centre, and each translation moves it
+(:mod:`fmmsolve.operators.moments`): P2M takes ``x - c`` about the source's leaf, M2M, M2L, L2L
+and P2L shift the moment column, and each expansion is evaluated about its own box.
+
+Evaluation at a target from a box's expansion (equivalent densities ``sigma`` at surface points
+``z``, about the box's centre ``c``): with ``s = sigma_c - (z - c) . sigma_f`` per point,
+
+    u = Stokeslet(sigma_f) + grad(Laplace(s)) / 2,     p = Stokes pressure of sigma_f,
+
+so L2P and M2P are the Stokes kernel's own and Laplace's compiled translations; the velocity
+gradient adds the Laplace Hessian of ``s``, the gradient of the Laplace dipoles ``-s e_i``
+(:mod:`fmmsolve.kernels.dipole`). The near field is the Stokeslet's own sums (the harmonic
+form cancels digits for close pairs), and the pressure's the Laplace gradients of the forces.
+
+Why not the Stokeslet's own KIFMM (three values per surface point)? Measured at 3,000 points it
+converges more slowly with the order than Laplace (relative error 1.4e-3, 4.9e-5, 8e-7 at
+orders 4, 6, 8, against 2e-4, 2e-6, 4e-8) and each order costs nine times the translation flops
+(``docs/methods.md``, "Stokes").
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..kernels import get_kernel
+from ..operators import dense, moments, surfaces, translations
+from . import passes
+
+__all__ = ["evaluate", "base_kernel", "EPS_MARGIN"]
+
+#: The Laplace FMM is built for ``eps / EPS_MARGIN``: the velocity combines gradients of its
+#: potentials (measured in ``benchmarks/README.md``, "Stokes accuracy").
+EPS_MARGIN = 10.0
+
+
+def base_kernel(kernel):
+    """The kernel whose FMM is fitted for ``kernel`` (:attr:`Kernel.harmonic`), or itself."""
+    return get_kernel(kernel.harmonic) if kernel.harmonic else kernel
+
+
+def evaluate(schedule, kernel, forces, gradient=False, pressure=False, timings=None):
+    """Velocities (gradients, pressures) of the Stokeslet at the targets, in the caller's order.
+
+    Parameters
+    ----------
+    schedule : Schedule
+        Of the Laplace FMM fitted for ``kernel``.
+    kernel : Kernel
+        The Stokes kernel (viscosity 1).
+    forces : ndarray of shape (n_sources, 3 m), ``value_dtype``, C-contiguous
+        Column ``3 c + a`` holds component ``a`` of force column ``c``.
+    gradient, pressure : bool
+    timings : dict or None
+        Receives the seconds of each operator.
+
+    Returns
+    -------
+    u : ndarray of shape (n_targets, 3 m)
+    grad : ndarray of shape (n_targets, 3 m, 3), or None
+        ``grad[t, 3 c + a, d] = d u_a / d y_d``.
+    p : ndarray of shape (n_targets, m), or None
+    """
+    times = {} if timings is None else timings
+    clock = [time.perf_counter()]
+
+    def lap(name):
+        now = time.perf_counter()
+        times[name] = times.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
+    fitted = schedule.fitted
+    tree, vdt, n_t = fitted.tree, fitted.value_dtype, fitted.n_targets
+    n_s, m = forces.shape[0], forces.shape[1] // 3
+    # Laplace charges (f_x, f_y, f_z, (x - c) . f) per column, c the centre of x's leaf
+    offsets = np.empty((n_s, 3))
+    offsets[tree.source_perm] = translations.leaf_offsets(
+        tree.sources, tree.src_begin, tree.src_end, tree.leaves, schedule.centres).T
+    f = forces.reshape(n_s, m, 3)
+    charges = np.empty((n_s, m, 4), vdt)
+    charges[:, :, :3] = f
+    charges[:, :, 3] = np.einsum("nd,nmd->nm", offsets, f)
+    sources, _ = passes.densities(fitted, charges.reshape(n_s, 4 * m))
+    shift = moments.shift_table(m)
+    lap("other")
+    with dense.single_threaded_blas():
+        multipole = passes.upward(schedule, sources, 4 * m, lap, shift)
+        local = passes.downward(schedule, sources, multipole, lap, shift=shift)
+        u = np.zeros((3 * m, n_t), vdt)
+        du = np.zeros((3 * m, 3, n_t if gradient else 0), vdt)
+        p = np.zeros((3 * m, 3, n_t if pressure else 0), vdt)  # the forces' Laplace gradients
+        _far_field(schedule, kernel, local, surfaces.DOWN_EQUIV, schedule.l2p_leaves,
+                   schedule.l2p, gradient, u, du, p)
+        lap("l2p")
+        _far_field(schedule, kernel, multipole, surfaces.UP_EQUIV, schedule.target_leaves,
+                   schedule.w, gradient, u, du, p)
+        lap("m2p")
+        stokes, _ = passes.densities(fitted, forces, kernel=kernel)
+        passes.add_near_field(schedule, stokes, gradient, u, du)
+        if pressure:
+            laplace, _ = passes.densities(fitted, forces)
+            passes.add_near_field(schedule, laplace, True, np.zeros((3 * m, n_t), vdt), p)
+        lap("p2p")
+    u, du = passes.to_caller_order(fitted, u, du if gradient else None)
+    if pressure:  # p = -div (Phi_x, Phi_y, Phi_z)
+        trace = -np.trace(p.reshape(m, 3, 3, n_t), axis1=1, axis2=2)
+        p = passes.to_caller_order(fitted, np.ascontiguousarray(trace), None)[0]
+    lap("other")
+    return u, du, (p if pressure else None)
+
+
+def _far_field(schedule, kernel, expansions, radius, leaves, lists, gradient, u, du, dphi):
+    """Add the field of ``expansions`` (n_boxes, 4 m, n), equivalent densities on the surfaces
+    of ``radius`` about each box's centre, to the tree-order velocities ``u`` (3 m, n_t), their
+    gradients ``du`` (3 m, 3, .) and the forces' Laplace gradients ``dphi`` (3 m, 3, .; empty
+    when no pressure is asked for), at the targets of ``leaves`` from the boxes of ``lists``
+    (see the module docstring)."""
+    fitted = schedule.fitted
+    tree, vdt, k = fitted.tree, fitted.value_dtype, fitted.wavenumber
+    n_boxes, n = expansions.shape[0], expansions.shape[2]
+    m = expansions.shape[1] // 4
+    sigma = expansions.reshape(n_boxes, m, 4, n)
+    # the forces' densities (n_boxes, 3 m, n): also the Stokes layout (m, 3 n), component-major
+    force = np.ascontiguousarray(sigma[:, :, :3]).reshape(n_boxes, 3 * m, n)
+    z = (radius * schedule.half_widths[:, None, None] * schedule.surface).astype(vdt)
+    moment = np.ascontiguousarray(sigma[:, :, 3] - np.einsum("bdj,bmdj->bmj", z, sigma[:, :, :3]))
+    place = (tree.tgt_begin, tree.tgt_end, schedule.centres, schedule.frames,
+             schedule.half_widths, schedule.surface, radius)
+    tgt = schedule.targets
+    translations.for_kernel(kernel).surfaces_to_targets(
+        gradient, tgt, leaves, *lists, *place, force.reshape(n_boxes, m, 3 * n), k, u, du)
+    laplace = translations.for_kernel(fitted.kernel)
+    half_grad = np.zeros((m, 3, u.shape[1]), vdt)
+    laplace.surfaces_to_targets(True, tgt, leaves, *lists, *place, moment, k,
+                                np.zeros((m, u.shape[1]), vdt), half_grad)
+    u += 0.5 * half_grad.reshape(3 * m, -1)
+    if dphi.shape[2]:
+        laplace.surfaces_to_targets(True, tgt, leaves, *lists, *place, force, k,
+                                    np.zeros((3 * m, u.shape[1]), vdt), dphi)
+    if gradient:  # + Hessian(Laplace(s)) / 2: minus half the gradient of dipoles s e_i
+        dipoles = np.zeros((n_boxes, m, 3, 3, n), vdt)
+        for i in range(3):
+            dipoles[:, :, i, i] = moment
+        hessian = np.zeros((3 * m, 3, u.shape[1]), vdt)
+        translations.for_kernel(fitted.kernel, dipoles=True).surfaces_to_targets(
+            True, tgt, leaves, *lists, *place, dipoles.reshape(n_boxes, 9 * m, n), k,
+            np.zeros((3 * m, u.shape[1]), vdt), hessian)
+        du -= 0.5 * hessian
