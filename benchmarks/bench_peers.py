@@ -12,7 +12,7 @@ imaginary parts drawn as for real ones), ``k = kd / D`` for the diameter D of th
 bounding box; fmm3dpy runs ``hfmm3d(zk=k)`` (its kernel has the 1/(4 pi) too) and ferreus, a
 Laplace code, is skipped. With ``--kernel stokes`` it is the Stokeslet velocity of random
 forces (3 per point) at viscosity 1, ``(f / r + r (r . f) / r^3) / (8 pi)``; fmm3dpy runs
-``stfmm3d``, whose Stokeslet is 4 pi times that (it is rescaled).
+``stfmm3d``, whose Stokeslet is the same (checked at the warm-up, as every convention is).
 
 * fmmsolve: fit = ``A = FMMOperator(x, eps=eps, dtype=dtype)`` (operator disk cache as left by
   the warm-up), eval = ``A @ Q``.
@@ -140,13 +140,13 @@ def fmm3dpy_runner(args, setting):
         nd = q.shape[1]
         charges = q[:, 0].copy() if nd == 1 else np.asfortranarray(q.T)  # (n,) or (nd, n)
         sources = np.asfortranarray(x.T)
-        if args.kernel == "stokes":  # forces (rhs, 3, n) or (3, n); 4 pi times the velocity
+        if args.kernel == "stokes":  # forces (rhs, 3, n) or (3, n); the same 1 / (8 pi)
             forces = q.T if nd == 3 else q.T.reshape(nd // 3, 3, len(x))
             out = fmm3dpy.stfmm3d(eps=setting, sources=sources, ifppreg=1, nd=nd // 3,
                                   stoklet=np.asfortranarray(forces))
             if out.ier:
                 raise RuntimeError(f"fmm3dpy returned ier={out.ier}")
-            return out.pot.reshape(-1, len(x)).T / (4 * np.pi)
+            return out.pot.reshape(-1, len(x)).T
         if args.kernel == "laplace":
             out = fmm3dpy.lfmm3d(eps=setting, sources=sources, charges=charges, pg=1,
                                  nd=nd)  # kernel 1/(4 pi r), self term skipped

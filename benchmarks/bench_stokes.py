@@ -10,9 +10,9 @@ sources (at a sample of them) and apart from them (a second set filling a box 1.
 domain, and 50 of the sources). Viscosity 1, one force column.
 
 ``speed``: on the cube and the sphere, ``FMMOperator(kernel="stokes")`` and
-``FMMOperator(kernel="laplace")`` at the same eps on the same points, fitted once each (plan
-cached by a first fit), then their matvecs timed in alternation (``--repeats`` rounds, the
-median of each), and the Stokes matvec's time per operator.
+``FMMOperator(kernel="laplace")`` at the same eps on the same points, their matvecs timed in
+alternation after a first product (``--repeats`` rounds, the median of each), and the Stokes
+matvec's time per operator.
 """
 
 import argparse
@@ -75,11 +75,11 @@ def accuracy(args):
 def speed(args):
     print(f"machine: {machine()}")
     print(f"N {args.n:,}, eps {args.eps[0]:g}, one column, matvec medians of {args.repeats} "
-          f"alternating rounds; fit with the plan cached")
+          f"alternating rounds")
     print()
-    print("| distribution | Stokes matvec (s) | Laplace matvec (s) | ratio | Stokes fit (s) | "
+    print("| distribution | Stokes matvec (s) | Laplace matvec (s) | ratio | "
           "Stokes error | Laplace error | Stokes seconds per operator |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     eps = args.eps[0]
     for kind in ("cube", "sphere"):
         rng = np.random.default_rng(1)
@@ -87,10 +87,7 @@ def speed(args):
         f = rng.standard_normal((args.n, 3))
         q = np.ascontiguousarray(f[:, 0])
         sample = rng.choice(args.n, CHECK, replace=False)
-        fmmsolve.FMMOperator(x, kernel="stokes", viscosity=1.0, eps=eps)  # plans cached
-        start = time.perf_counter()
         stokes = fmmsolve.FMMOperator(x, kernel="stokes", viscosity=1.0, eps=eps)
-        fit = time.perf_counter() - start
         laplace = fmmsolve.FMMOperator(x, eps=eps)
         u, phi = stokes.evaluate(f), laplace @ q  # first products: compile
         times = {"stokes": [], "laplace": []}
@@ -108,7 +105,7 @@ def speed(args):
         err_l = _rel(phi[sample], fmmsolve.direct(x, x[sample], q))
         split = ", ".join(f"{k} {statistics.median(p[k] for p in parts):.2f}"
                           for k in parts[0])
-        print(f"| {kind} | {ts:.2f} | {tl:.2f} | {ts / tl:.2f} | {fit:.2f} | {err_s:.1e} | "
+        print(f"| {kind} | {ts:.2f} | {tl:.2f} | {ts / tl:.2f} | {err_s:.1e} | "
               f"{err_l:.1e} | {split} |", flush=True)
 
 

@@ -63,6 +63,20 @@ SUITE += [(f"Against fmm3dpy, Helmholtz, {where}, k D = {kd}", "bench_peers.py",
            ["--n", "20000", "--kernel", "helmholtz", "--kd", kd, "--distribution", where,
             "--peers", "fmmsolve", "fmm3dpy", "--repeats", "1"])
           for where in ("cube", "sphere") for kd in ("1", "10")]
+# Stokes: the accuracy grid, the matvec against Laplace's, and stfmm3d at equal or better
+# achieved error (fmmsolve at eps 3e-7 against stfmm3d's 1e-6: at eps 1e-6 stfmm3d reached
+# 5.8e-7 at 10^5 points, fmmsolve 6.7e-7). stfmm3d takes minutes per call at 10^6 points.
+SUITE += [("Stokes: accuracy", "bench_stokes.py", ["accuracy"],
+           ["accuracy", "--n", "20000", "--eps", "1e-3", "1e-6"]),
+          ("Stokes: matvec against Laplace's", "bench_stokes.py", ["speed"],
+           ["speed", "--n", "50000", "--repeats", "1"])]
+# On the sphere at 10^6 points stfmm3d is killed for memory on a 24 GB machine: 5 x 10^5.
+SUITE += [(f"Against fmm3dpy, Stokes, {where}", "bench_peers.py",
+           ["--kernel", "stokes", "--distribution", where, "--eps", "3e-7", "--fmm3d-eps", "1e-6",
+            "--peers", "fmmsolve", "fmm3dpy", *(["--n", "500000"] if where == "sphere" else [])],
+           ["--n", "20000", "--kernel", "stokes", "--distribution", where, "--peers",
+            "fmmsolve", "fmm3dpy", "--repeats", "1"])
+          for where in ("cube", "sphere")]
 
 
 def run(script, arguments):

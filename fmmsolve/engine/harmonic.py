@@ -136,8 +136,10 @@ def _far_field(schedule, kernel, expansions, radius, leaves, lists, gradient, u,
     sigma = expansions.reshape(n_boxes, m, 4, n)
     # the forces' densities (n_boxes, 3 m, n): also the Stokes layout (m, 3 n), component-major
     force = np.ascontiguousarray(sigma[:, :, :3]).reshape(n_boxes, 3 * m, n)
-    z = (radius * schedule.half_widths[:, None, None] * schedule.surface).astype(vdt)
-    moment = np.ascontiguousarray(sigma[:, :, 3] - np.einsum("bdj,bmdj->bmj", z, sigma[:, :, :3]))
+    # (z - c) . sigma_f = radius h surf . sigma_f, without an (n_boxes, 3, n) array of z
+    dot = np.einsum("dj,bmdj->bmj", schedule.surface, sigma[:, :, :3])
+    scale = (radius * schedule.half_widths).astype(vdt)
+    moment = np.ascontiguousarray(sigma[:, :, 3] - scale[:, None, None] * dot)
     place = (tree.tgt_begin, tree.tgt_end, schedule.centres, schedule.frames,
              schedule.half_widths, schedule.surface, radius)
     tgt = schedule.targets
@@ -152,11 +154,13 @@ def _far_field(schedule, kernel, expansions, radius, leaves, lists, gradient, u,
         laplace.surfaces_to_targets(True, tgt, leaves, *lists, *place, force, k,
                                     np.zeros((3 * m, u.shape[1]), vdt), dphi)
     if gradient:  # + Hessian(Laplace(s)) / 2: minus half the gradient of dipoles s e_i
-        dipoles = np.zeros((n_boxes, m, 3, 3, n), vdt)
+        dipoles = np.zeros((n_boxes, m, 3, n), vdt)  # one direction i at a time
+        hessian = np.zeros((m, 3, u.shape[1]), vdt)
         for i in range(3):
-            dipoles[:, :, i, i] = moment
-        hessian = np.zeros((3 * m, 3, u.shape[1]), vdt)
-        translations.for_kernel(fitted.kernel, dipoles=True).surfaces_to_targets(
-            True, tgt, leaves, *lists, *place, dipoles.reshape(n_boxes, 9 * m, n), k,
-            np.zeros((3 * m, u.shape[1]), vdt), hessian)
-        du -= 0.5 * hessian
+            dipoles[:, :, i - 1] = 0
+            dipoles[:, :, i] = moment
+            hessian[:] = 0
+            translations.for_kernel(fitted.kernel, dipoles=True).surfaces_to_targets(
+                True, tgt, leaves, *lists, *place, dipoles.reshape(n_boxes, 3 * m, n), k,
+                np.zeros((m, u.shape[1]), vdt), hessian)
+            du[i::3] -= 0.5 * hessian
