@@ -125,9 +125,14 @@ def test_demo_rejects_bad_arguments_in_one_line(args, message):
 OPTIONAL_EXAMPLES = {"sphere_scattering.py": "bempp_cl"}
 
 
-# user_kernel.py compiles its own kernel's passes (20 s cold): slow tier
+# Run as scripts in the slow tier: user_kernel.py compiles its own kernel's passes (20 s
+# cold); the Stokes examples' results are checked in-process by tests/test_stokes_fmm.py in
+# the default run, so their script runs would only repeat them.
+SLOW_EXAMPLES = {"user_kernel.py", "sphere_drag.py", "sedimenting_cloud.py"}
+
+
 @pytest.mark.parametrize("script", [
-    pytest.param(p, marks=pytest.mark.slow) if p.name == "user_kernel.py" else p
+    pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_EXAMPLES else p
     for p in sorted((ROOT / "examples").glob("*.py"))], ids=lambda p: p.name)
 def test_example_runs(script):
     if script.name in OPTIONAL_EXAMPLES:

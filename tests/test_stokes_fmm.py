@@ -156,6 +156,7 @@ def test_pickle_and_saved_file_give_the_same_products(operator, tmp_path):
                           A.evaluate(f.reshape(-1, 3), pressure=True)[1])
 
 
+@pytest.mark.slow  # compiles float32 Stokes and Laplace passes no other default test needs
 def test_float32():
     rng = np.random.default_rng(8)
     x = rng.random((2000, 3)).astype(np.float32)
@@ -240,3 +241,27 @@ def test_sedimenting_cloud_falls_at_the_hadamard_rybczynski_speed(monkeypatch, c
     rows = _example("sedimenting_cloud.py", monkeypatch)["main"]()
     for n, speed, closed_form, deviation, error in rows:
         assert abs(deviation) < 2e-2 and error < 1e-6, (n, deviation, error)
+
+
+def test_traction_on_a_sphere_around_a_point_force_balances_it():
+    """The traction of a Stokeslet integrated over a sphere around it is -f (the force the
+    fluid outside exerts on the enclosed fluid balances the point force), whatever mu; the
+    velocity gradient and pressure from the FMM."""
+    from fmmsolve.kernels.stokes import traction
+    from fmmsolve.testing import fibonacci_sphere
+
+    force = np.array([[0.3, -1.2, 0.5]])
+    normals = fibonacci_sphere(4000)
+    surface = 1.5 * normals + np.array([0.1, 0.0, -0.2])  # the force off-centre
+    x = np.concatenate([np.zeros((1, 3)), surface])
+    f = np.concatenate([force, np.zeros((4000, 3))])
+    A = fmmsolve.FMMOperator(x, kernel="stokes", viscosity=MU, eps=1e-8)
+    _, grad, p = A.evaluate(f, gradient=True, pressure=True)
+    t = traction(p[1:], grad[1:], normals, MU)
+    total = t.sum(axis=0) * 4 * np.pi * 1.5 ** 2 / 4000
+    assert np.linalg.norm(total + force[0]) < 1e-3 * np.linalg.norm(force)
+    assert traction(p[1:, None], grad[1:, None], normals, MU).shape == (4000, 1, 3)
+    with pytest.raises(ValueError, match="must agree"):
+        traction(p[1:], grad[1:, 0], normals, MU)
+    with pytest.raises(ValueError, match="viscosity must be"):
+        traction(p[1:], grad[1:], normals, -1.0)

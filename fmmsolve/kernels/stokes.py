@@ -36,7 +36,7 @@ import numpy as np
 from .._jit import jit
 from .pair import kernel_from_pair
 
-__all__ = ["STOKES", "pair", "p2p", "p2p_gradient", "check_viscosity"]
+__all__ = ["STOKES", "pair", "p2p", "p2p_gradient", "check_viscosity", "traction"]
 
 INV_8PI = 1.0 / (8.0 * math.pi)
 
@@ -209,6 +209,36 @@ def _gradient_columns(sx, sy, sz, forces, tx, ty, tz, pot, gx, gy, gz):
 def p2p_gradient(sx, sy, sz, charges, tx, ty, tz, wavenumber, pot, gx, gy, gz):
     """As :func:`p2p`, and add the velocity gradient: ``gx[3 c + a, i]`` is d u_a / d y_x."""
     _gradient_columns(sx, sy, sz, charges, tx, ty, tz, pot, gx, gy, gz)
+
+
+def traction(pressure, gradient, normals, viscosity):
+    """The traction ``sigma . n`` of a Stokes flow on surfaces of normals ``n``:
+    ``t_a = -p n_a + mu (du_a / dy_c + du_c / dy_a) n_c``.
+
+    Parameters
+    ----------
+    pressure : array_like of shape (n,) or (n, m)
+        From ``pressure=True`` (:func:`fmmsolve.direct`, ``FMMOperator.evaluate``).
+    gradient : array_like of shape (n, 3, 3) or (n, m, 3, 3)
+        The velocity gradient, ``gradient[..., a, c] = du_a / dy_c``, of the same viscosity.
+    normals : array_like of shape (n, 3)
+        One normal per point (any length: the traction is linear in it).
+    viscosity : float
+        The viscosity ``mu`` the gradient was computed with.
+
+    Returns
+    -------
+    ndarray of shape (n, 3) or (n, m, 3)
+    """
+    mu = 1.0 / check_viscosity(viscosity)
+    p, g, n = (np.asarray(a) for a in (pressure, gradient, normals))
+    several = p.ndim == 2
+    if p.ndim not in (1, 2) or g.shape != p.shape + (3, 3) or n.shape != (len(p), 3):
+        raise ValueError(f"pressure (n,) or (n, m), gradient (n[, m], 3, 3) and normals (n, 3) "
+                         f"must agree, got {p.shape}, {g.shape} and {n.shape}")
+    nn = n[:, None, :] if several else n
+    strain = g + np.swapaxes(g, -1, -2)
+    return -p[..., None] * nn + mu * np.einsum("...ac,...c->...a", strain, nn)
 
 
 def check_viscosity(viscosity):
