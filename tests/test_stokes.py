@@ -158,3 +158,79 @@ def test_viscosity_pressure_and_dipoles_where_they_do_not_apply_are_refused():
                         dipoles=np.ones((50, 3)))
     with pytest.raises(ValueError, match=r"charges must have shape \(50, 3\)"):
         fmmsolve.direct(x, None, np.ones(50), kernel="stokes", viscosity=1.0)
+
+
+def _stresslet_numpy(x, y, s, n):
+    """u (n_t, m, 3) of the stresslet by broadcasting: T_ikl = -3 d_i d_k d_l / (4 pi r^5)."""
+    d = y[:, None, :] - x[None, :, :]
+    r = np.linalg.norm(d, axis=2)
+    t = -3 * np.einsum("tsi,tsk,tsl->tsikl", d, d, d) / (4 * np.pi * r[..., None, None, None] ** 5)
+    return np.einsum("tsikl,smk,sl->tmi", t, s, n)
+
+
+def test_stresslet_is_its_formula_and_solves_stokes():
+    rng = np.random.default_rng(5)
+    x, y = rng.random((60, 3)), rng.random((40, 3)) + 0.3
+    s, n = rng.standard_normal((60, 2, 3)), rng.standard_normal((60, 3))
+    args = dict(kernel="stokes", viscosity=MU, stresslets=s, normals=n)
+    u, grad, p = fmmsolve.direct(x, y, None, gradient=True, pressure=True, **args)
+    assert _rel(u, _stresslet_numpy(x, y, s, n)) < 1e-13
+    h, fd, dp, lap = 1e-6, np.zeros_like(grad), np.zeros_like(u), np.zeros_like(u)
+    for c in range(3):
+        e = h * np.eye(3)[c]
+        plus = fmmsolve.direct(x, y + e, None, gradient=True, pressure=True, **args)
+        minus = fmmsolve.direct(x, y - e, None, gradient=True, pressure=True, **args)
+        fd[..., c] = (plus[0] - minus[0]) / (2 * h)
+        lap += (plus[1][..., c] - minus[1][..., c]) / (2 * h)
+        dp[..., c] = (plus[2] - minus[2]) / (2 * h)
+    assert _rel(grad, fd) < 1e-8
+    assert np.abs(np.trace(grad, axis1=2, axis2=3)).max() < 1e-13 * np.abs(grad).max()
+    assert _rel(MU * lap, dp) < 1e-7  # grad p = mu laplacian u: the pressure is the flow's
+    # the velocity does not depend on mu, the pressure is proportional to it
+    u2, p2 = fmmsolve.direct(x, y, None, pressure=True, **{**args, "viscosity": 2 * MU})
+    assert np.array_equal(u2, u) and np.allclose(p2, 2 * p, rtol=1e-14, atol=0)
+
+
+def test_stresslet_of_a_constant_strength_on_a_sphere_is_s_inside_and_0_outside():
+    """The sign convention: outward normals, d = y - x; the double layer of a constant s on a
+    closed surface is s inside and 0 outside (a quadrature on 20,000 points)."""
+    from fmmsolve.testing import fibonacci_sphere
+
+    n, radius, s = 20000, 0.8, np.array([0.3, -0.5, 1.1])
+    normals = fibonacci_sphere(n)
+    weight = 4 * np.pi * radius ** 2 / n
+    inside = np.array([[0.0, 0.0, 0.0], [0.1, 0.2, -0.1], [0.3, -0.2, 0.4]])
+    outside = np.array([[2.0, 0.0, 0.0], [0.0, 1.5, 0.5]])
+    u = fmmsolve.direct(radius * normals, np.concatenate([inside, outside]), None,
+                        kernel="stokes", viscosity=1.0, stresslets=weight * np.tile(s, (n, 1)),
+                        normals=normals)
+    assert np.abs(u[:3] - s).max() < 1e-5 and np.abs(u[3:]).max() < 1e-6
+
+
+def test_stresslets_with_forces_add_and_are_checked(small):
+    x, y, f = small
+    rng = np.random.default_rng(6)
+    s, n = rng.standard_normal((300, 3)), rng.standard_normal((300, 3))
+    both = fmmsolve.direct(x, y, f, kernel="stokes", viscosity=MU, stresslets=s, normals=n)
+    apart = fmmsolve.direct(x, y, f, kernel="stokes", viscosity=MU) + fmmsolve.direct(
+        x, y, None, kernel="stokes", viscosity=MU, stresslets=s, normals=n)
+    assert _rel(both, apart) < 1e-14 and both.shape == (170, 3)
+    u32 = fmmsolve.direct(x.astype(np.float32), y.astype(np.float32), None, kernel="stokes",
+                          viscosity=MU, stresslets=s.astype(np.float32),
+                          normals=n.astype(np.float32))
+    assert u32.dtype == np.float32
+    cases = [
+        (dict(kernel="laplace", stresslets=s, normals=n), "the 'laplace' kernel has no stresslet"),
+        (dict(kernel="stokes", viscosity=MU, stresslets=s), "stresslets and normals go together"),
+        (dict(kernel="stokes", viscosity=MU, stresslets=s, normals=n[:10]),
+         r"normals must have shape \(300, 3\)"),
+        (dict(kernel="stokes", viscosity=MU, stresslets=s[:, None], normals=n, charges=f),
+         "disagree"),
+        (dict(kernel="stokes", viscosity=MU, stresslets=np.full((300, 3), np.nan), normals=n),
+         "stresslets"),
+        (dict(kernel="stokes", stresslets=s, normals=n), "viscosity is required"),
+    ]
+    for kwargs, message in cases:
+        charges = kwargs.pop("charges", None)
+        with pytest.raises(ValueError, match=message):
+            fmmsolve.direct(x, y, charges, **kwargs)

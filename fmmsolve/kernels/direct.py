@@ -15,6 +15,7 @@ from .._jit import bind, prange
 from .._validation import (as_densities, as_dipoles, as_points, check_columns, check_flag,
                            resolve_real_dtype)
 from . import dipole, get_kernel
+from .stokes import STOKES, stresslet_sums
 
 __all__ = ["direct"]
 
@@ -57,7 +58,8 @@ def _compiled(kernel, dipoles=False):
 
 
 def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wavenumber=None,
-           gradient=False, dtype=None, viscosity=None, pressure=False):
+           gradient=False, dtype=None, viscosity=None, pressure=False, stresslets=None,
+           normals=None):
     """Exact potentials (and gradients),
     phi(y_i) = sum_j G(y_i, x_j) q_j + grad_x G(y_i, x_j) . d_j.
 
@@ -89,7 +91,14 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
         every other kernel.
     pressure : bool, default False
         The ``"stokes"`` kernel only: also return the pressure of the forces,
-        ``p(y_i) = sum_j (y_i - x_j) . f_j / (4 pi |y_i - x_j|^3)``, whatever the viscosity.
+        ``p(y_i) = sum_j (y_i - x_j) . f_j / (4 pi |y_i - x_j|^3)``, whatever the viscosity
+        (and of the stresslets, proportional to it).
+    stresslets, normals : array_like of shape (n_sources, 3) or (n_sources, m, 3), and
+        (n_sources, 3), or None
+        The ``"stokes"`` kernel only: double-layer strengths s_j and the normals n_j they go
+        with, alone or with forces ``charges`` (then of the same columns): the stresslet
+        ``u_i = sum_j T_ikl s_jk n_jl`` of :func:`fmmsolve.kernels.stokes.stresslet_sums`,
+        computed in float64 (its sign and pressure are stated there).
 
     Returns
     -------
@@ -103,6 +112,10 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
         Only when ``pressure=True``; last.
     """
     kern = get_kernel(kernel)
+    if stresslets is not None or normals is not None:
+        return _with_stresslets(kern, sources, targets, charges, stresslets, normals,
+                                dict(dipoles=dipoles, wavenumber=wavenumber, gradient=gradient,
+                                     dtype=dtype, viscosity=viscosity, pressure=pressure))
     k = kern.check_wavenumber(wavenumber)
     factor = kern.viscosity_factor(viscosity)
     gradient = check_flag(gradient, "gradient")
@@ -162,3 +175,47 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
         p = -np.trace(dphi, axis1=2, axis2=3)
         out += (p[:, 0] if one_column else p,)
     return out if len(out) > 1 else out[0]
+
+
+def _with_stresslets(kern, sources, targets, forces, stresslets, normals, options):
+    """:func:`direct` with stresslets: the forces' sums (if any) plus the stresslets'."""
+    if kern.name != STOKES.name or kern.key != STOKES.key:
+        raise ValueError(f"stresslets: the {kern.name!r} kernel has no stresslet (the "
+                         f"'stokes' kernel has)")
+    if stresslets is None or normals is None:
+        raise ValueError("stresslets and normals go together: give both")
+    if options["dipoles"] is not None:
+        raise ValueError(f"dipoles: the {kern.name!r} kernel has 3 components; dipole "
+                         f"densities are defined for kernels from a radial profile only")
+    mu = 1.0 / kern.viscosity_factor(options["viscosity"])
+    gradient = check_flag(options["gradient"], "gradient")
+    pressure = check_flag(options["pressure"], "pressure")
+    real = resolve_real_dtype(options["dtype"], sources, targets, forces, stresslets, normals)
+    src = as_points(sources, "sources", real)
+    tgt = src if targets is None else as_points(targets, "targets", real)
+    n = len(src)
+    s = as_densities(stresslets, n, "stresslets", real, 3)
+    nrm = as_points(normals, "normals", real) if np.shape(normals) == (n, 3) else None
+    if nrm is None:
+        raise ValueError(f"normals must have shape ({n}, 3), got {np.shape(normals)}")
+    one_column = s.ndim == 2
+    if forces is not None:
+        shape = as_densities(forces, n, "charges", real, 3).shape
+        if shape != s.shape:
+            raise ValueError(f"charges (forces) of shape {shape} and stresslets of shape "
+                             f"{s.shape} disagree: give them the same columns")
+    out = stresslet_sums(src.astype(np.float64), tgt.astype(np.float64),
+                         s.reshape(n, -1, 3).astype(np.float64), nrm.astype(np.float64), mu,
+                         gradient, pressure)
+    out = [None if a is None else (a[:, 0] if one_column else a).astype(real) for a in out]
+    if forces is not None:  # (pot[, grad][, p]) of the forces, in the same dtype
+        extra = direct(sources, targets, forces, kernel=kern,
+                       **{**options, "dtype": real, "gradient": gradient, "pressure": pressure})
+        extra = extra if isinstance(extra, tuple) else (extra,)
+        out[0] += extra[0]
+        if gradient:
+            out[1] += extra[1]
+        if pressure:
+            out[2] += extra[-1]
+    result = [out[0]] + ([out[1]] if gradient else []) + ([out[2]] if pressure else [])
+    return tuple(result) if len(result) > 1 else result[0]
