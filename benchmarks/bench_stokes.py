@@ -1,13 +1,14 @@
 """The Stokeslet FMM: its accuracy grid, and its matvec against Laplace's on the same points.
 
-    python benchmarks/bench_stokes.py accuracy [--n 100000] [--eps 1e-3 1e-6 1e-9]
+    python benchmarks/bench_stokes.py accuracy [--n 100000] [--eps 1e-3 1e-6 1e-9] [--stresslets]
     python benchmarks/bench_stokes.py speed [--n 1000000] [--eps 1e-6] [--repeats 3]
 
 ``accuracy``: for uniform points in the unit cube, points on a sphere's surface and clusters
 of very different widths, the relative L2 error over ``--check`` targets of the velocity, the
 velocity gradient and the pressure against ``fmmsolve.direct``, with the targets among the
 sources (at a sample of them) and apart from them (a second set filling a box 1.6 times the
-domain, and 50 of the sources). Viscosity 1, one force column.
+domain, and 50 of the sources). Viscosity 1, one force column; with ``--stresslets`` one
+stresslet column with random normals instead (an FMM fitted with ``dipoles=True``).
 
 ``speed``: on the cube and the sphere, ``FMMOperator(kernel="stokes")`` and
 ``FMMOperator(kernel="laplace")`` at the same eps on the same points, their matvecs timed in
@@ -46,7 +47,8 @@ def _rel(a, b):
 
 def accuracy(args):
     print(f"machine: {machine()}")
-    print(f"N {args.n:,}, viscosity 1, one force column, relative L2 errors over {CHECK} "
+    layer = "stresslet (with random normals)" if args.stresslets else "force"
+    print(f"N {args.n:,}, viscosity 1, one {layer} column, relative L2 errors over {CHECK} "
           f"targets (among the sources) and {CHECK + 50} (apart, 50 of them on sources)")
     print()
     print("| distribution | eps | targets | order | velocity | gradient | pressure | "
@@ -56,17 +58,26 @@ def accuracy(args):
         rng = np.random.default_rng(0)
         x = points(kind, args.n, rng)
         f = rng.standard_normal((args.n, 3))
+        layer = {}
+        if args.stresslets:  # the double layer alone
+            layer = dict(stresslets=f, normals=rng.standard_normal((args.n, 3)))
         lo, hi = x.min(axis=0), x.max(axis=0)
         apart = np.concatenate([lo - 0.3 * (hi - lo) + 1.6 * (hi - lo) * rng.random((CHECK, 3)),
                                 x[:50]])
         sample = rng.choice(args.n, CHECK, replace=False)
         for eps in args.eps:
             for name, y in (("among", None), ("apart", apart)):
-                A = fmmsolve.FMMOperator(x, y, kernel="stokes", viscosity=1.0, eps=eps)
-                u, du, p = A.evaluate(f, gradient=True, pressure=True)
+                try:
+                    A = fmmsolve.FMMOperator(x, y, kernel="stokes", viscosity=1.0, eps=eps,
+                                             dipoles=args.stresslets)
+                except ValueError as exc:  # below the smallest eps the orders reach
+                    print(f"| {kind} | {eps:g} | {name} | refused: {exc} | | | | |")
+                    continue
+                forces = None if args.stresslets else f
+                u, du, p = A.evaluate(forces, gradient=True, pressure=True, **layer)
                 at = sample if y is None else slice(None)
-                ref = fmmsolve.direct(x, x[sample] if y is None else y, f, kernel="stokes",
-                                      viscosity=1.0, gradient=True, pressure=True)
+                ref = fmmsolve.direct(x, x[sample] if y is None else y, forces, kernel="stokes",
+                                      viscosity=1.0, gradient=True, pressure=True, **layer)
                 errors = [_rel(a[at], b) for a, b in zip((u, du, p), ref)]
                 print(f"| {kind} | {eps:g} | {name} | {A.expansion_order} | {errors[0]:.1e} | "
                       f"{errors[1]:.1e} | {errors[2]:.1e} | {errors[0] / eps:.2f} |", flush=True)
@@ -115,6 +126,8 @@ def main():
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--eps", type=float, nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--stresslets", action="store_true",
+                        help="accuracy: the stresslet (double layer) instead of forces")
     args = parser.parse_args()
     if args.mode == "accuracy":
         args.n = args.n or 100_000

@@ -68,6 +68,8 @@ SUITE += [(f"Against fmm3dpy, Helmholtz, {where}, k D = {kd}", "bench_peers.py",
 # 5.8e-7 at 10^5 points, fmmsolve 6.7e-7). stfmm3d takes minutes per call at 10^6 points.
 SUITE += [("Stokes: accuracy", "bench_stokes.py", ["accuracy"],
            ["accuracy", "--n", "20000", "--eps", "1e-3", "1e-6"]),
+          ("Stokes: accuracy of the stresslet", "bench_stokes.py", ["accuracy", "--stresslets"],
+           ["accuracy", "--stresslets", "--n", "20000", "--eps", "1e-3", "1e-6"]),
           ("Stokes: matvec against Laplace's", "bench_stokes.py", ["speed"],
            ["speed", "--n", "50000", "--repeats", "1"])]
 # On the sphere at 10^6 points stfmm3d is killed for memory on a 24 GB machine: 5 x 10^5.

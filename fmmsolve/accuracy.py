@@ -123,9 +123,15 @@ def order_for_eps(eps: float, dipoles: bool = False, margin: float = 1.0) -> int
     if eps < MIN_EPS * (1 - 1e-9):
         raise ValueError(f"eps must be at least {MIN_EPS:g} (the smallest accuracy fmmsolve is "
                          f"measured to reach), got {eps!r}")
-    target = design_eps(eps, dipoles, margin) * (1 + 1e-9)  # 1e-9 / 100: a hair above 1e-11
-    # MIN_EPS / DIPOLE_MARGIN is the last row's bound: the search always ends in the table
-    return next(order for bound, order in _ORDERS if target >= bound)
+    design = design_eps(eps, dipoles, margin)
+    target = design * (1 + 1e-9)  # 1e-9 / 100: a hair above 1e-11
+    order = next((order for bound, order in _ORDERS if target >= bound), None)
+    if order is None:  # a margin on top of the dipoles' (the Stokes double layer)
+        smallest = _ORDERS[-1][0] * eps / design
+        raise ValueError(f"eps must be at least {smallest:g} here, got {eps!r}: this FMM builds "
+                         f"its operators for eps / {eps / design:g}, and the smallest accuracy "
+                         f"they are measured to reach is {_ORDERS[-1][0]:g}")
+    return order
 
 
 def level_half_widths(tree):

@@ -96,12 +96,10 @@ class FMMEngine:
         self._kernel = kernel = get_kernel(kernel)
         margin = 1.0
         if kernel.harmonic:  # checked here: the Laplace fit would name Laplace
-            kernel.check_wavenumber(wavenumber)
-            if dipoles:
-                raise ValueError(f"dipoles=True: the {kernel.name!r} kernel has no dipoles")
+            kernel.check_wavenumber(wavenumber)  # dipoles=True: for stresslets
             if tree_options:
                 raise ValueError(f"the {kernel.name!r} kernel is not distributed")
-            margin = harmonic.EPS_MARGIN
+            margin = harmonic.eps_margin(dipoles)
         fitted = fit(sources, targets, kernel=harmonic.base_kernel(kernel), wavenumber=wavenumber,
                      eps=eps, dipoles=dipoles, expansion_order=expansion_order,
                      leaf_size=leaf_size, dtype=dtype, plan_loader=plan_loader,
@@ -126,12 +124,14 @@ class FMMEngine:
         """The Kernel asked for (for a harmonic one, not ``fitted.kernel``: Laplace)."""
         return self._kernel
 
-    def evaluate(self, charges, gradient=False, dipoles=None, far_field=None, pressure=False):
+    def evaluate(self, charges, gradient=False, dipoles=None, far_field=None, pressure=False,
+                 normals=None):
         """Potentials (and gradients) at the targets, in the caller's order: see
         :func:`fmmsolve.engine.evaluate` (``charges`` of shape (n_sources, m C),
         ``value_dtype``, C-contiguous, or None; ``dipoles`` of shape (n_sources, m, 3) or
-        None), or :func:`fmmsolve.engine.harmonic.evaluate` for a harmonic kernel. Sets
-        :attr:`timings`.
+        None), or :func:`fmmsolve.engine.harmonic.evaluate` for a harmonic kernel (Stokes:
+        ``charges`` are forces, ``dipoles`` stresslet strengths with their ``normals`` of shape
+        (n_sources, 3)). Sets :attr:`timings`.
 
         Returns
         -------
@@ -147,7 +147,8 @@ class FMMEngine:
         if not kernel.harmonic:
             out = passes.evaluate(self.schedule, charges, gradient, dipoles, far_field, times)
         else:
-            out = harmonic.evaluate(self.schedule, kernel, charges, gradient, pressure, times)
+            out = harmonic.evaluate(self.schedule, kernel, charges, gradient, pressure, times,
+                                    stresslets=dipoles, normals=normals)
             out = out if pressure else out[:2]
         self.timings = times
         return out

@@ -84,11 +84,11 @@ class FMMOperator(LinearOperator):
         Requested relative L2 accuracy of the potential over the targets, in (0, 1); None is
         1e-6 in float64 and 1e-4 in float32 (the least float32 is measured to meet).
     dipoles : bool, default False
-        Prepare for dipole (double-layer) densities, ``A.evaluate(dipoles=d)``: the far-field
-        operators are built for ``eps / 100`` (about two orders higher; a product costs about
-        twice as much), because a dipole's far field is a derivative higher than a charge's.
-        At eps 1e-9 that is order 15, whose operators take minutes to precompute (once: they
-        are cached on disk). An operator fit without it refuses dipoles.
+        Prepare for double-layer densities, ``A.evaluate(dipoles=d)`` (Stokes: ``stresslets=``
+        and ``normals=``): the far-field operators are built for ``eps / 100`` (about two orders
+        higher; a product costs about twice as much), because a dipole's far field is a
+        derivative higher than a charge's. At eps 1e-9 that is order 15, whose operators take
+        minutes to precompute (once: cached on disk). An operator fit without it refuses them.
     expansion_order : int or None
         Overrides the expansion order chosen from ``eps``.
     leaf_size : int or None
@@ -299,32 +299,35 @@ class FMMOperator(LinearOperator):
         """Dipole densities as a finite ``(n_sources, m, 3)`` array, cast as in :meth:`_cast`."""
         return self._per_point(d, "dipoles", 3)
 
-    def _apply(self, q, gradient: bool, d=None, pressure=False):
+    def _apply(self, q, gradient: bool, d=None, pressure=False, normals=None):
         """One engine pass for validated ``(n_sources, m C)`` charges and/or
-        ``(n_sources, m, 3)`` dipoles; see the module docstring. Returns ``(pot, grad, p)``,
-        ``grad`` and ``p`` None unless asked for."""
-        pot, grad, p = self._evaluate(q, gradient, d, pressure)
+        ``(n_sources, m, 3)`` dipoles (Stokes: stresslets, times the viscosity, with their
+        ``normals``); see the module docstring. Returns ``(pot, grad, p)``, ``grad`` and ``p``
+        None unless asked for."""
+        pot, grad, p = self._evaluate(q, gradient, d, pressure, normals)
         if self._factor != 1.0:  # the viscosity: the kernel's record is for mu = 1
             pot *= pot.dtype.type(self._factor)
             if grad is not None:
                 grad *= grad.dtype.type(self._factor)
         return pot, grad, p
 
-    def _evaluate(self, q, gradient: bool, d, pressure):
+    def _evaluate(self, q, gradient: bool, d, pressure, normals):
         given = [a for a in (q, d) if a is not None]
         if all(a.dtype == self.dtype for a in given):
             out = self._engine.evaluate(None if q is None else np.ascontiguousarray(q),
-                                        gradient, d, pressure=pressure)
+                                        gradient, d, pressure=pressure, normals=normals)
             return out if pressure else (*out, None)
         # complex densities, real operator: 2 m real columns in one pass
         split = [None if a is None else np.ascontiguousarray(
             np.concatenate([a.real, a.imag], axis=1), dtype=self.dtype) for a in (q, d)]
-        out = self._engine.evaluate(split[0], gradient, split[1], pressure=pressure)
+        out = self._engine.evaluate(split[0], gradient, split[1], pressure=pressure,
+                                    normals=normals)
         dtype = np.result_type(*given)
         return tuple(None if a is None else (a[:, :a.shape[1] // 2] + 1j * a[:, a.shape[1] // 2:])
                      .astype(dtype, copy=False) for a in (*out, None)[:3])
 
-    def evaluate(self, q=None, gradient=False, *, dipoles=None, pressure=False):
+    def evaluate(self, q=None, gradient=False, *, dipoles=None, pressure=False, stresslets=None,
+                 normals=None):
         """Potentials (and gradients with respect to the target) of charges ``q`` and/or
         dipoles.
 
@@ -344,7 +347,12 @@ class FMMOperator(LinearOperator):
             Dipole densities d_j, cast like ``q``; with ``q``, of the same columns.
         pressure : bool, default False
             The ``"stokes"`` kernel only: also return the pressure of the forces ``q``
-            (independent of the viscosity).
+            (independent of the viscosity) and of the stresslets.
+        stresslets, normals : array_like of shape (n_sources, 3) or (n_sources, m, 3), and
+            (n_sources, 3), or None
+            The ``"stokes"`` kernel fitted with ``dipoles=True`` only: double-layer strengths
+            and their normals (:mod:`fmmsolve.kernels.stresslet`), alone or with forces ``q``
+            of the same columns.
 
         Returns
         -------
@@ -360,18 +368,40 @@ class FMMOperator(LinearOperator):
         if c > 1 and dipoles is not None:
             raise ValueError(f"dipoles: the {self.kernel!r} kernel has {c} components; dipole "
                              f"densities are defined for kernels from a radial profile only")
-        check_columns(q, dipoles, "q")
+        d, nrm = self._stresslets(stresslets, normals)
+        if d is None:
+            check_columns(q, dipoles, "q")
+        elif q is not None and np.shape(q) != np.shape(stresslets):
+            raise ValueError(f"q (forces) of shape {np.shape(q)} and stresslets of shape "
+                             f"{np.shape(stresslets)} disagree: give them the same columns")
         arr = None if q is None else self._densities(q, "q") if c == 1 else \
             self._per_point(q, "q", c).reshape(self._engine.n_sources, -1)
-        d = None if dipoles is None else self._dipoles(dipoles)
-        pot, grad, p = self._apply(arr, gradient, d, pressure)
-        one = (np.ndim(q) == 1 + (c > 1)) if q is not None else (np.ndim(dipoles) == 2)
+        d = self._dipoles(dipoles) if dipoles is not None else d
+        pot, grad, p = self._apply(arr, gradient, d, pressure, nrm)
+        layer = dipoles if stresslets is None else stresslets
+        one = (np.ndim(q) == 1 + (c > 1)) if q is not None else (np.ndim(layer) == 2)
         # (n_targets[, m][, C]): without m for one column, without C for a scalar kernel
         shape = (len(pot), *(() if one else (-1,)), *((c,) if c > 1 else ()))
         out = [pot.reshape(shape)] + ([grad.reshape(*shape, 3)] if gradient else [])
         if pressure:
             out.append(p[:, 0] if one else p)
         return out[0] if len(out) == 1 else tuple(out)
+
+    def _stresslets(self, stresslets, normals):
+        """Stresslet strengths times the viscosity (the engine's kernel is at mu = 1: the
+        velocity's 1 / mu then leaves them as they are) as (n_sources, m, 3), and normals
+        (n_sources, 3), validated; (None, None) without them."""
+        if stresslets is None and normals is None:
+            return None, None
+        if not self._engine.kernel.harmonic:
+            raise ValueError(f"stresslets: the {self.kernel!r} kernel has no stresslet")
+        if stresslets is None or normals is None:
+            raise ValueError("stresslets and normals go together: give both")
+        if np.ndim(normals) != 2:
+            raise ValueError(f"normals must have shape ({self._engine.n_sources}, 3), got "
+                             f"{np.shape(normals)}")
+        nrm = self._per_point(normals, "normals", 3)[:, 0]
+        return self._per_point(stresslets, "stresslets", 3) / self._factor, nrm
 
     def _matmat(self, X):
         q = self._densities(X, "q")

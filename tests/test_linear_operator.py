@@ -43,9 +43,9 @@ def _count_evaluations(monkeypatch, op):
     """Record the number of columns of every ``engine.evaluate`` call of ``op``."""
     calls, evaluate = [], op._engine.evaluate
 
-    def spy(charges, gradient=False, dipoles=None, pressure=False):
+    def spy(charges, gradient=False, dipoles=None, pressure=False, normals=None):
         calls.append(charges.shape[1])
-        return evaluate(charges, gradient, dipoles, pressure=pressure)
+        return evaluate(charges, gradient, dipoles, pressure=pressure, normals=normals)
 
     monkeypatch.setattr(op._engine, "evaluate", spy)
     return calls

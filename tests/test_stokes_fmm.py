@@ -187,7 +187,6 @@ def test_gmres_solves_a_mobility_problem():
     (dict(viscosity=0.0), ValueError, "viscosity must be"),
     (dict(viscosity=float("nan")), ValueError, "viscosity must be"),
     (dict(viscosity=1.0, wavenumber=2.0), ValueError, "wavenumber"),
-    (dict(viscosity=1.0, dipoles=True), ValueError, "dipoles=True: the 'stokes' kernel has"),
 ])
 def test_bad_parameters_are_refused(kwargs, error, message):
     x = np.random.default_rng(0).random((100, 3))
@@ -265,3 +264,50 @@ def test_traction_on_a_sphere_around_a_point_force_balances_it():
         traction(p[1:], grad[1:, 0], normals, MU)
     with pytest.raises(ValueError, match="viscosity must be"):
         traction(p[1:], grad[1:], normals, -1.0)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "sphere", "clusters"])
+def test_stresslets_within_eps_alone_and_with_forces(kind):
+    rng = np.random.default_rng(12)
+    x = _points(kind, 2500, rng)
+    y = np.concatenate([rng.random((400, 3)) * 1.6 - 0.3, x[:30]])
+    s, n, f = (rng.standard_normal((2500, 2, 3)), rng.standard_normal((2500, 3)),
+               rng.standard_normal((2500, 2, 3)))
+    eps = 1e-5
+    A = fmmsolve.FMMOperator(x, y, kernel="stokes", viscosity=MU, eps=eps, dipoles=True,
+                             leaf_size=24)
+    for forces in (None, f):
+        out = A.evaluate(forces, gradient=True, pressure=True, stresslets=s, normals=n)
+        ref = fmmsolve.direct(x, y, forces, kernel="stokes", viscosity=MU, gradient=True,
+                              pressure=True, stresslets=s, normals=n)
+        errors = [_rel(a, b) for a, b in zip(out, ref)]
+        assert errors[0] < eps and errors[1] < 10 * eps and errors[2] < 10 * eps, errors
+    one = A.evaluate(stresslets=s[:, 0], normals=n)
+    assert one.shape == (430, 3) and _rel(one, ref[0][:, 0] - fmmsolve.direct(
+        x, y, f[:, 0], kernel="stokes", viscosity=MU)) < eps
+    if kind == "uniform":  # a pickled copy is fitted again for stresslets
+        copy = pickle.loads(pickle.dumps(A))
+        assert copy.dipoles and np.array_equal(copy.evaluate(stresslets=s[:, 0], normals=n), one)
+
+
+def test_stresslets_are_refused_where_they_do_not_apply(operator):
+    A, _ = operator
+    s, n = np.ones((1500, 3)), np.ones((1500, 3))
+    with pytest.raises(ValueError, match="fit for forces only: fit it with dipoles=True"):
+        A.evaluate(stresslets=s, normals=n)
+    with pytest.raises(ValueError, match="stresslets and normals go together"):
+        A.evaluate(stresslets=s)
+    with pytest.raises(ValueError, match=r"normals must have shape \(1500, 3\)"):
+        A.evaluate(stresslets=s, normals=np.ones((1500, 1, 3)))
+    with pytest.raises(ValueError, match="normals"):
+        A.evaluate(stresslets=s, normals=np.full((1500, 3), np.inf))
+    with pytest.raises(ValueError, match="stresslets: the 'laplace' kernel has no stresslet"):
+        fmmsolve.FMMOperator(A.sources).evaluate(stresslets=s, normals=n)
+
+
+def test_an_eps_beyond_the_measured_orders_is_refused_with_its_limit():
+    from fmmsolve.accuracy import order_for_eps
+
+    assert order_for_eps(1e-9, True, harmonic.eps_margin(True)) == 15
+    with pytest.raises(ValueError, match="eps must be at least 1e-08 here, got 1e-09"):
+        order_for_eps(1e-9, True, 10.0)

@@ -37,15 +37,24 @@ import time
 
 import numpy as np
 
-from ..kernels import get_kernel
+from ..kernels import get_kernel, stresslet
 from ..operators import dense, moments, surfaces, translations
 from . import passes
 
-__all__ = ["evaluate", "base_kernel", "EPS_MARGIN"]
+__all__ = ["evaluate", "base_kernel", "eps_margin", "EPS_MARGIN"]
 
 #: The Laplace FMM is built for ``eps / EPS_MARGIN``: the velocity combines gradients of its
-#: potentials (measured in ``benchmarks/README.md``, "Stokes accuracy").
+#: potentials (measured in ``benchmarks/README.md``, "Stokes"). An FMM fit for stresslets
+#: (``dipoles=True``) is built for the dipoles' ``eps / 100`` (``accuracy.DIPOLE_MARGIN``)
+#: instead, which covers it: measured at 10^5 points, the stresslet's velocity within 0.27 eps
+#: (with both margins, 0.01 eps at twice the order's cost; with eps / 10 in all, 1.5 eps).
 EPS_MARGIN = 10.0
+
+
+def eps_margin(dipoles: bool) -> float:
+    """The margin the Laplace FMM of a harmonic kernel is built with, on top of the dipoles'
+    (see :data:`EPS_MARGIN`)."""
+    return 1.0 if dipoles else EPS_MARGIN
 
 
 def base_kernel(kernel):
@@ -53,26 +62,32 @@ def base_kernel(kernel):
     return get_kernel(kernel.harmonic) if kernel.harmonic else kernel
 
 
-def evaluate(schedule, kernel, forces, gradient=False, pressure=False, timings=None):
-    """Velocities (gradients, pressures) of the Stokeslet at the targets, in the caller's order.
+def evaluate(schedule, kernel, forces, gradient=False, pressure=False, timings=None,
+             stresslets=None, normals=None):
+    """Velocities (gradients, pressures) of the Stokeslet and the stresslet at the targets, in
+    the caller's order, at viscosity 1.
 
     Parameters
     ----------
     schedule : Schedule
-        Of the Laplace FMM fitted for ``kernel``.
+        Of the Laplace FMM fitted for ``kernel`` (with ``dipoles=True`` for stresslets).
     kernel : Kernel
         The Stokes kernel (viscosity 1).
-    forces : ndarray of shape (n_sources, 3 m), ``value_dtype``, C-contiguous
+    forces : ndarray of shape (n_sources, 3 m), ``value_dtype``, C-contiguous, or None
         Column ``3 c + a`` holds component ``a`` of force column ``c``.
     gradient, pressure : bool
     timings : dict or None
         Receives the seconds of each operator.
+    stresslets : ndarray of shape (n_sources, m, 3), ``value_dtype``, or None
+        Double-layer strengths (:mod:`fmmsolve.kernels.stresslet`), with ``normals`` (n_sources,
+        3); with forces, of the same columns. At viscosity 1 the stresslet's pressure is
+        :mod:`~fmmsolve.kernels.stresslet`'s with ``mu = 1``.
 
     Returns
     -------
     u : ndarray of shape (n_targets, 3 m)
     grad : ndarray of shape (n_targets, 3 m, 3), or None
-        ``grad[t, 3 c + a, d] = d u_a / d y_d``.
+        ``grad[t, 3 c + a, d] = du_a / dy_d``.
     p : ndarray of shape (n_targets, m), or None
     """
     times = {} if timings is None else timings
@@ -85,16 +100,30 @@ def evaluate(schedule, kernel, forces, gradient=False, pressure=False, timings=N
 
     fitted = schedule.fitted
     tree, vdt, n_t = fitted.tree, fitted.value_dtype, fitted.n_targets
-    n_s, m = forces.shape[0], forces.shape[1] // 3
-    # Laplace charges (f_x, f_y, f_z, (x - c) . f) per column, c the centre of x's leaf
+    if stresslets is not None and not fitted.dipoles:
+        raise ValueError("stresslets: this FMM was fit for forces only: fit it with "
+                         "dipoles=True (the double layer needs a higher order to meet eps)")
+    n_s = tree.sources.shape[1]
+    m = forces.shape[1] // 3 if forces is not None else stresslets.shape[1]
+    # Laplace densities about each source's leaf centre (see the module docstring)
     offsets = np.empty((n_s, 3))
     offsets[tree.source_perm] = translations.leaf_offsets(
         tree.sources, tree.src_begin, tree.src_end, tree.leaves, schedule.centres).T
-    f = forces.reshape(n_s, m, 3)
-    charges = np.empty((n_s, m, 4), vdt)
-    charges[:, :, :3] = f
-    charges[:, :, 3] = np.einsum("nd,nmd->nm", offsets, f)
-    sources, _ = passes.densities(fitted, charges.reshape(n_s, 4 * m))
+    charges = dipoles = None
+    if forces is not None:  # (f_x, f_y, f_z, (x - c) . f) per column
+        f = forces.reshape(n_s, m, 3)
+        charges = np.empty((n_s, m, 4), vdt)
+        charges[:, :, :3] = f
+        charges[:, :, 3] = np.einsum("nd,nmd->nm", offsets, f)
+        charges = charges.reshape(n_s, 4 * m)
+    if stresslets is not None:  # minus the dipoles a_k = s_k n + n_k s and (x - c)_k a_k
+        a = (stresslets[:, :, :, None] * normals[:, None, None, :]
+             + normals[:, None, :, None] * stresslets[:, :, None, :])  # (n, m, k, 3)
+        dipoles = np.empty((n_s, m, 4, 3), vdt)
+        dipoles[:, :, :3] = -a
+        dipoles[:, :, 3] = -np.einsum("nk,nmkd->nmd", offsets, a)
+        dipoles = dipoles.reshape(n_s, 4 * m, 3)
+    sources, _ = passes.densities(fitted, charges, dipoles)
     shift = moments.shift_table(m)
     lap("other")
     with dense.single_threaded_blas():
@@ -102,25 +131,49 @@ def evaluate(schedule, kernel, forces, gradient=False, pressure=False, timings=N
         local = passes.downward(schedule, sources, multipole, lap, shift=shift)
         u = np.zeros((3 * m, n_t), vdt)
         du = np.zeros((3 * m, 3, n_t if gradient else 0), vdt)
-        p = np.zeros((3 * m, 3, n_t if pressure else 0), vdt)  # the forces' Laplace gradients
+        dphi = np.zeros((3 * m, 3, n_t if pressure else 0), vdt)  # Laplace gradients
         _far_field(schedule, kernel, local, surfaces.DOWN_EQUIV, schedule.l2p_leaves,
-                   schedule.l2p, gradient, u, du, p)
+                   schedule.l2p, gradient, u, du, dphi)
         lap("l2p")
         _far_field(schedule, kernel, multipole, surfaces.UP_EQUIV, schedule.target_leaves,
-                   schedule.w, gradient, u, du, p)
+                   schedule.w, gradient, u, du, dphi)
         lap("m2p")
+        p = np.zeros((m, n_t if pressure else 0), vdt)
+        if pressure:  # p = -div (Phi_x, Phi_y, Phi_z) of the far field
+            p += -np.trace(dphi.reshape(m, 3, 3, n_t), axis1=1, axis2=2)
+        _near_field(schedule, kernel, forces, stresslets, normals, gradient, u, du, p)
+        lap("p2p")
+    u, du = passes.to_caller_order(fitted, u, du if gradient else None)
+    if pressure:
+        p = passes.to_caller_order(fitted, np.ascontiguousarray(p), None)[0]
+    lap("other")
+    return u, du, (p if pressure else None)
+
+
+def _near_field(schedule, kernel, forces, stresslets, normals, gradient, u, du, p):
+    """Add the near field of the forces and the stresslets to the tree-order velocities ``u``
+    (3 m, n_t), gradients ``du`` (3 m, 3, .) and pressures ``p`` (m, n_t or 0): the kernels'
+    own sums (the Laplace gradients of the forces for their pressure)."""
+    fitted = schedule.fitted
+    n_t, vdt = fitted.n_targets, fitted.value_dtype
+    pressure = p.shape[1] > 0
+    if forces is not None:
         stokes, _ = passes.densities(fitted, forces, kernel=kernel)
         passes.add_near_field(schedule, stokes, gradient, u, du)
         if pressure:
+            m = forces.shape[1] // 3
+            dphi = np.zeros((3 * m, 3, n_t), vdt)
             laplace, _ = passes.densities(fitted, forces)
-            passes.add_near_field(schedule, laplace, True, np.zeros((3 * m, n_t), vdt), p)
-        lap("p2p")
-    u, du = passes.to_caller_order(fitted, u, du if gradient else None)
-    if pressure:  # p = -div (Phi_x, Phi_y, Phi_z)
-        trace = -np.trace(p.reshape(m, 3, 3, n_t), axis1=1, axis2=2)
-        p = passes.to_caller_order(fitted, np.ascontiguousarray(trace), None)[0]
-    lap("other")
-    return u, du, (p if pressure else None)
+            passes.add_near_field(schedule, laplace, True, np.zeros((3 * m, n_t), vdt), dphi)
+            p -= np.trace(dphi.reshape(m, 3, 3, n_t), axis1=1, axis2=2)
+    if stresslets is not None:  # densities: the normal, then each column's strength
+        rows = np.concatenate([normals, stresslets.reshape(len(normals), -1)], axis=1)
+        rows = np.ascontiguousarray(rows, dtype=vdt)
+        near, _ = passes.densities(fitted, rows, kernel=stresslet.NEAR)
+        passes.add_near_field(schedule, near, gradient, u, du)
+        if pressure:
+            near, _ = passes.densities(fitted, rows, kernel=stresslet.NEAR_PRESSURE)
+            passes.add_near_field(schedule, near, False, p, np.zeros((len(p), 3, 0), vdt))
 
 
 def _far_field(schedule, kernel, expansions, radius, leaves, lists, gradient, u, du, dphi):

@@ -15,7 +15,8 @@ from .._jit import bind, prange
 from .._validation import (as_densities, as_dipoles, as_points, check_columns, check_flag,
                            resolve_real_dtype)
 from . import dipole, get_kernel
-from .stokes import STOKES, stresslet_sums
+from .stokes import STOKES
+from .stresslet import stresslet_sums
 
 __all__ = ["direct"]
 
@@ -97,8 +98,8 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
         (n_sources, 3), or None
         The ``"stokes"`` kernel only: double-layer strengths s_j and the normals n_j they go
         with, alone or with forces ``charges`` (then of the same columns): the stresslet
-        ``u_i = sum_j T_ikl s_jk n_jl`` of :func:`fmmsolve.kernels.stokes.stresslet_sums`,
-        computed in float64 (its sign and pressure are stated there).
+        ``u_i = sum_j T_ikl s_jk n_jl``,
+        computed in float64 (:mod:`fmmsolve.kernels.stresslet` states its sign and pressure).
 
     Returns
     -------

@@ -23,7 +23,7 @@ the sources per target with scalar accumulators, in unit vectors times powers of
 ``1 / r^3`` times an offset, which overflows float32 at ``r ~ 1e-13``). The kernel has exact
 sums (:func:`fmmsolve.direct`); its FMM is made of a Laplace FMM's
 (:mod:`fmmsolve.engine.harmonic`). The stresslet (double layer) has exact sums here too
-(:func:`stresslet_sums`, through ``fmmsolve.direct(..., stresslets=, normals=)``), no FMM yet.
+(:mod:`fmmsolve.kernels.stresslet`, through ``fmmsolve.direct(..., stresslets=, normals=)``).
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from .._jit import jit, prange
+from .._jit import jit
 from .pair import kernel_from_pair
 
-__all__ = ["STOKES", "pair", "p2p", "p2p_gradient", "check_viscosity", "traction",
-           "stresslet_sums"]
+__all__ = ["STOKES", "pair", "p2p", "p2p_gradient", "check_viscosity", "traction"]
 
 INV_8PI = 1.0 / (8.0 * math.pi)
 
@@ -262,95 +261,6 @@ def check_viscosity(viscosity):
 
 
 
-# The stresslet (double layer): u_i = sum_j T_ikl(d) s_jk n_jl with
-# T_ikl = -3 d_i d_k d_l / (4 pi r^5), its pressure and gradient (see stresslet_sums). One loop
-# for every output: it is the oracle, not a hot path.
-INV_4PI = 1.0 / (4.0 * math.pi)
-
-
-@jit(parallel=True)
-def _stresslet_sums(sx, sy, sz, strengths, normals, tx, ty, tz, mu, u, gx, gy, gz, p):
-    """Add the stresslet sums of ``strengths`` (3 m, n_s; row 3 c + k) with ``normals``
-    (3, n_s) to ``u`` (3 m, n_t), the gradient ``gx, gy, gz`` (each (3 m, n_t), or (0, 0) for
-    none) and the pressure ``p`` (m, n_t, or (0, 0)); zero-distance pairs are skipped."""
-    m = strengths.shape[0] // 3
-    grad, press = gx.shape[0] > 0, p.shape[0] > 0
-    for i in prange(tx.shape[0]):
-        for j in range(sx.shape[0]):
-            dx, dy, dz = tx[i] - sx[j], ty[i] - sy[j], tz[i] - sz[j]
-            r2 = dx * dx + dy * dy + dz * dz
-            if r2 == 0:  # explicit mask: no reliance on inf arithmetic
-                continue
-            inv_r = 1.0 / math.sqrt(r2)
-            e = (dx * inv_r, dy * inv_r, dz * inv_r)
-            nv = (normals[0, j], normals[1, j], normals[2, j])
-            en = e[0] * nv[0] + e[1] * nv[1] + e[2] * nv[2]
-            inv_r2 = inv_r * inv_r
-            inv_r3 = inv_r2 * inv_r
-            for c in range(m):
-                sv = (strengths[3 * c, j], strengths[3 * c + 1, j], strengths[3 * c + 2, j])
-                es = e[0] * sv[0] + e[1] * sv[1] + e[2] * sv[2]
-                w = -3.0 * INV_4PI * inv_r2 * es * en
-                for a in range(3):
-                    u[3 * c + a, i] += w * e[a]
-                if press:
-                    sn = sv[0] * nv[0] + sv[1] * nv[1] + sv[2] * nv[2]
-                    p[c, i] += mu * 2.0 * INV_4PI * inv_r3 * (sn - 3.0 * es * en)
-                if grad:
-                    g = -3.0 * INV_4PI * inv_r3
-                    for a in range(3):
-                        row = (g * (e[a] * en * sv[0] + e[a] * es * nv[0]),
-                               g * (e[a] * en * sv[1] + e[a] * es * nv[1]),
-                               g * (e[a] * en * sv[2] + e[a] * es * nv[2]))
-                        diag = g * es * en
-                        tail = -5.0 * g * e[a] * es * en
-                        gx[3 * c + a, i] += row[0] + tail * e[0] + (diag if a == 0 else 0.0)
-                        gy[3 * c + a, i] += row[1] + tail * e[1] + (diag if a == 1 else 0.0)
-                        gz[3 * c + a, i] += row[2] + tail * e[2] + (diag if a == 2 else 0.0)
-
-
-def stresslet_sums(sources, targets, strengths, normals, viscosity, gradient=False,
-                   pressure=False):
-    """The stresslet's exact sums (float64): velocity, and on request its gradient and pressure.
-
-    With ``d = y - x`` (target minus source) and ``r = |d|``,
-
-        u_i(y) = sum_j T_ikl(d) s_jk n_jl,   T_ikl(d) = -3 d_i d_k d_l / (4 pi r^5),
-        p(y) = mu sum_j (s_j . n_j - 3 (e . s_j)(e . n_j)) / (2 pi r^3),   e = d / r.
-
-    The sign: with outward normals on a closed surface and a constant ``s``, the velocity is
-    ``s`` inside and 0 outside (the tests check it). The velocity does not depend on ``mu``;
-    the pressure is proportional to it.
-
-    Parameters
-    ----------
-    sources, targets : ndarray of shape (n_s, 3) and (n_t, 3), float64
-    strengths : ndarray of shape (n_s, m, 3), float64
-    normals : ndarray of shape (n_s, 3), float64
-    viscosity : float
-        Already checked.
-    gradient, pressure : bool
-
-    Returns
-    -------
-    u : ndarray of shape (n_t, m, 3)
-    grad : ndarray of shape (n_t, m, 3, 3) or None
-        ``grad[..., a, c] = du_a / dy_c``.
-    p : ndarray of shape (n_t, m) or None
-    """
-    n_t, m = len(targets), strengths.shape[1]
-    s, t = (np.ascontiguousarray(a.T, dtype=np.float64) for a in (sources, targets))
-    rows = np.ascontiguousarray(strengths.reshape(len(sources), 3 * m).T, dtype=np.float64)
-    nrm = np.ascontiguousarray(normals.T, dtype=np.float64)
-    u = np.zeros((3 * m, n_t))
-    g = [np.zeros((3 * m, n_t) if gradient else (0, 0)) for _ in range(3)]
-    p = np.zeros((m, n_t) if pressure else (0, 0))
-    _stresslet_sums(*s, rows, nrm, *t, float(viscosity), u, *g, p)
-    grad = None
-    if gradient:  # (3 m, n_t) each -> (n_t, m, 3, 3)
-        grad = np.stack(g, axis=0).reshape(3, m, 3, n_t).transpose(3, 1, 2, 0)
-    return (u.reshape(m, 3, n_t).transpose(2, 0, 1), grad,
-            p.T if pressure else None)
 
 def _stokes():
     base = kernel_from_pair("stokes", pair, 3, parities=(1, 2, 4), homogeneity=1, check=False)
