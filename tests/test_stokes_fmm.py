@@ -168,6 +168,13 @@ def test_float32():
                           viscosity=MU, gradient=True, pressure=True)
     assert _rel(u, ref[0]) < 1e-4
     assert _rel(du, ref[1]) < 1e-3 and _rel(p, ref[2]) < 1e-3
+    n = rng.standard_normal((2000, 3)).astype(np.float32)  # the stresslet too
+    B = fmmsolve.FMMOperator(x, kernel="stokes", viscosity=MU, eps=1e-4, dipoles=True)
+    u = B.evaluate(stresslets=f, normals=n)
+    assert u.dtype == np.float32
+    ref = fmmsolve.direct(x.astype(np.float64), None, None, kernel="stokes", viscosity=MU,
+                          stresslets=f.astype(np.float64), normals=n.astype(np.float64))
+    assert _rel(u, ref) < 1e-4
 
 
 def test_gmres_solves_a_mobility_problem():
