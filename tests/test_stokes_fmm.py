@@ -318,3 +318,16 @@ def test_an_eps_beyond_the_measured_orders_is_refused_with_its_limit():
     assert order_for_eps(1e-9, True, harmonic.eps_margin(True)) == 15
     with pytest.raises(ValueError, match="eps must be at least 1e-08 here, got 1e-09"):
         order_for_eps(1e-9, True, 10.0)
+
+
+@pytest.mark.slow  # a dense plan of its own (seconds to precompute)
+def test_the_dense_m2l_shifts_the_moments_too():
+    """The moment shift is in the gather both M2L strategies share: the dense one (the SVD's
+    oracle) meets eps as well."""
+    rng = np.random.default_rng(13)
+    x, f = _points("sphere", 3000, rng), rng.standard_normal((3000, 3))
+    A = fmmsolve.FMMOperator(x, kernel="stokes", viscosity=MU, eps=1e-5, m2l="dense",
+                             leaf_size=24)
+    sample = rng.choice(3000, 300, replace=False)
+    ref = fmmsolve.direct(x, x[sample], f, kernel="stokes", viscosity=MU)
+    assert _rel(A.evaluate(f)[sample], ref) < 1e-5
