@@ -80,7 +80,7 @@ def test_each_multipole_holds_its_moment_about_its_own_centre():
     rng = np.random.default_rng(4)
     x = _points("clusters", 2000, rng)
     f = rng.standard_normal((2000, 3))
-    engine = FMMEngine(x, kernel="stokes", eps=1e-9, leaf_size=16)
+    engine = FMMEngine(x, kernel="stokes", eps=1e-6, leaf_size=16)
     schedule, tree = engine.schedule, engine.tree
     offsets = np.empty((2000, 3))
     offsets[tree.source_perm] = translations.leaf_offsets(
@@ -102,7 +102,7 @@ def test_each_multipole_holds_its_moment_about_its_own_centre():
         src, force = x_tree[s0:s1], f_tree[s0:s1]
         exact = fmmsolve.direct(src, far, np.concatenate(
             [force, np.sum((src - c) * force, axis=1)[:, None]], axis=1))
-        assert _rel(field[:, 3], exact[:, 3]) < 1e-7, (box, tree.levels[box])
+        assert _rel(field[:, 3], exact[:, 3]) < 1e-6, (box, tree.levels[box])
         checked += 1
     assert checked > 5
 
