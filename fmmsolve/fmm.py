@@ -107,6 +107,7 @@ class FMMEngine:
         t1 = time.perf_counter()
         self.schedule = bind(fitted, narrow_far_field=narrow_far_field,
                              min_depth=(tree_options or {}).get("min_depth", 0))
+        self._offsets = harmonic.source_offsets(self.schedule) if kernel.harmonic else None
         t2 = time.perf_counter()
         self.fit_timings = {**fitted.timings, "bind": t2 - t1}
         self.timings = {}
@@ -147,8 +148,8 @@ class FMMEngine:
         if not kernel.harmonic:
             out = passes.evaluate(self.schedule, charges, gradient, dipoles, far_field, times)
         else:
-            out = harmonic.evaluate(self.schedule, kernel, charges, gradient, pressure, times,
-                                    stresslets=dipoles, normals=normals)
+            out = harmonic.evaluate(self.schedule, kernel, self._offsets, charges, gradient,
+                                    pressure, times, stresslets=dipoles, normals=normals)
             out = out if pressure else out[:2]
         self.timings = times
         return out
@@ -228,6 +229,7 @@ class FMMEngine:
                                  f"{fitted.kernel.name!r} sums")
             self._kernel = kernel
         self.schedule = bind(fitted)
+        self._offsets = harmonic.source_offsets(self.schedule) if self._kernel.harmonic else None
         self.fit_timings = {"validate": t1 - t0, "bind": time.perf_counter() - t1}
         self.timings = {}
         return self

@@ -14,7 +14,7 @@ import scipy.sparse.linalg as spla
 import fmmsolve
 from fmmsolve.engine import harmonic, passes
 from fmmsolve.fmm import FMMEngine
-from fmmsolve.operators import moments, surfaces, translations
+from fmmsolve.operators import moments, surfaces
 
 MU = 0.8
 
@@ -75,16 +75,14 @@ def test_eps_1e_9(kind, targets_apart):
 
 def test_each_multipole_holds_its_moment_about_its_own_centre():
     """After P2M and M2M, the fourth column of a box's multipole is the field of
-    ``(x - c) . f`` over its sources, ``c`` its centre: evaluated at points well outside the
-    box, against the defining sum."""
+    ``(x - c) . f`` over its sources, ``c`` its centre, and the first three the fields of the
+    force components: evaluated at points well outside the box, against the defining sums."""
     rng = np.random.default_rng(4)
     x = _points("clusters", 2000, rng)
     f = rng.standard_normal((2000, 3))
     engine = FMMEngine(x, kernel="stokes", eps=1e-6, leaf_size=16)
     schedule, tree = engine.schedule, engine.tree
-    offsets = np.empty((2000, 3))
-    offsets[tree.source_perm] = translations.leaf_offsets(
-        tree.sources, tree.src_begin, tree.src_end, tree.leaves, schedule.centres).T
+    offsets = harmonic.source_offsets(schedule)  # P2M's charges: about each leaf's centre
     charges = np.concatenate([f, np.sum(offsets * f, axis=1)[:, None]], axis=1)
     sources, _ = passes.densities(engine.fitted, charges)
     multipole = passes.upward(schedule, sources, 4, shift=moments.shift_table(1))
@@ -103,6 +101,7 @@ def test_each_multipole_holds_its_moment_about_its_own_centre():
         exact = fmmsolve.direct(src, far, np.concatenate(
             [force, np.sum((src - c) * force, axis=1)[:, None]], axis=1))
         assert _rel(field[:, 3], exact[:, 3]) < 1e-6, (box, tree.levels[box])
+        assert _rel(field[:, :3], exact[:, :3]) < 1e-6, (box, tree.levels[box])
         checked += 1
     assert checked > 5
 
@@ -246,7 +245,7 @@ def test_sphere_drag_converges_to_stokes_law(monkeypatch, capsys):
 def test_sedimenting_cloud_falls_at_the_hadamard_rybczynski_speed(monkeypatch, capsys):
     rows = _example("sedimenting_cloud.py", monkeypatch)["main"]()
     for n, speed, closed_form, deviation, error in rows:
-        assert abs(deviation) < 2e-2 and error < 1e-6, (n, deviation, error)
+        assert abs(deviation) < 5e-3 and error < 1e-6, (n, deviation, error)
 
 
 def test_traction_on_a_sphere_around_a_point_force_balances_it():
@@ -265,7 +264,7 @@ def test_traction_on_a_sphere_around_a_point_force_balances_it():
     _, grad, p = A.evaluate(f, gradient=True, pressure=True)
     t = traction(p[1:], grad[1:], normals, MU)
     total = t.sum(axis=0) * 4 * np.pi * 1.5 ** 2 / 4000
-    assert np.linalg.norm(total + force[0]) < 1e-3 * np.linalg.norm(force)
+    assert np.linalg.norm(total + force[0]) < 1e-4 * np.linalg.norm(force)  # measured 1e-5
     assert traction(p[1:, None], grad[1:, None], normals, MU).shape == (4000, 1, 3)
     with pytest.raises(ValueError, match="must agree"):
         traction(p[1:], grad[1:, 0], normals, MU)

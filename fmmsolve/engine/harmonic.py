@@ -33,15 +33,13 @@ orders 4, 6, 8, against 2e-4, 2e-6, 4e-8) and each order costs nine times the tr
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from ..kernels import get_kernel, stresslet
 from ..operators import dense, moments, surfaces, translations
 from . import passes
 
-__all__ = ["evaluate", "base_kernel", "eps_margin", "EPS_MARGIN"]
+__all__ = ["evaluate", "source_offsets", "base_kernel", "eps_margin", "EPS_MARGIN"]
 
 #: The Laplace FMM is built for ``eps / EPS_MARGIN``: the velocity combines gradients of its
 #: potentials (measured in ``benchmarks/README.md``, "Stokes"). An FMM fit for stresslets
@@ -62,7 +60,17 @@ def base_kernel(kernel):
     return get_kernel(kernel.harmonic) if kernel.harmonic else kernel
 
 
-def evaluate(schedule, kernel, forces, gradient=False, pressure=False, timings=None,
+def source_offsets(schedule):
+    """Each source minus the centre of its leaf, (n_sources, 3) float64 in the caller's order:
+    the moments' arms, computed once per fit (:class:`~fmmsolve.FMMEngine` keeps them)."""
+    tree = schedule.fitted.tree
+    offsets = np.empty((tree.sources.shape[1], 3))
+    offsets[tree.source_perm] = translations.leaf_offsets(
+        tree.sources, tree.src_begin, tree.src_end, tree.leaves, schedule.centres).T
+    return offsets
+
+
+def evaluate(schedule, kernel, offsets, forces, gradient=False, pressure=False, timings=None,
              stresslets=None, normals=None):
     """Velocities (gradients, pressures) of the Stokeslet and the stresslet at the targets, in
     the caller's order, at viscosity 1.
@@ -73,6 +81,8 @@ def evaluate(schedule, kernel, forces, gradient=False, pressure=False, timings=N
         Of the Laplace FMM fitted for ``kernel`` (with ``dipoles=True`` for stresslets).
     kernel : Kernel
         The Stokes kernel (viscosity 1).
+    offsets : ndarray of shape (n_sources, 3), float64
+        :func:`source_offsets` of ``schedule``.
     forces : ndarray of shape (n_sources, 3 m), ``value_dtype``, C-contiguous, or None
         Column ``3 c + a`` holds component ``a`` of force column ``c``.
     gradient, pressure : bool
@@ -90,25 +100,15 @@ def evaluate(schedule, kernel, forces, gradient=False, pressure=False, timings=N
         ``grad[t, 3 c + a, d] = du_a / dy_d``.
     p : ndarray of shape (n_targets, m), or None
     """
-    times = {} if timings is None else timings
-    clock = [time.perf_counter()]
-
-    def lap(name):
-        now = time.perf_counter()
-        times[name] = times.get(name, 0.0) + now - clock[0]
-        clock[0] = now
-
+    lap = passes.stopwatch({} if timings is None else timings)
     fitted = schedule.fitted
-    tree, vdt, n_t = fitted.tree, fitted.value_dtype, fitted.n_targets
+    vdt, n_t = fitted.value_dtype, fitted.n_targets
     if stresslets is not None and not fitted.dipoles:
         raise ValueError("stresslets: this FMM was fit for forces only: fit it with "
                          "dipoles=True (the double layer needs a higher order to meet eps)")
-    n_s = tree.sources.shape[1]
+    n_s = len(offsets)
     m = forces.shape[1] // 3 if forces is not None else stresslets.shape[1]
-    # Laplace densities about each source's leaf centre (see the module docstring)
-    offsets = np.empty((n_s, 3))
-    offsets[tree.source_perm] = translations.leaf_offsets(
-        tree.sources, tree.src_begin, tree.src_end, tree.leaves, schedule.centres).T
+    # Laplace densities, their moments about each source's leaf centre (the module docstring)
     charges = dipoles = None
     if forces is not None:  # (f_x, f_y, f_z, (x - c) . f) per column
         f = forces.reshape(n_s, m, 3)

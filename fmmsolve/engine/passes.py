@@ -24,8 +24,8 @@ import numpy as np
 
 from ..operators import dense, m2l, moments, surfaces, translations
 
-__all__ = ["densities", "upward", "downward", "translate", "evaluate", "near_field",
-           "add_near_field", "to_caller_order"]
+__all__ = ["densities", "upward", "downward", "translate", "evaluate", "add_near_field",
+           "to_caller_order", "stopwatch"]
 
 _log = logging.getLogger("fmmsolve")
 
@@ -37,6 +37,19 @@ def _no_lap(name):
 def seconds(timings: dict) -> str:
     """``"tree 0.21, lists 0.06"``: a timings dict for a log line."""
     return ", ".join(f"{name} {seconds:.3f}" for name, seconds in timings.items())
+
+
+def stopwatch(times):
+    """The ``lap`` hook of the passes for the dict ``times``: ``lap(name)`` adds the seconds
+    since the previous lap (or since this call) to ``times[name]``."""
+    clock = [time.perf_counter()]
+
+    def lap(name):
+        now = time.perf_counter()
+        times[name] = times.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
+    return lap
 
 
 def densities(fitted, charges=None, dipoles=None, kernel=None):
@@ -120,9 +133,9 @@ def upward(schedule, sources, m, lap=None, shift=None):
     geometry = (schedule.centres, schedule.frames, schedule.half_widths, schedule.surface)
     with dense.single_threaded_blas():
         for passes, q in sources:
-            passes.points_to_surfaces(
+            passes.points_to_surfaces(  # each leaf about its own centre: nothing to move
                 schedule.sources, q, leaves, *schedule.p2m, tree.src_begin, tree.src_end,
-                *geometry, surfaces.UP_CHECK, fitted.wavenumber, check)
+                *geometry, surfaces.UP_CHECK, fitted.wavenumber, moments.NO_SHIFT, check)
         for rows, plan in schedule.p2m_groups:
             boxes = leaves[rows]  # zero so far: each leaf is in one group
             dense.add_products(multipole, boxes, check, rows, plan.uc2e_b, plan.uc2e_a,
@@ -173,14 +186,10 @@ def downward(schedule, sources, multipole, lap=None, extra=None, shift=None):
             check = np.zeros((len(boxes), m, n_e), vdt)
             geometry = (schedule.centres, schedule.frames, schedule.half_widths,
                         schedule.surface, surfaces.DOWN_CHECK, fitted.wavenumber)
-            for passes, q in sources:
-                if shift is None:
-                    passes.points_to_surfaces(schedule.sources, q, boxes, *schedule.x,
-                                              tree.src_begin, tree.src_end, *geometry, check)
-                else:  # each leaf's moments moved to the box's centre
-                    passes.points_to_surfaces_shifted(
-                        schedule.sources, q, boxes, *schedule.x, tree.src_begin, tree.src_end,
-                        *geometry, shift, check)
+            table = moments.NO_SHIFT if shift is None else shift
+            for passes, q in sources:  # each leaf's moments moved to the box's centre
+                passes.points_to_surfaces(schedule.sources, q, boxes, *schedule.x,
+                                          tree.src_begin, tree.src_end, *geometry, table, check)
             for rows, plan in schedule.p2l_groups:
                 b = boxes[rows]
                 dense.add_products(local, b, check, rows, plan.dc2e_b, plan.dc2e_a,
@@ -251,13 +260,7 @@ def evaluate(schedule, charges, gradient=False, dipoles=None, far_field=None, ti
 def _evaluate(schedule, charges, dipoles, gradient, far_field, times):
     fitted = schedule.fitted
     tree, k = fitted.tree, fitted.wavenumber
-    clock = [time.perf_counter()]
-
-    def lap(name):
-        now = time.perf_counter()
-        times[name] = times.get(name, 0.0) + now - clock[0]
-        clock[0] = now
-
+    lap = stopwatch(times)
     vdt, n_targets = fitted.value_dtype, fitted.n_targets
     sources, m = densities(fitted, charges, dipoles)
     rows = m * fitted.kernel.components  # the potentials' rows (C c + a: component a)
@@ -316,33 +319,3 @@ def to_caller_order(fitted, pot, grad):
         out_grad[perm] = grad.transpose(2, 0, 1)
     return out_pot, out_grad
 
-
-def near_field(schedule, kernel, charges, gradient=False):
-    """The near field (P2P over the schedule's near lists) of ``kernel``'s charges alone.
-
-    The schedule may be fitted for another kernel: only its tree and lists are used, so that
-    :mod:`fmmsolve.engine.harmonic` adds a kernel's own near field to the far field of the
-    Laplace sums it is made of.
-
-    Parameters
-    ----------
-    schedule : Schedule
-    kernel : Kernel
-        Of the schedule's value dtype.
-    charges : ndarray of shape (n_sources, m C), C-contiguous
-        In the caller's order, for a kernel of C components.
-    gradient : bool
-
-    Returns
-    -------
-    pot : ndarray of shape (n_targets, m C)
-    grad : ndarray of shape (n_targets, m C, 3), or None
-    """
-    fitted = schedule.fitted
-    with dense.single_threaded_blas():
-        sources, _ = densities(fitted, charges, kernel=kernel)
-        n_t = fitted.n_targets
-        pot = np.zeros((charges.shape[1], n_t), fitted.value_dtype)
-        grad = np.zeros((charges.shape[1], 3, n_t if gradient else 0), fitted.value_dtype)
-        add_near_field(schedule, sources, gradient, pot, grad)
-        return to_caller_order(fitted, pot, grad if gradient else None)

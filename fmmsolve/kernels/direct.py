@@ -180,7 +180,7 @@ def direct(sources, targets, charges=None, *, dipoles=None, kernel="laplace", wa
 
 def _with_stresslets(kern, sources, targets, forces, stresslets, normals, options):
     """:func:`direct` with stresslets: the forces' sums (if any) plus the stresslets'."""
-    if kern.name != STOKES.name or kern.key != STOKES.key:
+    if kern.key != STOKES.key:
         raise ValueError(f"stresslets: the {kern.name!r} kernel has no stresslet (the "
                          f"'stokes' kernel has)")
     if stresslets is None or normals is None:
@@ -196,9 +196,9 @@ def _with_stresslets(kern, sources, targets, forces, stresslets, normals, option
     tgt = src if targets is None else as_points(targets, "targets", real)
     n = len(src)
     s = as_densities(stresslets, n, "stresslets", real, 3)
-    nrm = as_points(normals, "normals", real) if np.shape(normals) == (n, 3) else None
-    if nrm is None:
+    if np.shape(normals) != (n, 3):
         raise ValueError(f"normals must have shape ({n}, 3), got {np.shape(normals)}")
+    nrm = as_points(normals, "normals", real)
     one_column = s.ndim == 2
     if forces is not None:
         shape = as_densities(forces, n, "charges", real, 3).shape

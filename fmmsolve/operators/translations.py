@@ -5,9 +5,7 @@ Three templates serve the five: :func:`points_to_surfaces` (P2M and P2L), whose 
 the leaves whose sources they see (P2M: the box itself), :func:`surfaces_to_targets` (L2P and
 M2P), whose leaves each list the boxes whose expansions they see (L2P: the one box the leaf
 takes its local expansion from), and :func:`near_field` (P2P). Each template is compiled once
-per kernel and precision, so a first run compiles three parallel functions, not five. A fourth,
-:func:`points_to_surfaces_shifted`, is P2L for expansions with moment columns
-(:mod:`fmmsolve.operators.moments`); it compiles only where it is called.
+per kernel and precision, so a first run compiles three parallel functions, not five.
 
 Every function is a ``prange`` over boxes or leaves. Each one calls the kernel's block
 functions (:mod:`fmmsolve.kernels._kernel`) through the module globals ``p2p`` and
@@ -102,46 +100,35 @@ def to_targets(p2p, p2p_gradient, gradient, sx, sy, sz, q, tgt, a, b, wavenumber
 
 
 def points_to_surfaces(src, charges, boxes, list_ptr, list_idx, src_begin, src_end, centres,
-                       frames, half_widths, surf, radius, wavenumber, out):
+                       frames, half_widths, surf, radius, wavenumber, shift, out):
     """P2M and P2L check step: ``out[i]`` (m, n_surface) += potential at box ``boxes[i]``'s
     surface of ``radius`` due to the sources of every leaf in its list
     ``list_idx[list_ptr[b]:list_ptr[b + 1]]``: the box itself for P2M
-    (:func:`singleton_lists`), its X list for P2L."""
+    (:func:`singleton_lists`), its X list for P2L.
+
+    ``shift`` is a shift table (:mod:`fmmsolve.operators.moments`; ``NO_SHIFT`` for most
+    kernels): its moment columns are about each leaf's centre in ``charges``, so each leaf's
+    potential is moved to the box's centre before it is added."""
     for i in prange(boxes.shape[0]):
         b = boxes[i]
         pts = box_surface(surf, centres, frames, half_widths, radius, b, b)
         check = _per_point(out[i], surf.shape[1])
+        moved = shift.shape[0] > 0
+        part = np.empty_like(check) if moved else check  # each leaf's own, to be moved
         for e in range(list_ptr[b], list_ptr[b + 1]):
             a = list_idx[e]
             s0, s1 = src_begin[a], src_end[a]
             s = _points_in_frame(src, s0, s1, frames, a, b)
-            p2p(s[0], s[1], s[2], leaf_densities(charges, s0, s1, src.shape[1]),
-                pts[0], pts[1], pts[2], wavenumber, check)
-
-
-def points_to_surfaces_shifted(src, charges, boxes, list_ptr, list_idx, src_begin, src_end,
-                               centres, frames, half_widths, surf, radius, wavenumber, shift,
-                               out):
-    """:func:`points_to_surfaces` for charges whose moment columns (the shift table ``shift``,
-    :mod:`fmmsolve.operators.moments`) are about the centre of their leaf: each leaf's
-    potential is moved to the centre of the box before it is added."""
-    for i in prange(boxes.shape[0]):
-        b = boxes[i]
-        pts = box_surface(surf, centres, frames, half_widths, radius, b, b)
-        check = _per_point(out[i], surf.shape[1])
-        part = np.empty_like(check)
-        for e in range(list_ptr[b], list_ptr[b + 1]):
-            a = list_idx[e]
-            s0, s1 = src_begin[a], src_end[a]
-            s = _points_in_frame(src, s0, s1, frames, a, b)
-            part[:] = 0
+            if moved:
+                part[:] = 0
             p2p(s[0], s[1], s[2], leaf_densities(charges, s0, s1, src.shape[1]),
                 pts[0], pts[1], pts[2], wavenumber, part)
-            shift_rows(part, 0, shift, centres[a, 0] - centres[b, 0],
-                       centres[a, 1] - centres[b, 1], centres[a, 2] - centres[b, 2])
-            for r in range(check.shape[0]):
-                for j in range(check.shape[1]):
-                    check[r, j] += part[r, j]
+            if moved:
+                shift_rows(part, 0, shift, centres[a, 0] - centres[b, 0],
+                           centres[a, 1] - centres[b, 1], centres[a, 2] - centres[b, 2])
+                for r in range(check.shape[0]):
+                    for j in range(check.shape[1]):
+                        check[r, j] += part[r, j]
 
 
 def surfaces_to_targets(gradient, tgt, leaves, list_ptr, list_idx, tgt_begin, tgt_end, centres,
@@ -175,7 +162,7 @@ def near_field(gradient, src, charges, tgt, leaves, u_ptr, u_idx, src_begin,
                         tgt_end[b], wavenumber, pot, grad)
 
 
-_TEMPLATES = (points_to_surfaces, points_to_surfaces_shifted, surfaces_to_targets, near_field)
+_TEMPLATES = (points_to_surfaces, surfaces_to_targets, near_field)
 
 
 @functools.lru_cache(maxsize=None)

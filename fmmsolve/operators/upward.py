@@ -142,12 +142,11 @@ class Upward:
             groups = []
             for children, parents, op in octant_groups(tree, boxes, plans[level - 1].m2m):
                 v = None
+                offset = centres[children[0]] - centres[parents[0]]
                 if self._on[level - 1]:
-                    offset = centres[children[0]] - centres[parents[0]]
                     z = offset + UP_EQUIV * half_widths[level] * plans[level].surface
                     v = np.asarray(weight(np.linalg.norm(z, axis=1), wavenumber)[0], self.dtype)
-                groups.append((children, parents, op, v,
-                               centres[children[0]] - centres[parents[0]]))
+                groups.append((children, parents, op, v, offset))
             self._m2m.append((level - 1, np.unique(tree.parent[boxes]), groups))
 
     def leaf_monopoles(self, sources, m):
