@@ -18,11 +18,12 @@ import numpy as np
 
 from ._config import MAX_DEPTH
 from ._validation import resolve_real_dtype
+from .accuracy import MAX_ORDER
 from .kernels import kernel_for_key
 from .engine.fitted import Fitted
 from .operators import surfaces
 from .operators.m2l import M2LData, STRATEGY_NAMES, get_strategy, transfer_vectors
-from .operators.plan import Plan
+from .operators.plan import FFT_M2L, Plan
 from .tree import InteractionLists, Octree
 from .tree.morton import decode_array
 
@@ -31,7 +32,8 @@ SHARED_TARGET_FIELDS = {"targets": "sources", "target_perm": "source_perm",
                          "tgt_begin": "src_begin", "tgt_end": "src_end"}
 
 # (dtype, shape) of every array field, in named dimensions: a name is bound by its first use,
-# "name+1" is one more. "value" is the engine's value dtype. A field without a rule is refused,
+# "name+1" is one more. "value" is the engine's value dtype, "complex" the complex dtype of its
+# precision. A field without a rule is refused,
 # so adding an array field to a record means adding its rule here.
 _I8, _F8, _VALUE = np.dtype(np.int64), np.dtype(np.float64), "value"
 TREE_RULES = {
@@ -100,7 +102,8 @@ def _values(names, group, groups, attrs, rules, dims, shared, value_dtype=None):
             require(name in arrays, f"missing array {group}/{name}")
             values[name] = value = arrays[name]
             dtype, shape = rules[name]
-            dtype = value_dtype if dtype is _VALUE else dtype
+            dtype = value_dtype if dtype == _VALUE else \
+                np.result_type(value_dtype, np.complex64) if dtype == "complex" else dtype
             require(isinstance(value, np.ndarray) and value.dtype == dtype,
                      f"{group}/{name} has dtype {getattr(value, 'dtype', type(value))}, "
                      f"expected {dtype}")
@@ -240,7 +243,9 @@ def state_of(fitted):
         value passed to the kernel), ``"engine.eps"``, ``"engine.dipoles"``,
         ``"engine.expansion_order"``, ``"engine.leaf_size"``,
         ``"engine.real_dtype"`` (``"float64"`` or ``"float32"``), ``"engine.radii"`` (the
-        surface radii the plan was computed for), and every other field of the records as
+        surface radii the plan was computed for), ``"engine.m2l"`` (the M2L strategy asked
+        for; a level's plan may use ``"fft"`` instead:
+        :func:`~fmmsolve.operators.plan.level_strategy`), and every other field of the records as
         ``"tree.<field>"``, ``"lists.<field>"``, ``"plan.<field>"`` or ``"plan_<l>.<field>"``
         (among them ``"plan.m2l_strategy"``, the name of the M2L strategy).
     """
@@ -250,7 +255,7 @@ def state_of(fitted):
              "engine.expansion_order": fitted.expansion_order,
              "engine.leaf_size": fitted.tree.leaf_size,
              "engine.real_dtype": fitted.real_dtype.name,
-             "engine.radii": radii()}
+             "engine.radii": radii(), "engine.m2l": fitted.m2l}
     groups = {}
     shared = SHARED_TARGET_FIELDS if fitted.tree.targets_are_sources else {}
     records = [("tree", fitted.tree), ("lists", fitted.lists)]
@@ -283,7 +288,8 @@ def restore(groups, attrs):
     dipoles = param(attrs, "engine.dipoles", bool) if "engine.dipoles" in attrs else False
     order = param(attrs, "engine.expansion_order", numbers.Integral)
     require(0 < eps < 1, f"engine.eps must be in (0, 1), got {eps!r}")
-    require(2 <= order <= 16, f"engine.expansion_order must be in [2, 16], got {order!r}")
+    require(2 <= order <= MAX_ORDER,
+            f"engine.expansion_order must be in [2, {MAX_ORDER}], got {order!r}")
     saved_radii = param(attrs, "engine.radii", tuple)
     require(saved_radii == radii(), f"the plan was computed for surface radii {saved_radii}, "
                                     f"but this fmmsolve uses {radii()}")
@@ -305,9 +311,15 @@ def restore(groups, attrs):
         plans[name] = plan_record(name, groups, attrs, dims, value_dtype)
         check_plan(plans[name], kernel.name, order, value_dtype)
     plans = tuple(plans[name] for name in names)
-    strategy = plans[0].m2l_strategy
-    require(all(p.m2l_strategy == strategy for p in plans),
-            "the plans of the levels have different M2L strategies")
+    # the strategy asked for (files before it was saved: the plans'); the levels of a wave
+    # kernel past FFT_ABOVE_KW use "fft" (operators.plan.level_strategy)
+    strategy = param(attrs, "engine.m2l", str) if "engine.m2l" in attrs \
+        else plans[0].m2l_strategy
+    require(strategy in STRATEGY_NAMES, f"engine.m2l {strategy!r} is not an M2L strategy of "
+                                        f"this fmmsolve")
+    require(all(p.m2l_strategy in {strategy, FFT_M2L} for p in plans),
+            f"the plans of the levels have M2L strategies "
+            f"{sorted({p.m2l_strategy for p in plans})}, not {strategy!r} (or 'fft')")
     # a level with V-list pairs needs M2L operators (levels 0 and 1 are saved without them)
     levels = tree.levels[np.repeat(np.arange(tree.n_boxes), np.diff(lists.v_indptr))]
     for level in np.unique(levels):
@@ -360,7 +372,8 @@ def check_layout(layout, attrs):
     kernel = saved_kernel(attrs)
     value_dtype = kernel.value_dtype(resolve_real_dtype(param(attrs, "engine.real_dtype", str)))
     order = param(attrs, "engine.expansion_order", numbers.Integral)
-    require(2 <= order <= 16, f"engine.expansion_order must be in [2, 16], got {order!r}")
+    require(2 <= order <= MAX_ORDER,
+            f"engine.expansion_order must be in [2, {MAX_ORDER}], got {order!r}")
     shared = SHARED_TARGET_FIELDS if param(attrs, "tree.targets_are_sources", bool) else {}
     tree = record(Octree, "tree", stand_ins, attrs, TREE_RULES, {}, shared)
     require(0 <= tree.depth <= MAX_DEPTH, f"tree/level_ptr has shape {tree.level_ptr.shape}, "

@@ -1,5 +1,5 @@
-"""What accuracy each expansion order reaches, measured: eps -> order, and the low-frequency
-range of oscillatory kernels.
+"""What accuracy each expansion order reaches, measured: eps -> order, and the frequency range of
+oscillatory kernels (the order that ``|k| w_2`` needs).
 
 The engine reads its numerical choices from here, so that the measured tables live apart from
 the code that runs the passes. Every number below was measured against the direct sum (the
@@ -13,7 +13,8 @@ import numpy as np
 from ._validation import check_positive_int
 
 __all__ = ["order_for_eps", "design_eps", "check_eps", "check_order", "max_kw2",
-           "FrequencyError", "check_frequency", "level_half_widths", "max_expansion_half_width",
+           "FrequencyError", "frequency_order", "max_frequency", "choose_order",
+           "FREQUENCY_MARGIN", "MAX_ORDER", "level_half_widths", "max_expansion_half_width",
            "COMPRESSION_MARGIN", "DIPOLE_MARGIN", "DECAY_WIDTH", "DEFAULT_EPS", "FLOAT32_MIN_EPS",
            "MIN_EPS"]
 
@@ -83,6 +84,85 @@ def max_kw2(expansion_order: int) -> float:
     return _MAX_KW2.get(int(expansion_order), min(_MAX_KW2.values()))
 
 
+# High frequencies: past max_kw2 of the eps's order, the frequency sets the order. Errors of the
+# orders _FREQUENCY_ORDERS at each tabulated |k| w_2 (Helmholtz, real k: no decay, the worst
+# case), measured by benchmarks/frequency_table.py: 20,000 points, a tree of depth 2 (the
+# level-2 translations carry the highest |k| w and most of the far field), eps 1e-9 (so the
+# compression is not what is measured; past FFT_ABOVE_KW the FFT M2L compresses nothing),
+# relative L2 error of the potential over 400 of the points, the worst of the unit cube and
+# the sphere surface. An eps gets the lowest order whose error at the smallest tabulated
+# |k| w_2 at or above the points' is FREQUENCY_MARGIN times below it; no order within the
+# table: refused. A row ends where the error fell below 1e-10 (the measurement stopped: the
+# higher orders are taken to reach that error too); None: not measured (never chosen). Orders
+# 17 to 20 and the row 30 were measured on the cube only (its errors were the larger ones at
+# order 16 in the rows 20 and 25: 5.2e-10 and 2.9e-7 against the sphere's 3.8e-10, 2.0e-7).
+_FREQUENCY_ORDERS = tuple(range(5, 21))
+#: Highest expansion order (the frequency rule's; eps alone asks at most 15).
+MAX_ORDER = _FREQUENCY_ORDERS[-1]
+_FREQUENCY_ERRORS = {  # orders 5 ... 20
+    3.5: (3.4e-05, 3.8e-06, 5.7e-07, 5.6e-08, 3.9e-08, 2.7e-09, 1.2e-09, 3.8e-11),
+    5.0: (2.0e-04, 1.1e-05, 8.0e-07, 1.6e-07, 5.3e-08, 5.7e-09, 2.1e-09, 1.3e-10, 1.4e-11),
+    7.5: (4.3e-03, 2.1e-04, 9.6e-06, 5.5e-07, 5.1e-08, 7.6e-09, 8.2e-09, 3.4e-10, 1.9e-11),
+    10.0: (5.7e-02, 6.5e-03, 2.1e-04, 1.8e-05, 5.3e-07, 4.6e-08, 2.7e-09, 6.9e-10, 1.2e-10,
+           9.6e-11),
+    12.5: (2.6e+00, 3.5e-02, 3.0e-03, 1.9e-04, 1.4e-05, 6.8e-07, 3.6e-08, 2.0e-09, 2.0e-10,
+           1.9e-11),
+    15.0: (2.2e+00, 3.9e-01, 2.6e-02, 2.1e-03, 2.3e-04, 1.3e-05, 1.0e-06, 4.6e-08, 2.7e-09,
+           1.5e-10, 1.4e-11),
+    20.0: (5.3e+00, 8.9e+00, 6.2e+00, 1.7e-01, 2.1e-02, 2.7e-03, 2.8e-04, 2.8e-05, 2.3e-06,
+           1.6e-07, 9.8e-09, 5.2e-10, 2.7e-11),
+    25.0: (1.4e+01, 1.8e+01, 1.4e+01, 5.7e+00, 5.1e+00, 1.1e-01, 2.3e-02, 2.4e-03, 4.5e-04,
+           3.4e-05, 5.1e-06, 2.9e-07, 3.2e-08, 1.6e-09, 1.3e-10, 5.1e-12),
+    30.0: (None,) * 11 + (6.0e-05, 7.8e-06, 6.3e-07, 6.7e-08, 4.3e-09),
+}
+#: The error of the chosen order is at least this factor below the design eps (as for
+#: :data:`_ORDERS`).
+FREQUENCY_MARGIN = 4.0
+
+
+def frequency_order(design: float, kw2: float):
+    """Lowest expansion order whose error (the measured table above) is
+    :data:`FREQUENCY_MARGIN` times below ``design`` at ``|k| w_2 = kw2``; None when no order
+    up to the highest measured reaches it, or ``kw2`` is beyond the table."""
+    row = next((errors for bound, errors in sorted(_FREQUENCY_ERRORS.items())
+                if kw2 <= bound * (1 + 1e-12)), None)
+    if row is None:
+        return None
+    row = row + row[-1:] * (len(_FREQUENCY_ORDERS) - len(row))  # see the table's comment
+    return next((order for order, error in zip(_FREQUENCY_ORDERS, row)
+                 if error is not None and error * FREQUENCY_MARGIN <= design), None)
+
+
+def max_frequency(design: float, order: int | None = None) -> float:
+    """Largest ``|k| w_2`` accepted at the design eps ``design``
+    (:func:`design_eps`): the largest tabulated one whose :func:`frequency_order` is at most
+    ``order`` (None: the highest measured), or :func:`max_kw2` of the eps's own order when
+    that is larger."""
+    order = _FREQUENCY_ORDERS[-1] if order is None else order
+    accepted = [bound for bound in _FREQUENCY_ERRORS
+                if (need := frequency_order(design, bound)) is not None and need <= order]
+    return max(accepted + [max_kw2(order)])
+
+
+def choose_order(kernel, wavenumber, edge, order, design, eps, explicit=False):
+    """The expansion order of an FMM of ``kernel`` whose root cube has edge ``edge``: ``order``
+    (from eps, or the user's), raised for an oscillatory kernel whose ``|k| w_2`` (``w_2 =
+    edge / 4``) is past :func:`max_kw2` of it to :func:`frequency_order` (not raised when
+    ``explicit``: the user's order must reach it). :class:`FrequencyError` beyond
+    :func:`max_frequency`."""
+    if not kernel.oscillatory:
+        return order
+    kw2 = abs(wavenumber) * edge / 4.0
+    if kw2 <= max_kw2(order):
+        return order
+    need = frequency_order(design, kw2)
+    if need is None or (explicit and need > order):
+        bound = max_frequency(design, order if explicit else None)
+        raise FrequencyError(kernel.name, wavenumber, eps, order, edge, bound=bound,
+                             highest=not explicit)
+    return max(order, need)
+
+
 def check_eps(eps, real_dtype) -> float:
     """``eps`` as a float, checked: a number in (0, 1), at least :data:`FLOAT32_MIN_EPS` in
     float32 (the lower bound of float64 is :func:`order_for_eps`'s). None is the default of
@@ -102,10 +182,11 @@ def check_eps(eps, real_dtype) -> float:
 
 
 def check_order(expansion_order) -> int:
-    """A user's ``expansion_order``, checked: an integer in [2, 16]."""
+    """A user's ``expansion_order``, checked: an integer in [2, :data:`MAX_ORDER`]."""
     order = check_positive_int(expansion_order, "expansion_order")
-    if not 2 <= order <= 16:
-        raise ValueError(f"expansion_order must be in [2, 16], got {expansion_order!r}")
+    if not 2 <= order <= MAX_ORDER:
+        raise ValueError(f"expansion_order must be in [2, {MAX_ORDER}], got "
+                         f"{expansion_order!r}")
     return order
 
 
@@ -141,7 +222,7 @@ def level_half_widths(tree):
 
 class FrequencyError(ValueError):
     """An oscillatory kernel's wavenumber too high for the root cube of the points
-    (:func:`check_frequency`). A ``ValueError``, with the numbers of the refusal as attributes.
+    (:func:`choose_order`). A ``ValueError``, with the numbers of the refusal as attributes.
 
     Attributes
     ----------
@@ -151,7 +232,10 @@ class FrequencyError(ValueError):
         The eps the user asked for.
     expansion_order : int
     bound : float
-        ``max_kw2(expansion_order)``.
+        The largest ``|k| w_2`` accepted: :func:`max_frequency` (or ``max_kw2`` of the order).
+    highest : bool
+        Whether the bound is the one of the highest order measured (the order was chosen
+        from eps), not of a user's ``expansion_order``.
     edge : float
         The root cube's edge (``w_2 = edge / 4``).
     max_wavenumber : float
@@ -160,10 +244,12 @@ class FrequencyError(ValueError):
         Largest root-cube edge accepted at this ``|k|``: ``4 bound / |k|``.
     """
 
-    def __init__(self, kernel, wavenumber, eps, expansion_order, edge, advice=None, asked=None):
+    def __init__(self, kernel, wavenumber, eps, expansion_order, edge, advice=None, asked=None,
+                 bound=None, highest=True):
         self.kernel, self.wavenumber, self.eps = kernel, wavenumber, eps
         self.expansion_order, self.edge = expansion_order, edge
-        self.bound = max_kw2(expansion_order)
+        self.bound = max_kw2(expansion_order) if bound is None else float(bound)
+        self.highest = highest
         self.max_wavenumber = 4.0 * self.bound / edge
         self.max_edge = 4.0 * self.bound / abs(wavenumber)
         super().__init__(self.message(advice, asked))
@@ -172,37 +258,28 @@ class FrequencyError(ValueError):
         """The refusal's text; ``asked`` replaces the "eps=..." phrase (a caller that fits for
         a tighter eps than its user asked for says so there), ``advice`` the last sentence."""
         k = abs(self.wavenumber)
-        asked = asked or f"eps={self.eps:g} (expansion order {self.expansion_order})"
-        advice = advice or ("use fmmsolve.direct (exact, O(N M)), a smaller domain or a smaller "
-                            "wavenumber")
+        asked = asked or (f"eps={self.eps:g}" if self.highest else
+                          f"eps={self.eps:g} (expansion order {self.expansion_order})")
+        advice = advice or ("use fmmsolve.direct (exact, O(N M)), a smaller domain, a smaller "
+                            "wavenumber or a larger eps")
+        reach = (f"its expansion order grows with |k| w_2 up to order {_FREQUENCY_ORDERS[-1]}, "
+                 f"measured to meet eps up to the bound above (fmmsolve.accuracy."
+                 f"max_frequency)" if self.highest else
+                 "a larger expansion_order (or None: chosen from eps and |k| w_2) reaches "
+                 "further")
         return (f"the {self.kernel!r} FMM at {asked} is accurate only while |k| w_2 <= "
                 f"{self.bound:g}, with w_2 a quarter of the root cube's edge; here |k| = {k:g} "
                 f"and the root cube around the points has edge {self.edge:g} (w_2 = "
                 f"{self.edge / 4:g}), so |k| w_2 = {k * self.edge / 4:g}. Accepted: |k| <= "
                 f"{_round_down(self.max_wavenumber):g} for these points, or a root cube of "
-                f"edge <= {_round_down(self.max_edge):g} at |k| = {k:g}. The low-frequency "
-                f"KIFMM does not reach higher frequencies: {advice}.")
+                f"edge <= {_round_down(self.max_edge):g} at |k| = {k:g}. {reach[0].upper()}"
+                f"{reach[1:]}: {advice}.")
 
 
 def _round_down(x: float) -> float:
     """``x`` rounded down to 3 significant digits (a bound quoted as accepted must be)."""
     unit = 10.0 ** (np.floor(np.log10(x)) - 2)
     return float(np.floor(x / unit * (1 + 1e-12)) * unit)
-
-
-def check_frequency(kernel, wavenumber, tree, order, eps):
-    """Refuse (:class:`FrequencyError`) an oscillatory kernel whose level-2 boxes are too
-    large for its wavenumber.
-
-    M2L, M2P and P2L act from level 2 down; the operators of a level are accurate while
-    ``|k| w`` stays below :func:`max_kw2` (``w`` the box width), and deeper boxes are smaller.
-    A tree of depth < 2 computes every interaction directly, at any wavenumber.
-    """
-    if not kernel.oscillatory or tree.depth < 2:
-        return
-    edge = 2.0 * float(tree.half_width)
-    if abs(wavenumber) * edge / 4.0 > max_kw2(order):
-        raise FrequencyError(kernel.name, wavenumber, eps, order, edge)
 
 
 # Targets away from the sources, with a kernel that decays as e^(-d r): an expansion is fit to

@@ -200,7 +200,8 @@ def _bempp_frequency_error(error, eps, from_order, expansion_order, n_sources, n
               f"operator evaluated far from the surface widens the cube: keep its points near "
               f"the surface, or give the potential operator alone assembler=\"dense\"")
     return FrequencyError(error.kernel, error.wavenumber, eps, error.expansion_order,
-                          error.edge, advice=advice, asked=asked)
+                          error.edge, advice=advice, asked=asked, bound=error.bound,
+                          highest=error.highest)
 
 
 class FmmInterface:

@@ -23,10 +23,12 @@ its Morton key relative to the root cube, searched in the sorted box keys level 
   through M2P when ``y`` is well separated from it (max-norm distance from C's centre >=
   ``SEPARATION`` = 3 half-widths, outside its upward check surface at 2.95) and, for a kernel
   that decays at the rate d, C is narrow enough for its multipole to hold relative to the
-  decaying field (d w <= ``DECAY_WIDTH``, :mod:`fmmsolve.accuracy`). Otherwise the traversal
-  recurses into C's children, and a leaf is summed directly. Points inside a closed surface
-  of sources (the interior of a sphere) fall into large empty boxes. Their cost is bounded by
-  the boxes near them, never a direct sum over all sources.
+  decaying field (d w <= ``DECAY_WIDTH``, :mod:`fmmsolve.accuracy`), and for an oscillatory
+  kernel no wider than a level-2 box (the expansion order was chosen for ``|k| w_2``,
+  :func:`~fmmsolve.accuracy.choose_order`; wider boxes' expansions miss eps). Otherwise
+  the traversal recurses into C's children, and a leaf is summed directly. Points inside a
+  closed surface of sources (the interior of a sphere) fall into large empty boxes. Their
+  cost is bounded by the boxes near them, never a direct sum over all sources.
 
 With a constant kernel and one charge column per source, the field counts how many times each
 source reaches each point; ``tests/test_field.py`` checks that every count is 1.
@@ -247,6 +249,8 @@ class FMMField:
         self.leaf_size, self.memory, self._dtype = leaf_size, memory, dtype
         self.value_dtype = fitted.value_dtype
         self._max_m2p_half_width = max_expansion_half_width(fitted.kernel, fitted.wavenumber)
+        if fitted.kernel.oscillatory:  # the order was chosen for |k| w_2 (accuracy.choose_order)
+            self._max_m2p_half_width = fitted.tree.half_width / 4.0
         t1 = time.perf_counter()
         columns = q.reshape(src.shape[0], -1)
         self._m = columns.shape[1]

@@ -73,7 +73,7 @@ def test_frequency_refusal_quotes_the_eps_asked_and_advises_dense(monkeypatch, e
     monkeypatch.setitem(fb._state, "options", {"eps": eps, "leaf_size": None, "memory": None})
     points = np.random.default_rng(0).random((3000, 3))
     with pytest.raises(fmmsolve.accuracy.FrequencyError) as info:
-        fb.FmmInterface(points, points, "helmholtz", 20.0 + 0j, expansion_order=5)
+        fb.FmmInterface(points, points, "helmholtz", 200.0 + 0j, expansion_order=5)
     text = str(info.value)
     assert asked in text and info.value.eps == (eps or 1e-4)
     assert "Accepted: |k| <= " in text and "root cube of edge <= " in text

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fmmsolve
-from fmmsolve.accuracy import FrequencyError
+from fmmsolve.accuracy import MAX_ORDER, FrequencyError, frequency_order, max_frequency
 from fmmsolve.fmm import FMMEngine, max_kw2, order_for_eps
 from fmmsolve.operators.plan import compute_plan
 from fmmsolve.testing import fibonacci_sphere, point_cloud, relative_l2_error
@@ -143,35 +143,58 @@ def test_plan_loader_keys_each_level_by_its_effective_wavenumber():
     assert engine.plans[0].rank == 0 and engine.plans[2].rank > 0
 
 
-def test_refuses_wavenumbers_beyond_the_low_frequency_range():
-    w2 = 2 * FMMEngine(CUBE, eps=1e-3).tree.half_width / 4
-    k = 1.01 * max_kw2(order_for_eps(1e-3)) / w2
-    with pytest.raises(ValueError, match=r"\|k\| w_2 <= .*\|k\| = .*w_2 = "):
+def test_refuses_wavenumbers_beyond_the_frequency_range():
+    edge = 2 * FMMEngine(CUBE, eps=1e-3).tree.half_width
+    k = 1.01 * max_frequency(1e-3) / (edge / 4)
+    with pytest.raises(FrequencyError, match=r"\|k\| w_2 <= .*\|k\| = .*w_2 = "):
         fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=k, eps=1e-3)
     with pytest.raises(ValueError, match=r"\|k\| w_2 = "):  # |k|, not Re k
         fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=1j * k, eps=1e-3)
+    with pytest.raises(FrequencyError, match=f"up to order {MAX_ORDER}"):
+        fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=k, eps=1e-3)
+
+
+def test_the_order_grows_with_the_frequency():
+    """Past max_kw2 of the eps's order, the order is the frequency table's; an explicit order
+    that does not reach the frequency is refused, naming what it reaches."""
+    edge = 2 * FMMEngine(CUBE, eps=1e-3).tree.half_width
+    for kw2 in (2.0, 5.0, 10.0, 20.0):
+        A = FMMEngine(CUBE, kernel="helmholtz", wavenumber=4 * kw2 / edge, eps=1e-3,
+                      expansion_order=None)
+        expected = order_for_eps(1e-3) if kw2 <= max_kw2(order_for_eps(1e-3)) \
+            else frequency_order(1e-3, kw2)
+        assert A.expansion_order == expected
+    assert frequency_order(1e-3, 5.0) < frequency_order(1e-3, 20.0) \
+        < frequency_order(1e-6, 20.0)
+    assert frequency_order(1e-6, 1e3) is None  # beyond the table
+    k = 4 * 10.0 / edge
+    with pytest.raises(FrequencyError, match=r"expansion order 5\).*A larger expansion_order") \
+            as info:
+        fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=k, eps=1e-3,
+                             expansion_order=5, memory=None)
+    assert info.value.bound == max_frequency(1e-3, 5) < 10.0
 
 
 def test_frequency_refusal_states_what_would_be_accepted():
-    edge = 2 * FMMEngine(CUBE, eps=1e-6).tree.half_width
-    k = 2 * max_kw2(order_for_eps(1e-6)) / (edge / 4)
+    edge = 2 * FMMEngine(CUBE, eps=1e-3).tree.half_width
+    bound = max_frequency(1e-3, 5)
+    k = 2 * bound / (edge / 4)
     with pytest.raises(FrequencyError) as info:
-        fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=k, eps=1e-6)
+        fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=k, eps=1e-3,
+                             expansion_order=5, memory=None)
     error = info.value
-    assert isinstance(error, ValueError) and error.eps == 1e-6
+    assert isinstance(error, ValueError) and error.eps == 1e-3
     assert error.max_wavenumber == pytest.approx(k / 2)
     assert error.max_edge == pytest.approx(edge / 2)
     text = str(error)
-    assert "eps=1e-06 (expansion order 7)" in text
+    assert "eps=0.001 (expansion order 5)" in text
     assert f"|k| <= {error.max_wavenumber:.3g}" in text  # 3 significant digits, rounded down
     assert "fmmsolve.direct" in text and "smaller domain" in text
-    # the largest |k| quoted is accepted (at eps 1e-3, whose plans are cheap; the refusal
-    # comes before any plan)
-    with pytest.raises(FrequencyError) as info:
-        fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=k, eps=1e-3)
-    quoted = float(str(info.value).split("Accepted: |k| <= ")[1].split()[0])
-    assert quoted <= info.value.max_wavenumber
-    fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=quoted, eps=1e-3)
+    # the largest |k| quoted is accepted
+    quoted = float(text.split("Accepted: |k| <= ")[1].split()[0])
+    assert quoted <= error.max_wavenumber
+    fmmsolve.FMMOperator(CUBE, kernel="helmholtz", wavenumber=quoted, eps=1e-3,
+                         expansion_order=5, memory=None)
 
 
 def test_max_kw2_takes_an_order():
@@ -231,3 +254,40 @@ def test_the_plain_fmm_misses_eps_on_far_targets(rng):
 def test_targets_among_the_sources_take_the_plain_fmm(kernel, k):
     engine = FMMEngine(CUBE, TARGETS, kernel=kernel, wavenumber=k, eps=1e-3)
     assert np.array_equal(engine.schedule.l2p_leaves, engine.schedule.target_leaves)
+
+
+@pytest.mark.parametrize("name, n, kd, eps", [
+    ("sphere", 8000, 30, 1e-3), ("uniform", 4000, 30, 1e-3), ("clusters", 4000, 30, 1e-3),
+    pytest.param("sphere", 8000, 30, 1e-6, marks=pytest.mark.slow),
+    pytest.param("uniform", 8000, 64, 1e-6, marks=pytest.mark.slow),
+    pytest.param("sphere", 20000, 100, 1e-3, marks=pytest.mark.slow)])
+def test_high_frequencies_meet_eps(name, n, kd, eps, rng):
+    """k D past the low-frequency range (D the points' extent, about the root's edge: |k| w_2
+    = k D / 4), real and lossy k: the order rises with the frequency, potentials meet eps and
+    gradients 10 eps."""
+    x = point_cloud(name, n, 11)
+    d = float(np.ptp(x, axis=0).max())
+    idx = rng.choice(n, 500, replace=False)
+    for k in (kd / d, kd / d * (1 + 0.1j)):
+        q = _charges("helmholtz", n, rng)
+        A = fmmsolve.FMMOperator(x, kernel="helmholtz", wavenumber=k, eps=eps, memory=None)
+        assert A.expansion_order > order_for_eps(eps)  # raised by the frequency
+        assert "fft" in {p.m2l_strategy for p in A.engine.plans[2:]}
+        pot, grad = A.evaluate(q, gradient=True)
+        exact, exact_grad = fmmsolve.direct(x, x[idx], q, kernel="helmholtz", wavenumber=k,
+                                            gradient=True)
+        assert relative_l2_error(pot[idx], exact) <= eps, (k, relative_l2_error(pot[idx], exact))
+        assert relative_l2_error(grad[idx], exact_grad) <= 10 * eps
+
+
+def test_field_far_from_the_sources_at_high_frequency(rng):
+    """A plot grid around a sphere of sources at k D = 30: the field takes multipoles from
+    boxes no wider than level 2's (the order was chosen for |k| w_2), never the root's."""
+    x = 0.5 * fibonacci_sphere(6000)
+    q = _charges("helmholtz", 6000, rng)
+    k = 30.0
+    field = fmmsolve.FMMField(x, q, kernel="helmholtz", wavenumber=k, eps=1e-3, memory=None)
+    g = np.linspace(-1.5, 1.5, 25)
+    y = np.stack(np.meshgrid(g, g, [0.0], indexing="ij"), axis=-1).reshape(-1, 3)
+    exact = fmmsolve.direct(x, y, q, kernel="helmholtz", wavenumber=k)
+    assert relative_l2_error(field.evaluate(y), exact) <= 1e-3

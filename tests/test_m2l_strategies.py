@@ -1,6 +1,7 @@
 """The M2L strategies (fmmsolve.operators.m2l) agree: the dense strategy's translations are the
 exact ones, the SVD strategy's compressed translations approximate them within their tolerance,
-and both give products within eps of the direct sum. A strategy's name keys the plan cache and
+the FFT strategy's equal them to rounding (more in test_m2l_fft.py), and all give products
+within eps of the direct sum. A strategy's name keys the plan cache and
 is recorded in saved files."""
 
 import os
@@ -28,8 +29,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 WAVE = [("laplace", None), ("helmholtz", 1.0 + 0.5j), ("modified_helmholtz", 2.0)]
 
 
-def test_the_registry_names_both_strategies():
-    assert m2l.STRATEGY_NAMES == ("svd", "dense") and m2l.DEFAULT == "svd"
+def test_the_registry_names_the_strategies():
+    assert m2l.STRATEGY_NAMES == ("svd", "dense", "fft") and m2l.DEFAULT == "svd"
     for name in m2l.STRATEGY_NAMES:
         strategy = m2l.get_strategy(name)
         assert strategy.NAME == name == strategy.Data.strategy
@@ -37,10 +38,10 @@ def test_the_registry_names_both_strategies():
             assert hasattr(strategy, attribute), (name, attribute)
 
 
-@pytest.mark.parametrize("bad", ["fft", "SVD", None, 3])
+@pytest.mark.parametrize("bad", ["FFT", "SVD", None, 3])
 def test_an_unknown_strategy_is_refused_naming_the_argument(bad):
     x = point_cloud("uniform", 200, seed=1)
-    with pytest.raises(ValueError, match=r"m2l must be one of 'svd', 'dense', got"):
+    with pytest.raises(ValueError, match=r"m2l must be one of 'svd', 'dense', 'fft', got"):
         fmmsolve.FMMOperator(x, m2l=bad, memory=None)
     with pytest.raises(ValueError, match="m2l must be one of"):
         compute_plan("laplace", 4, 1e-4, "<f8", m2l_strategy=bad)
@@ -118,7 +119,7 @@ def test_both_strategies_meet_eps_and_agree(kernel, k):
     eps = 1e-4
     exact, exact_grad = fmmsolve.direct(x, x, q, kernel=kernel, wavenumber=k, gradient=True)
     results = {}
-    for name in ("dense", "svd"):
+    for name in ("dense", "svd", "fft"):
         A = fmmsolve.FMMOperator(x, kernel=kernel, wavenumber=k, eps=eps, expansion_order=5,
                                  leaf_size=40, m2l=name, memory=None)
         assert A.m2l == name and all(p.m2l_strategy == name for p in A._engine.plans)
@@ -127,6 +128,9 @@ def test_both_strategies_meet_eps_and_agree(kernel, k):
         assert relative_l2_error(grad, exact_grad) <= 10 * eps, name
     assert relative_l2_error(results["svd"][0], results["dense"][0]) <= eps
     assert relative_l2_error(results["svd"][1], results["dense"][1]) <= 10 * eps
+    # the FFT computes the dense strategy's translations, to rounding
+    assert relative_l2_error(results["fft"][0], results["dense"][0]) <= 1e-10
+    assert relative_l2_error(results["fft"][1], results["dense"][1]) <= 1e-10
 
 
 def test_dense_products_in_float32_and_with_several_columns():
@@ -192,8 +196,8 @@ def test_a_saved_file_records_the_strategy(tmp_path, monkeypatch):
     assert loaded.m2l == "svd" and np.array_equal(loaded @ q, A @ q)
     # a strategy this fmmsolve does not know is refused by name
     with h5py.File(tmp_path / "svd.h5", "a") as f:
-        f.attrs["plan.m2l_strategy"] = "fft"
-    with pytest.raises(fmmsolve.io.OperatorFileError, match="'fft' is not an M2L strategy"):
+        f.attrs["plan.m2l_strategy"] = "fmm"
+    with pytest.raises(fmmsolve.io.OperatorFileError, match="'fmm' is not an M2L strategy"):
         fmmsolve.load(tmp_path / "svd.h5")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import calibration
 from .._validation import as_points, check_positive_int, resolve_real_dtype
-from ..accuracy import (COMPRESSION_MARGIN, check_eps, check_frequency, check_order, design_eps,
+from ..accuracy import (COMPRESSION_MARGIN, check_eps, check_order, choose_order, design_eps,
                         level_half_widths, order_for_eps)
 from ..kernels import Kernel, get_kernel
 from ..operators import surfaces
@@ -120,12 +120,14 @@ def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, d
         m2l="svd", eps_margin=1.0) -> Fitted:
     """Check the parameters and points, build the tree and lists, and load the plans.
 
-    Oscillatory kernels (``"helmholtz"``) are handled in the low-frequency range only: ``|k|``
-    times the width ``w_2`` of a level-2 box (a quarter of the root cube's edge) must not
-    exceed :func:`~fmmsolve.accuracy.max_kw2` (2.5 to 3.5, by expansion order; measured for
-    real k, and ``|k|`` is used for complex k). Beyond it the requested eps is not met, so a
-    ValueError is raised. The modified Helmholtz kernel meets eps up to ``k w_2 = 100`` with
-    targets among the sources.
+    Oscillatory kernels (``"helmholtz"``): past :func:`~fmmsolve.accuracy.max_kw2` of the
+    eps's order, the order grows with ``|k|`` times the width ``w_2`` of a level-2 box (a
+    quarter of the root cube's edge) by a measured table
+    (:func:`~fmmsolve.accuracy.choose_order`; ``|k|`` for complex k), up to
+    :func:`~fmmsolve.accuracy.max_frequency`; beyond it, or beyond what an explicit
+    ``expansion_order`` reaches, :class:`~fmmsolve.accuracy.FrequencyError` (a ValueError).
+    The modified Helmholtz kernel meets eps up to ``k w_2 = 100`` with targets among the
+    sources.
 
     Parameters
     ----------
@@ -192,14 +194,20 @@ def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, d
     if order is None:
         order = calibration.order_for_points(kernel, wavenumber, design, (src, tgt),
                                              plan_loader)
-    if leaf_size is None:
-        leaf_size = surfaces.default_leaf_size(order)
     t1 = time.perf_counter()
-    tree = build_octree(src, tgt, leaf_size=leaf_size, **(tree_options or {}))
+    tree_options = dict(tree_options or {})
+    tree = build_octree(src, tgt, leaf_size=leaf_size or surfaces.default_leaf_size(order),
+                        **tree_options)
+    if tree.depth >= 2:  # else every interaction is direct, exact at any frequency
+        raised = choose_order(kernel, wavenumber, 2.0 * tree.half_width, order, design, eps,
+                              explicit=expansion_order is not None)
+        if raised != order and leaf_size is None:  # the default leaf size follows the order
+            tree = build_octree(src, tgt, leaf_size=surfaces.default_leaf_size(raised),
+                                **tree_options)
+        order = raised
     t2 = time.perf_counter()
     lists = build_interaction_lists(tree)
     t3 = time.perf_counter()
-    check_frequency(kernel, wavenumber, tree, order, eps)
     plans = level_plans(kernel, wavenumber, order, COMPRESSION_MARGIN * design, value_dtype,
                         level_half_widths(tree), plan_loader, m2l)
     t4 = time.perf_counter()

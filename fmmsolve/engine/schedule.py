@@ -218,8 +218,8 @@ def bind(fitted: Fitted, *, narrow_far_field=True, min_depth=0) -> Schedule:
 
 def _m2l_passes(fitted, shared_plan):
     """The M2L passes of :attr:`Schedule.m2l_passes`: V-list pairs scheduled in cache-sized
-    chunks of targets (:mod:`fmmsolve.operators.m2l`)."""
-    tree, lists, plans, strategy = fitted.tree, fitted.lists, fitted.plans, fitted.m2l
+    chunks of targets (:mod:`fmmsolve.operators.m2l`), each level for its plan's strategy."""
+    tree, lists, plans = fitted.tree, fitted.lists, fitted.plans
     # One pass over all boxes with a shared plan, else one per level (its ranks differ).
     if shared_plan:
         ranges = [(0, tree.n_boxes, plans[0])]
@@ -230,5 +230,6 @@ def _m2l_passes(fitted, shared_plan):
     for lo, hi, plan in ranges:
         t, s, vec = m2l.v_list_pairs(lists.v_indptr, lists.v_indices, tree.anchors, lo, hi)
         if shared_plan or len(t):
-            passes.append((lo, hi, plan, m2l.schedule(t, s, vec, m2l.CHUNK_BOXES, strategy)))
+            passes.append((lo, hi, plan, m2l.schedule(t, s, vec, m2l.CHUNK_BOXES,
+                                                              plan.m2l_strategy)))
     return tuple(passes)

@@ -46,6 +46,14 @@ from .m2l.svd import characters
 from .surfaces import octant_offsets as _octant_offsets
 from .surfaces import octant_permutations as _octant_permutations
 
+#: Levels of an oscillatory kernel whose boxes have ``|k| w`` above this (``w`` the box edge)
+#: translate with the FFT strategy instead of the default SVD: there the frequency, not eps,
+#: sets the order, the SVD's ranks approach the surface's size and its compression costs
+#: about a minute per level at order 16, while the FFT's precomputation takes a second. 3.5 is
+#: the edge of the range the SVD served alone (:func:`fmmsolve.accuracy.max_kw2`).
+FFT_ABOVE_KW = 3.5
+FFT_M2L = "fft"
+
 __all__ = ["Plan", "compute_plan", "level_plans", "octant_operators", "transfer_vectors",
            "transfer_index"]
 
@@ -199,7 +207,8 @@ def level_plans(kernel, wavenumber, expansion_order, compression_tol, value_dtyp
     A scale-invariant kernel shares one plan among all levels. A kernel with a homogeneity law
     and a wavenumber gets, at level l, the reference plan at the wavenumber ``k h_l``; one
     without a law, the plan of boxes of half-width ``h_l`` (``scale=h_l``). Levels 0 and 1 have
-    no V list, so their plans skip the M2L operators.
+    no V list, so their plans skip the M2L operators. With the default strategy, the levels of
+    an oscillatory kernel beyond :data:`FFT_ABOVE_KW` use ``"fft"`` (:func:`level_strategy`).
 
     Parameters
     ----------
@@ -219,17 +228,37 @@ def level_plans(kernel, wavenumber, expansion_order, compression_tol, value_dtyp
     m2l_strategy : str
         Checked against the order here, before any plan is computed.
     """
-    check_strategy(m2l_strategy, expansion_order)
+    m2l_strategy = _checked_strategy(kernel, m2l_strategy, expansion_order)
     load = compute_plan if loader is None else loader
     args = (kernel.key, expansion_order, compression_tol, np.dtype(value_dtype).str)
     extra = {} if m2l_strategy == DEFAULT_M2L else {"m2l_strategy": m2l_strategy}
     if kernel.scale_invariant:
         return [load(*args, wavenumber, **extra)] * len(half_widths)
     if kernel.homogeneity is not None:
-        return [load(*args, wavenumber=wavenumber * h, m2l=level >= 2, **extra)
+        return [load(*args, wavenumber=wavenumber * h, m2l=level >= 2,
+                     **level_strategy(kernel, wavenumber, h, m2l_strategy, extra))
                 for level, h in enumerate(half_widths)]
     return [load(*args, wavenumber=wavenumber, m2l=level >= 2, scale=float(h), **extra)
             for level, h in enumerate(half_widths)]
+
+
+def level_strategy(kernel, wavenumber, half_width, m2l_strategy, extra):
+    """The ``m2l_strategy`` keyword of a level's plan: ``"fft"`` in place of the default for
+    the levels of an oscillatory kernel whose boxes are wider than :data:`FFT_ABOVE_KW` over
+    ``|k|``, else ``extra`` (the caller's choice)."""
+    if m2l_strategy == DEFAULT_M2L and kernel.oscillatory \
+            and abs(wavenumber) * 2.0 * half_width > FFT_ABOVE_KW:
+        return {"m2l_strategy": FFT_M2L}
+    return extra
+
+
+def _checked_strategy(kernel, m2l_strategy, order):
+    """``m2l_strategy``, checked against ``order``; for an oscillatory kernel with the default
+    strategy, orders past the SVD's limit (the frequency rule's) are the FFT's on every level."""
+    if m2l_strategy == DEFAULT_M2L and kernel.oscillatory \
+            and order > get_strategy(DEFAULT_M2L).MAX_ORDER:
+        return check_strategy(FFT_M2L, order)
+    return check_strategy(m2l_strategy, order)
 
 
 @functools.lru_cache(maxsize=16)
@@ -275,10 +304,47 @@ def compute_plan(kernel_name: str, expansion_order: int, compression_tol: float,
 def _compute_plan64(kernel_name, expansion_order, compression_tol, wavenumber, radii, m2l,
                     m2l_strategy, scale):
     # Hundreds of small factorisations: BLAS threads cost more in wake-ups than they save
-    # (4x slower on two cores when GEMM and LAPACK calls alternate).
+    # (4x slower on two cores when GEMM and LAPACK calls alternate). The high orders of high
+    # frequencies are a few large ones instead (n >= 1000 from order 14), which threads speed up.
+    if expansion_order >= THREADED_PLAN_ORDER:
+        return _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber,
+                                      radii, m2l, m2l_strategy, scale)
     with single_threaded_blas():  # the shared count: safe when fits run in several threads
         return _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber,
                                       radii, m2l, m2l_strategy, scale)
+
+
+#: Plans of this order and above are computed with BLAS's own threads.
+THREADED_PLAN_ORDER = 14
+
+
+@functools.lru_cache(maxsize=4)
+def _check_to_equivalent(kernel_name, order, wavenumber, radii):
+    """The upward and downward check-to-equivalent maps ``((uc2e_a, uc2e_b), (dc2e_a,
+    dc2e_b))`` of :func:`_pinv_factors` for the reference box at ``wavenumber``, from one SVD:
+    for a symmetric scalar kernel (G(x, y) = G(y, x)) and mirrored radii (downward check =
+    upward equivalent, downward equivalent = upward check) the downward matrix is the upward
+    one transposed, so its pseudo-inverse is the transpose of the upward one. Memoised, because
+    the plan of a tree level computes its children's downward map (for L2L) and the next
+    level's plan needs it again (a kernel with a homogeneity law and a wavenumber)."""
+    kernel = kernel_for_key(kernel_name)
+    surf = surfaces.surface(order)
+    up_equiv, up_check, down_equiv, down_check = radii
+    up = _pinv_factors(kernel.matrix(up_check * surf, up_equiv * surf, wavenumber))
+    if _mirrored(kernel, radii):
+        down = (np.ascontiguousarray(up[1].T), np.ascontiguousarray(up[0].T))
+    else:
+        down = _pinv_factors(kernel.matrix(down_check * surf, down_equiv * surf, wavenumber))
+    for a in (*up, *down):
+        a.flags.writeable = False  # shared by two plans
+    return up, down
+
+
+def _mirrored(kernel, radii):
+    """Whether the downward check-to-equivalent matrix is the upward one transposed."""
+    up_equiv, up_check, down_equiv, down_check = radii
+    return kernel.radial is not None and kernel.components == 1 \
+        and (down_check, down_equiv) == (up_equiv, up_check)
 
 
 def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenumber, radii,
@@ -293,14 +359,26 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
     up_equiv, up_check, down_equiv, down_check = radii
     surf = surfaces.surface(expansion_order)
 
-    uc2e_a, uc2e_b = _pinv_factors(mat(up_check * surf, up_equiv * surf))
-    dc2e_a, dc2e_b = _pinv_factors(mat(down_check * surf, down_equiv * surf))
+    by_level = (scale is None and not kernel.scale_invariant and kernel.homogeneity is not None
+                and wavenumber is not None)
+    if by_level:  # one SVD per level (see _check_to_equivalent)
+        (uc2e_a, uc2e_b), (dc2e_a, dc2e_b) = _check_to_equivalent(
+            kernel_name, expansion_order, wavenumber, radii)
+    else:
+        uc2e_a, uc2e_b = _pinv_factors(mat(up_check * surf, up_equiv * surf))
+        dc2e_a, dc2e_b = _pinv_factors(mat(down_check * surf, down_equiv * surf))
 
     # L2L ends in the child's downward check-to-equivalent map. For a scale-invariant kernel it
     # is the reference one times 0.5**degree; otherwise it is the map of a half-width-0.5 box at
-    # this plan's wavenumber (the next level's plan, seen in this level's frame).
+    # this plan's wavenumber (the next level's plan, seen in this level's frame): with a
+    # homogeneity law and a wavenumber, G_k(x / 2, y / 2) = 2**degree G_{k/2}(x, y), so it is
+    # 0.5**degree times the reference map at k / 2, the next level's own (memoised).
     if kernel.scale_invariant:
         child_a, child_b = dc2e_a, dc2e_b
+    elif by_level:
+        child_a, child_b = _check_to_equivalent(kernel_name, expansion_order, 0.5 * wavenumber,
+                                                radii)[1]
+        child_a = 0.5**degree * child_a
     else:
         child_a, child_b = _pinv_factors(mat(0.5 * down_check * surf, 0.5 * down_equiv * surf))
     off = _octant_offsets()[0] * 0.5  # children have half-width 0.5; the others by symmetry

@@ -5,8 +5,9 @@ The registry: :data:`STRATEGY_NAMES`, :data:`DEFAULT`, :func:`get_strategy` and
 :func:`check_strategy`. :func:`schedule` and :func:`apply` dispatch to a strategy; the engine
 calls only these two, and the plan (:mod:`fmmsolve.operators.plan`) calls its ``precompute``.
 
-What a strategy module provides (:mod:`.svd` is the production one, :mod:`.dense` the smallest
-example; ``docs/methods.md`` walks through adding one):
+What a strategy module provides (:mod:`.svd` is the production one, :mod:`.fft` serves the high
+orders of high frequencies, :mod:`.dense` is the smallest example; ``docs/methods.md`` walks
+through adding one):
 
 ``NAME`` : str
     Its registry name. It is part of every plan cache key and is stored in cache entries and
@@ -42,7 +43,7 @@ example; ``docs/methods.md`` walks through adding one):
 
 from __future__ import annotations
 
-from . import dense, svd
+from . import dense, fft, svd
 from .base import (CHUNK_BOXES, M2LData, M2LSchedule, transfer_index, transfer_vectors,
                    v_list_pairs)
 
@@ -50,7 +51,7 @@ __all__ = ["CHUNK_BOXES", "DEFAULT", "M2LData", "M2LSchedule", "STRATEGY_NAMES",
            "check_strategy", "get_strategy", "schedule", "transfer_index", "transfer_vectors",
            "v_list_pairs"]
 
-_STRATEGIES = {module.NAME: module for module in (svd, dense)}
+_STRATEGIES = {module.NAME: module for module in (svd, dense, fft)}
 #: Names of the registered strategies.
 STRATEGY_NAMES = tuple(_STRATEGIES)
 #: The strategy an engine uses unless told otherwise.

@@ -129,7 +129,8 @@ class M2LData:
         The strategy's registry name (:data:`fmmsolve.operators.m2l.STRATEGY_NAMES`).
     RULES : dict (class attribute)
         Field name -> ``(dtype, shape)`` for the checks of a saved file before it is read
-        (:mod:`fmmsolve._engine_state`): dtype ``"value"`` is the plan's value dtype; a shape
+        (:mod:`fmmsolve._engine_state`): dtype ``"value"`` is the plan's value dtype,
+        ``"complex"`` the complex dtype of its precision; a shape
         entry is an int or a named dimension, where ``"n"`` is the surface's point count,
         ``"vectors"`` is 316, ``"<name>+1"`` is one more than ``<name>`` and any other name is
         bound by its first use.
