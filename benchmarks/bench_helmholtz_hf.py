@@ -4,6 +4,7 @@ the matvec grows with k D at fixed points per wavelength.
     python benchmarks/bench_helmholtz_hf.py accuracy [--kd 1 10 30 64 100] [--eps 1e-3 1e-6 1e-9]
         [--max-kd-1e-9 30] [--distributions sphere cube clusters] [--json PATH]
     python benchmarks/bench_helmholtz_hf.py growth [--kd 8 16 32 64] [--ppw 10] [--eps 1e-6]
+    python benchmarks/bench_helmholtz_hf.py state [--n 200000] [--kd 100] [--eps 1e-6]
 
 ``D`` is the largest extent of the points' bounding box (the sphere's diameter, the cube's
 edge; about the root cube's edge, so ``|k| w_2 = k D / 4``). Distributions: ``sphere`` (its
@@ -15,6 +16,9 @@ cache) and one matvec, and the operator's bytes. A cell the rule refuses says so
 
 ``growth``: the sphere at ``--ppw`` points per wavelength for each k D: N, order, fit,
 matvec (median of 3) and error, to show how the cost grows with k D.
+
+``state``: the operator's bytes per tree level (check-to-equivalent maps, M2M and L2L, M2L
+data) on ``--n`` sphere points at one k D, with the fit's time.
 """
 
 import argparse
@@ -116,9 +120,39 @@ def growth(args):
               f"{fit:.1f} | {statistics.median(times):.2f} | {err:.1e} |", flush=True)
 
 
+def state(args):
+    print(f"machine: {machine()}")
+    x = point_cloud("sphere", args.n, 0)
+    kd = args.kd[0]
+    k = kd / float(np.ptp(x, axis=0).max())
+    t0 = time.perf_counter()
+    op = fmmsolve.FMMOperator(x, kernel="helmholtz", wavenumber=k, eps=args.eps[0], memory=None)
+    fit = time.perf_counter() - t0
+    engine = op._engine
+    tree = engine.tree
+    print(f"N {args.n}, k D {kd:g}, eps {args.eps[0]:g}: order {op.expansion_order}, depth "
+          f"{tree.depth}, fit {fit:.1f} s")
+    print("| level | \\|k\\| w | M2L | c2e MiB | M2M+L2L MiB | M2L MiB | total MiB |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    seen, total = set(), 0
+    mib = 2.0**-20
+    for level, plan in enumerate(engine.plans):
+        if id(plan) in seen:
+            continue
+        seen.add(id(plan))
+        c2e = sum(a.nbytes for a in (plan.uc2e_a, plan.uc2e_b, plan.dc2e_a, plan.dc2e_b))
+        ops = plan.m2m.nbytes + plan.l2l.nbytes
+        print(f"| {level} | {abs(k) * 2 * tree.half_width / 2**level:.3g} | "
+              f"{plan.m2l_strategy if plan.rank else '-'} | {c2e * mib:.0f} | {ops * mib:.0f} | "
+              f"{plan.m2l_data.nbytes * mib:.0f} | {plan.nbytes * mib:.0f} |")
+        total += plan.nbytes
+    print(f"plans in all: {total * mib:.0f} MiB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["accuracy", "growth"])
+    parser.add_argument("what", choices=["accuracy", "growth", "state"])
+    parser.add_argument("--n", type=int, default=200000)
     parser.add_argument("--kd", type=float, nargs="+", default=None)
     parser.add_argument("--eps", type=float, nargs="+", default=None)
     parser.add_argument("--max-kd-1e-9", type=float, default=30.0)
@@ -130,6 +164,10 @@ def main():
         args.kd = args.kd or [1, 10, 30, 64, 100]
         args.eps = args.eps or [1e-3, 1e-6, 1e-9]
         accuracy(args)
+    elif args.what == "state":
+        args.kd = args.kd or [100]
+        args.eps = args.eps or [1e-6]
+        state(args)
     else:
         args.kd = args.kd or [8, 16, 32, 64]
         args.eps = args.eps or [1e-6]

@@ -9,7 +9,8 @@ All codes sum the 3-D Laplace potential phi_i = sum_{j != i} q_j / (4 pi |x_i - 
 sources themselves, on the same points and charges (regenerated from ``--seed``). With
 ``--kernel helmholtz`` the sum is of exp(i k r) / (4 pi r) with complex charges (real and
 imaginary parts drawn as for real ones), ``k = kd / D`` for the diameter D of the points'
-bounding box; fmm3dpy runs ``hfmm3d(zk=k)`` (its kernel has the 1/(4 pi) too) and ferreus, a
+bounding box (its diagonal, or with ``--diameter extent`` its largest side); fmm3dpy runs
+``hfmm3d(zk=k)`` (its kernel has the 1/(4 pi) too) and ferreus, a
 Laplace code, is skipped. With ``--kernel stokes`` it is the Stokeslet velocity of random
 forces (3 per point) at viscosity 1, ``(f / r + r (r . f) / r^3) / (8 pi)``; fmm3dpy runs
 ``stfmm3d``, whose Stokeslet is the same (checked at the warm-up, as every convention is).
@@ -83,7 +84,9 @@ def kernel_options(args, x):
     """The kernel's keyword arguments for ``fmmsolve`` at the points ``x``: the Helmholtz
     wavenumber ``kd / D``, the Stokes viscosity 1."""
     if args.kernel == "helmholtz":
-        return {"wavenumber": args.kd / float(np.linalg.norm(x.max(axis=0) - x.min(axis=0)))}
+        extent = x.max(axis=0) - x.min(axis=0)
+        d = extent.max() if args.diameter == "extent" else np.linalg.norm(extent)
+        return {"wavenumber": args.kd / float(d)}
     return {"viscosity": 1.0} if args.kernel == "stokes" else {}
 
 
@@ -205,7 +208,7 @@ def run_worker(args, code, setting):
     """One worker subprocess; its result dict, or {"failed": reason}."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", code, "--setting", repr(setting)]
     for name in ("n", "distribution", "eps", "dtype", "rhs", "samples", "seed", "charges",
-                 "kernel", "kd"):
+                 "kernel", "kd", "diameter"):
         cmd += [f"--{name}", str(getattr(args, name))]
     env = dict(os.environ)
     if args.threads:
@@ -239,7 +242,10 @@ def main():
     parser.add_argument("--kernel", default="laplace",
                         choices=["laplace", "helmholtz", "stokes"])
     parser.add_argument("--kd", type=float, default=10.0,
-                        help="Helmholtz: k times the diameter of the points' bounding box")
+                        help="Helmholtz: k times the diameter D of the points' bounding box")
+    parser.add_argument("--diameter", default="diagonal", choices=["diagonal", "extent"],
+                        help="D: the box's diagonal, or its largest side (a sphere's diameter, "
+                             "about the root cube's edge: |k| w_2 = k D / 4)")
     parser.add_argument("--threads", type=int, default=None,
                         help="set NUMBA/OMP/RAYON_NUM_THREADS in the workers (default: theirs)")
     parser.add_argument("--json", help="also write the medians to this JSON file")
@@ -275,7 +281,8 @@ def main():
 
     ok = [r for row in rows if row[0] == "fmmsolve" for r in runs[row] if "failed" not in r]
     print(f"machine: {ok[0]['machine'] if ok else machine()}")
-    kernel = f"helmholtz k D = {args.kd:g}" if args.kernel == "helmholtz" else args.kernel
+    kernel = (f"helmholtz k D = {args.kd:g} (D the box's {args.diameter})"
+              if args.kernel == "helmholtz" else args.kernel)
     print(f"N {args.n:,}, {kernel}, {args.distribution}, {args.charges} charges, {args.rhs} rhs, "
           f"error at {len(idx)} targets, medians of {args.repeats} (alternating workers)")
     print()
