@@ -18,7 +18,8 @@ cache) and one matvec, and the operator's bytes. A cell the rule refuses says so
 matvec (median of 3) and error, to show how the cost grows with k D.
 
 ``state``: the operator's bytes per tree level (check-to-equivalent maps, M2M and L2L, M2L
-data) on ``--n`` sphere points at one k D, with the fit's time.
+data), and those of its tree, lists and schedule, on ``--n`` sphere points at one k D, with the
+fit's time (no disk cache: a new wavenumber) and a matvec's (median of 3).
 """
 
 import argparse
@@ -128,10 +129,18 @@ def state(args):
     t0 = time.perf_counter()
     op = fmmsolve.FMMOperator(x, kernel="helmholtz", wavenumber=k, eps=args.eps[0], memory=None)
     fit = time.perf_counter() - t0
+    q = np.random.default_rng(0).standard_normal(len(x)) + 0j
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        op @ q
+        times.append(time.perf_counter() - t)
+    matvec = statistics.median(times)
     engine = op._engine
     tree = engine.tree
     print(f"N {args.n}, k D {kd:g}, eps {args.eps[0]:g}: order {op.expansion_order}, depth "
-          f"{tree.depth}, fit {fit:.1f} s")
+          f"{tree.depth}, fit {fit:.1f} s, matvec {matvec:.2f} s (fit / matvec "
+          f"{fit / matvec:.1f})")
     print("| level | \\|k\\| w | M2L | c2e MiB | M2M+L2L MiB | M2L MiB | total MiB |")
     print("|---:|---:|---|---:|---:|---:|---:|")
     seen, total = set(), 0
@@ -146,7 +155,9 @@ def state(args):
               f"{plan.m2l_strategy if plan.rank else '-'} | {c2e * mib:.0f} | {ops * mib:.0f} | "
               f"{plan.m2l_data.nbytes * mib:.0f} | {plan.nbytes * mib:.0f} |")
         total += plan.nbytes
-    print(f"plans in all: {total * mib:.0f} MiB")
+    rest = tree.nbytes + engine.fitted.lists.nbytes + engine.schedule.nbytes
+    print(f"plans in all: {total * mib:.0f} MiB; tree, lists and schedule: {rest * mib:.0f} MiB; "
+          f"operator: {(total + rest) / 1e9:.2f} GB")
 
 
 def main():

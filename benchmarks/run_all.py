@@ -80,6 +80,25 @@ SUITE += [(f"Against fmm3dpy, Stokes, {where}", "bench_peers.py",
             "fmmsolve", "fmm3dpy", "--repeats", "1"])
           for where in ("cube", "sphere")]
 
+# Helmholtz at high frequencies (issue 22): the accuracy grid, the matvec's growth with k D at 30
+# points per wavelength (10^4 to 10^6 points: k D 12 to 118), the operator's bytes per level at k D
+# 100, and hfmm3d on 2 x 10^5 sphere points at equal or better achieved error: at k D 30 hfmm3d's
+# eps 1e-6 reaches 1.3e-8, which fmmsolve beats at eps 3e-8 (6e-10; 3.5e-8 at its eps 1e-6).
+SUITE += [("Helmholtz at high frequencies: accuracy", "bench_helmholtz_hf.py", ["accuracy"],
+           ["accuracy", "--kd", "1", "30", "--eps", "1e-3", "1e-6"]),
+          ("Helmholtz at high frequencies: growth with k D", "bench_helmholtz_hf.py",
+           ["growth", "--kd", "12", "24", "48", "96", "118", "--ppw", "30"],
+           ["growth", "--kd", "8", "16", "--ppw", "10"]),
+          ("Helmholtz at high frequencies: operator bytes per level", "bench_helmholtz_hf.py",
+           ["state", "--n", "200000", "--kd", "100"], ["state", "--n", "20000", "--kd", "30"])]
+SUITE += [(f"Against fmm3dpy, Helmholtz, sphere, k D = {kd} (D the extent)", "bench_peers.py",
+           ["--kernel", "helmholtz", "--kd", kd, "--diameter", "extent", "--distribution",
+            "sphere", "--n", "200000", "--eps", eps, "--fmm3d-eps", "1e-6", "--peers",
+            "fmmsolve", "fmm3dpy", "--repeats", "2"],
+           ["--n", "20000", "--kernel", "helmholtz", "--kd", kd, "--diameter", "extent",
+            "--distribution", "sphere", "--peers", "fmmsolve", "fmm3dpy", "--repeats", "1"])
+          for kd, eps in (("30", "3e-8"), ("100", "1e-6"))]
+
 
 def run(script, arguments):
     """Output of one script; stops the whole run if it fails."""

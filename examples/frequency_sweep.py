@@ -8,8 +8,10 @@ kernel ``exp(i k r) / (4 pi r)`` changes with k. Every wavenumber is new to the 
 fit builds the tree and computes the translation operators of every level at ``k h_l``
 (cached on disk afterwards, so a second sweep is cheaper). The table gives, per wavenumber, the
 fit and one product's time and the relative L2 error of the product against the direct sum at
-sampled targets; the last line the whole sweep's time. The sweep stays in the FMM's
-low-frequency range (k D up to 10 here: ``|k| w_2 <= 2.5`` with ``w_2 = D / 4``).
+sampled targets; the last line the whole sweep's time. The sweep stays where the expansion
+order is eps's own (k D up to 10 here: ``|k| w_2 <= 2.5`` with ``w_2 = D / 4``); past it the
+order grows with the frequency, up to k D of about 100 (the user guide's "Wave kernels", and
+``examples/sphere_scattering_high_frequency.py``).
 
 Run ``python examples/frequency_sweep.py``; set ``FMMSOLVE_EXAMPLE_SIZE=small`` for a quick
 run (fewer points and wavenumbers).

@@ -26,10 +26,8 @@ import numpy as np
 from .kernels import kernel_for_key
 from .operators import surfaces
 from .operators.m2l import get_strategy
-from .operators.plan import Plan, octant_operators
+from .operators.plan import Plan
 
-# Stored for octant 0 only: the other 7 are its reflections (plan.octant_operators).
-_BY_SYMMETRY = ("m2m", "l2l")
 
 # Bytes left free beyond an entry's arrays (pickle framing; other writers on the same disk).
 _HEADROOM = 2**20
@@ -52,8 +50,7 @@ def _payload(key, plan: Plan) -> dict:
     octant 0 only; the M2L strategy's by their stored names), their checksum."""
     fields = dict(vars(plan))
     m2l_arrays = fields.pop("m2l_data").arrays()
-    arrays = {k: v[:1] if k in _BY_SYMMETRY else v
-              for k, v in fields.items() if isinstance(v, np.ndarray)}
+    arrays = {k: v for k, v in fields.items() if isinstance(v, np.ndarray)}
     arrays.update(m2l_arrays)
     values = {k: v for k, v in fields.items() if not isinstance(v, np.ndarray)}
     return {"key": key, "arrays": arrays, "values": values,
@@ -73,7 +70,7 @@ def _inconsistency(plan: Plan, key, components=1) -> str | None:
     if not np.array_equal(plan.surface, surfaces.surface(order)):
         return f"a surface of shape {plan.surface.shape} that is not the order-{order} one"
     shapes = {"uc2e_a": (n, None), "uc2e_b": (None, n), "dc2e_a": (n, None),
-              "dc2e_b": (None, n), "m2m": (8, n, n), "l2l": (8, n, n)}
+              "dc2e_b": (None, n), "m2m": (1, n, n), "l2l": (1, n, n)}
     for name, shape in shapes.items():
         a = getattr(plan, name)
         if a.dtype != np.dtype(dtype) or a.ndim != len(shape) or any(
@@ -85,16 +82,6 @@ def _inconsistency(plan: Plan, key, components=1) -> str | None:
     if (plan.rank == 0) != (variant == "no-m2l"):
         return f"M2L rank {plan.rank} in a plan with variant {variant!r}"
     return None
-
-
-def _all_octants(arrays: dict, order, parities) -> dict:
-    """``arrays`` with M2M and L2L for the 8 octants (of a kernel of those ``parities``); as
-    they are if their shape is wrong (:func:`_inconsistency` then says so)."""
-    try:
-        return {**arrays, **{k: octant_operators(arrays[k], order, parities)
-                             for k in _BY_SYMMETRY}}
-    except ValueError:
-        return arrays
 
 
 def _read_entry(path: pathlib.Path, key) -> tuple[Plan | None, str | None]:
@@ -116,8 +103,7 @@ def _read_entry(path: pathlib.Path, key) -> tuple[Plan | None, str | None]:
         data = get_strategy(values["m2l_strategy"]).Data.from_arrays(arrays)
         own = {k: v for k, v in arrays.items() if k not in data.arrays()}
         kernel = kernel_for_key(f"{key[0]}-{key[-1][:16]}")  # key: name first, digest last
-        plan = Plan(**_all_octants(own, values["expansion_order"], kernel.parities), **values,
-                    m2l_data=data)
+        plan = Plan(**own, **values, m2l_data=data)
         why = _inconsistency(plan, key, kernel.components)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         return None, f"is damaged ({type(exc).__name__}: {exc})"

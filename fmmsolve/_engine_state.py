@@ -53,8 +53,11 @@ PLAN_RULES = {
     "surface": (_F8, ("points", 3)),
     "uc2e_a": (_VALUE, ("n", "r_up")), "uc2e_b": (_VALUE, ("r_up", "n")),
     "dc2e_a": (_VALUE, ("n", "r_down")), "dc2e_b": (_VALUE, ("r_down", "n")),
-    "m2m": (_VALUE, (8, "n", "n")), "l2l": (_VALUE, (8, "n", "n")),
+    "m2m": (_VALUE, ("octants", "n", "n")), "l2l": (_VALUE, ("octants", "n", "n")),
 }
+# M2M and L2L: octant 0's (the others are its reflections, plan.reflection); files of format 1
+# hold all 8, of which octant 0's is read.
+STORED_OCTANTS = (1, 8)
 
 
 def radii():
@@ -143,6 +146,9 @@ def plan_record(group, groups, attrs, dims, value_dtype):
     values = _values(names + list(data_cls.stored_rules()), group, groups, attrs, rules, dims,
                      {}, value_dtype)
     data = data_cls.from_arrays(values)
+    require(dims["octants"] in STORED_OCTANTS,
+            f"{group}/m2m and l2l hold {dims['octants']} octants, not one of {STORED_OCTANTS}")
+    values.update({k: values[k][:1] for k in ("m2m", "l2l")})
     return Plan(**{k: values[k] for k in names}, m2l_strategy=name, m2l_data=data)
 
 

@@ -30,10 +30,10 @@ Conventions fixed here:
    (:func:`eps_for_order`: 4 -> 1e-3, 5 -> 1e-4, 6 -> 1e-5, 7 -> 1e-6). bempp-cl's ``depth``
    and ``ncrit`` (exafmm-t's tree) and ``precision`` are ignored: fmmsolve picks its own tree,
    and works in float64 whatever the precision, as the exafmm-t interface does.
-4. The Helmholtz FMM is a low-frequency method: fmmsolve refuses (``ValueError``) a wavenumber
-   with ``|k| w_2`` above a bound of 2.5 to 3.5 by the accuracy asked, ``w_2`` a quarter of
-   the bounding cube's edge (``|k| <= 5`` on the unit sphere at ``enable(eps=1e-6)``, 7 at
-   bempp-cl's default; the table in ``docs/bempp.md``). That error reaches the caller of
+4. The Helmholtz FMM raises its order with the frequency and refuses (``ValueError``) a wavenumber
+   with ``|k| w_2`` above :func:`fmmsolve.accuracy.max_frequency` of the accuracy asked (25 to 30),
+   ``w_2`` a quarter of the bounding cube's edge (``|k| <= 60`` on the unit sphere at
+   ``enable(eps=1e-6)``; the table in ``docs/bempp.md``). That error reaches the caller of
    ``weak_form()`` (for a boundary operator) or of the potential operator's constructor (bempp-cl
    fits its FMM there), retold in bempp-cl's terms: the eps given to :func:`enable` (or read from
    the expansion order), the margin apart, and ``assembler="dense"`` as the remedy.

@@ -20,7 +20,7 @@ kernel without one (its accuracy depends on the box sizes), with the half-width 
 two significant digits so that fits of about one size share a measurement.
 
 What a KIFMM can expand: Green's functions of constant-coefficient elliptic PDEs (Laplace,
-Yukawa, low-frequency Helmholtz, their constant multiples), smooth away from r = 0. For anything
+Yukawa, Helmholtz, their constant multiples), smooth away from r = 0. For anything
 else (a kernel with a discontinuity, or one that oscillates too fast for the boxes) the
 calibration reaches no order up to :data:`MAX_ORDER` and :class:`CalibrationError` says so.
 """

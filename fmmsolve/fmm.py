@@ -37,11 +37,14 @@ def _of_fitted(name, doc):
 class FMMEngine:
     """A fitted FMM for fixed sources and targets.
 
-    Oscillatory kernels (``"helmholtz"``) are handled in the low-frequency range only: ``|k|``
-    times the width ``w_2`` of a level-2 box (a quarter of the root cube's edge) must not
-    exceed :func:`max_kw2` (2.5 to 3.5, by expansion order; measured for real k, and ``|k|``
-    is used for complex k). Beyond it the requested eps is not met, so the constructor raises
-    ValueError. The modified Helmholtz kernel meets eps up to ``k w_2 = 100`` with targets among
+    Oscillatory kernels (``"helmholtz"``): past :func:`max_kw2` of the eps's order (2.5 to
+    3.5), the expansion order grows with ``|k|`` times the width ``w_2`` of a level-2 box (a
+    quarter of the root cube's edge) by a measured table
+    (:func:`~fmmsolve.accuracy.choose_order`; ``|k|`` for complex k), and the wide levels use
+    the FFT M2L. Beyond :func:`~fmmsolve.accuracy.max_frequency` of the eps (``|k| w_2`` of
+    25 to 30: k D of 100 to 120 for a domain of diameter D) the requested eps is not met, so
+    the constructor raises a :class:`~fmmsolve.accuracy.FrequencyError` (a ValueError). The
+    modified Helmholtz kernel meets eps up to ``k w_2 = 100`` with targets among
     the sources. With a kernel that decays, targets away from the sources take their far field
     from boxes narrow enough for the decay (see ``narrow_far_field``). A kernel with a harmonic
     form (Stokes) is fitted as the Laplace FMM it is made of (:mod:`fmmsolve.engine.harmonic`):

@@ -41,8 +41,8 @@ from .io import write_groups
 __all__ = ["FMMOperator", "FORMAT_VERSION"]
 
 #: Version of the HDF5 layout ``FMMOperator.save`` writes; :func:`fmmsolve.load` reads it and
-#: older ones.
-FORMAT_VERSION = 1
+#: older ones. 2: the plans' M2M and L2L hold octant 0's operator only (1 held all 8).
+FORMAT_VERSION = 2
 _FILE_KIND = "fmmsolve.FMMOperator"
 
 

@@ -437,12 +437,13 @@ def _shorten(name):
     return edit
 
 
-def _set(name, change):
+def _set(name, change, value=None):
+    """Edit ``name`` in place by ``change``, or replace it by ``value``."""
     def edit(f):
-        value = f[name][()]
-        change(value)
+        new = f[name][()] if value is None else value
+        change(new)
         del f[name]
-        f[name] = value
+        f[name] = new
     return edit
 
 
@@ -471,7 +472,10 @@ EDITS = {
     "shortened permutation": (_shorten("tree/source_perm"), "tree/source_perm has shape"),
     "shortened tree keys": (_shorten("tree/keys"), "has shape"),
     "shortened list": (_shorten("lists/v_indices"), "lists/v_indptr is not a CSR"),
-    "shortened plan": (_shorten("plan/m2m"), "plan/m2m has shape (7, 218, 218)"),
+    "shortened plan": (_shorten("plan/l2l"), "plan/l2l has shape (0, 218, 218)"),
+    "four octants": (lambda f: [_set(name, lambda a: None, np.zeros((4, 218, 218)))(f)
+                                for name in ("plan/m2m", "plan/l2l")],
+                     "hold 4 octants, not one of (1, 8)"),
     "plan of another order": (_attr("plan.expansion_order", 5), "order"),
     "not a permutation": (_set("tree/source_perm", _swap_first), "not a permutation"),
     "point ranges": (_set("tree/src_end", lambda a: a.__setitem__(-1, a[-1] + 1)),
@@ -551,8 +555,8 @@ def _never_written(f, folder):
 def _chunks_missing(f, folder):
     value = f["plan/m2m"][()]
     _replace_dataset("plan/m2m", shape=value.shape, dtype=value.dtype,
-                     chunks=(1,) + value.shape[1:])(f)
-    f["plan/m2m"][:-1] = value[:-1]
+                     chunks=(1, 1, value.shape[2]))(f)
+    f["plan/m2m"][:, :-1] = value[:, :-1]
 
 
 def _external(f, folder):
@@ -574,9 +578,9 @@ def _virtual(f, folder):
 
 MISSING = {
     "never written": (_never_written,
-                      f"dataset 'plan/m2m' of shape (8, 56, 56) stores 0 of its {8 * 56**2 * 8}"),
+                      f"dataset 'plan/m2m' of shape (1, 56, 56) stores 0 of its {56**2 * 8}"),
     "chunks missing": (_chunks_missing,
-                       "dataset 'plan/m2m' of shape (8, 56, 56) stores 7 of its 8 chunks"),
+                       "dataset 'plan/m2m' of shape (1, 56, 56) stores 55 of its 56 chunks"),
     "external": (_external, "dataset 'tree/keys' keeps its data outside the file"),
     "virtual": (_virtual, "dataset 'tree/keys' keeps its data outside the file"),
 }
@@ -588,7 +592,7 @@ def test_data_missing_from_the_file_is_refused(small, tmp_path, case):
     path = tmp_path / "crafted.h5"
     shutil.copy(small["square"][1], path)
     with h5py.File(path, "a") as f:
-        assert f["plan/m2m"].shape == (8, 56, 56)  # expansion order 4 at eps 1e-3
+        assert f["plan/m2m"].shape == (1, 56, 56)  # expansion order 4 at eps 1e-3
         edit(f, tmp_path)
     with _raises_naming(path, message):
         fmmsolve.load(path)
@@ -644,7 +648,8 @@ def test_check_layout_sees_every_shape_before_any_read(small, monkeypatch):
     monkeypatch.setattr(h5py.Dataset, "__getitem__", no_reading)
     path = small["square"][1]
     with _raises_naming(path, "the shapes do not fit"):
-        read_groups(path, kind="fmmsolve.FMMOperator", format_version=1, check_layout=refuse)
+        read_groups(path, kind="fmmsolve.FMMOperator",
+                    format_version=fmmsolve.linear_operator.FORMAT_VERSION, check_layout=refuse)
     assert seen[0]["tree"]["source_perm"] == (np.dtype(np.int64), (300,))
     assert set(seen[0]) == {"tree", "lists", "plan"}
 
@@ -692,3 +697,22 @@ def test_error_names_path_and_pickles():
     assert str(err) == "cannot read '/data/op.h5': holds nothing"
     copy = pickle.loads(pickle.dumps(err))
     assert (copy.path, copy.problem, str(copy)) == (err.path, err.problem, str(err))
+
+
+def test_format_1_files_with_eight_octants_load(saved, tmp_path, rng):
+    # Format 1 stored the M2M and L2L of all 8 octants; format 2 octant 0's (the others are
+    # its reflections). A format-1 file loads, and gives the same products.
+    op, path = saved["square"]
+    old = tmp_path / "format1.h5"
+    shutil.copy(path, old)
+    with h5py.File(old, "a") as f:
+        assert f["plan/m2m"].shape == f["plan/l2l"].shape == (1, 218, 218)
+        for name in ("plan/m2m", "plan/l2l"):
+            value = fmmsolve.operators.plan.octant_operators(f[name][()], op.expansion_order)
+            del f[name]
+            f[name] = value
+        f.attrs["fmmsolve_format_version"] = 1
+    loaded = fmmsolve.load(old)
+    assert loaded._engine.plans[0].m2m.shape == (1, 218, 218)
+    q = rng.standard_normal(N)
+    np.testing.assert_array_equal(loaded @ q, op @ q)

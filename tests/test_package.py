@@ -122,7 +122,8 @@ def test_demo_rejects_bad_arguments_in_one_line(args, message):
 
 
 # Examples that need an optional extra, with the module they import: skipped without it.
-OPTIONAL_EXAMPLES = {"sphere_scattering.py": "bempp_cl"}
+OPTIONAL_EXAMPLES = {"sphere_scattering.py": "bempp_cl",
+                     "sphere_scattering_high_frequency.py": "bempp_cl"}
 
 
 # Run as scripts in the slow tier: user_kernel.py compiles its own kernel's passes (20 s

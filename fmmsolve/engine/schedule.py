@@ -72,9 +72,10 @@ class Schedule:
         plan of their level.
     m2m : Upward
         M2M up to the root, with exact monopoles (:mod:`fmmsolve.operators.upward`).
-    l2l_groups : tuple of (children, parents, matrix)
-        L2L, shallowest level first from level 3, by octant: int64 box arrays and the
-        (n_surface, n_surface) ``value_dtype`` matrix of the parents' plan.
+    l2l_groups : tuple of (children, parents, matrix, reflection)
+        L2L, shallowest level first from level 3, by octant: int64 box arrays, octant 0's
+        (n, n) ``value_dtype`` L2L of the parents' plan and the octant's reflection
+        (:func:`~fmmsolve.operators.plan.reflection`).
     m2l_passes : tuple of (lo, hi, Plan, M2L schedule)
         One M2L pass over boxes ``lo:hi`` with their plan (one pass over every box when all
         levels share a plan, else one per level), its V-list pairs counted from ``lo``
@@ -199,7 +200,9 @@ def bind(fitted: Fitted, *, narrow_far_field=True, min_depth=0) -> Schedule:
     l2l_groups = []
     for level in range(3, tree.depth + 1):
         boxes = np.arange(tree.level_ptr[level], tree.level_ptr[level + 1])
-        l2l_groups += octant_groups(tree, boxes[has_tgt[boxes]], plans[level - 1].l2l)
+        plan = plans[level - 1]
+        l2l_groups += octant_groups(tree, boxes[has_tgt[boxes]], plan.l2l, plan.expansion_order,
+                                    fitted.kernel.parities)
 
     return Schedule(
         fitted=fitted, narrow_far_field=bool(narrow_far_field), min_depth=int(min_depth),

@@ -73,9 +73,9 @@ class Kernel:
         ``r2 == 0``. The dipole block functions (:mod:`fmmsolve.kernels.dipole`) are built on
         it.
     oscillatory : bool
-        Whether G oscillates with the wavenumber (Helmholtz). The FMM of such a kernel is a
-        low-frequency method: it refuses ``|k|`` times the width of a level-2 box beyond the
-        bound it is measured to meet (:func:`fmmsolve.accuracy.max_kw2`).
+        Whether G oscillates with the wavenumber (Helmholtz). The FMM of such a kernel raises
+        its expansion order with ``|k|`` times the width of a level-2 box and refuses it
+        beyond the bound it is measured to meet (:func:`fmmsolve.accuracy.max_frequency`).
     decay : callable
         ``decay(k) -> float``: the rate d >= 0 of the exponential decay of ``|G| r``, e^(-d r)
         (k for modified Helmholtz, Im k for Helmholtz, 0 for Laplace). The FMM reaches targets

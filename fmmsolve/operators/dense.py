@@ -128,7 +128,7 @@ def rmul(x, op):
     return out.reshape(n, m, op.shape[0])
 
 
-def add_products(out, out_rows, x, x_rows, first, second=None, scale=None):
+def add_products(out, out_rows, x, x_rows, first, second=None, scale=None, reflect=None):
     """``out[out_rows[i]] += scale[i] * x[x_rows[i]] @ first.T @ second.T``, in place.
 
     The fused form of ``out[out_rows] += scale * rmul(rmul(x[x_rows], first), second)``: the
@@ -147,6 +147,11 @@ def add_products(out, out_rows, x, x_rows, first, second=None, scale=None):
         The same dtype as ``x``.
     scale : ndarray of shape (n,) or None
         A factor per row (``out``'s dtype), or none.
+    reflect : (perm, sign) or None
+        Multiply by the reflection of ``first`` instead (``second`` None, ``k == j``):
+        ``first[perm][:, perm]``, times ``sign[i] sign[j]`` unless ``sign`` is None
+        (:func:`fmmsolve.operators.plan.reflection`), without forming it: the rows of ``x``
+        are gathered through ``perm`` and the products scattered back.
     """
     if isinstance(x_rows, slice):
         x_rows = np.arange(x.shape[0])[x_rows]
@@ -157,23 +162,36 @@ def add_products(out, out_rows, x, x_rows, first, second=None, scale=None):
     second_t = first_t[:0] if second is None else np.ascontiguousarray(second.T)
     if scale is None:
         scale = np.ones(n, out.dtype)
+    perm, sign = (np.zeros(0, np.int64), None) if reflect is None else reflect
+    sign = np.zeros(0, x.dtype) if sign is None else np.asarray(sign, x.dtype)
+    if len(perm) and (second is not None or len(perm) != x.shape[2] or len(perm) != out.shape[2]):
+        raise ValueError("a reflected product needs one square operator")
     _add_products(out, np.asarray(out_rows, np.int64), x, np.asarray(x_rows, np.int64),
-                  first_t, second_t, second is not None, np.ascontiguousarray(scale))
+                  first_t, second_t, second is not None, np.ascontiguousarray(scale),
+                  np.asarray(perm, np.int64), sign)
 
 
 @jit(parallel=True)
-def _add_products(out, out_rows, x, x_rows, first_t, second_t, two, scale):
-    """The blocks of :func:`add_products`: about :data:`ROWS` rows (whole boxes) at a time."""
+def _add_products(out, out_rows, x, x_rows, first_t, second_t, two, scale, perm, sign):
+    """The blocks of :func:`add_products`: about :data:`ROWS` rows (whole boxes) at a time;
+    ``perm`` (and ``sign``) empty, or the reflection the gather and scatter go through."""
     n, m, k = len(out_rows), x.shape[1], x.shape[2]
     per = max(1, ROWS // m)
     mid_cols, j = first_t.shape[1], out.shape[2]
+    reflected, signed = len(perm) > 0, len(sign) > 0
     for block in prange((n + per - 1) // per):
         lo = block * per
         hi = min(n, lo + per)
         rows = (hi - lo) * m
         xb = np.empty((rows, k), x.dtype)
         for i in range(lo, hi):
-            xb[(i - lo) * m:(i - lo + 1) * m] = x[x_rows[i]]
+            if not reflected:
+                xb[(i - lo) * m:(i - lo + 1) * m] = x[x_rows[i]]
+                continue
+            for a in range(m):
+                for c in range(k):
+                    v = x[x_rows[i], a, perm[c]]
+                    xb[(i - lo) * m + a, c] = v * sign[perm[c]] if signed else v
         mid = np.empty((rows, mid_cols), x.dtype)
         np.dot(xb, first_t, mid)
         if two:
@@ -185,5 +203,10 @@ def _add_products(out, out_rows, x, x_rows, first_t, second_t, two, scale):
             s = scale[i]
             o = out_rows[i]
             for a in range(m):
+                if not reflected:
+                    for c in range(j):
+                        out[o, a, c] += s * yb[(i - lo) * m + a, c]
+                    continue
                 for c in range(j):
-                    out[o, a, c] += s * yb[(i - lo) * m + a, c]
+                    v = yb[(i - lo) * m + a, perm[c]]
+                    out[o, a, c] += s * (v * sign[c] if signed else v)

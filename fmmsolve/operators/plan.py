@@ -19,7 +19,9 @@ float64 and cast to the value dtype at the end. Conventions:
   half the parent's half-width (:mod:`fmmsolve.tree.morton`, convention 2). The kernels are
   radial and the surfaces symmetric, so octant ``c``'s M2M and L2L are octant 0's with the
   surface points permuted by the reflection between them (:func:`octant_operators`): only
-  octant 0's are computed, and the disk cache stores only those.
+  octant 0's are computed and held, and the products of the others gather and scatter the
+  expansions through the reflection (:func:`reflection`; at order 17 a level's eight M2M and
+  L2L would take 600 MB).
 * M2L: there are 316 transfer vectors ``v`` in {-3..3}^3 \\ {-1..1}^3, in units of the box edge
   (:func:`~fmmsolve.operators.m2l.transfer_vectors`). The plan holds the name of an M2L
   strategy and its data record (``m2l_strategy``, ``m2l_data``); the strategy
@@ -54,7 +56,8 @@ from .surfaces import octant_permutations as _octant_permutations
 FFT_ABOVE_KW = 3.5
 FFT_M2L = "fft"
 
-__all__ = ["Plan", "compute_plan", "level_plans", "octant_operators", "transfer_vectors",
+__all__ = ["Plan", "compute_plan", "level_plans", "octant_operators", "reflection",
+           "transfer_vectors",
            "transfer_index"]
 
 
@@ -80,10 +83,11 @@ class Plan:
         Upward check-to-equivalent map ``a @ b`` at half-width 1.
     dc2e_a, dc2e_b : ndarray (n, r), (r, n)
         Downward check-to-equivalent map at half-width 1.
-    m2m : ndarray (8, n, n)
-        ``parent += m2m[c] @ child`` for a child in octant c.
-    l2l : ndarray (8, n, n)
-        ``child += l2l[c] @ parent``.
+    m2m : ndarray (1, n, n)
+        Octant 0's M2M, ``parent += m2m[0] @ child``; a child in octant c has
+        ``octant_operators(m2m, ...)[c]``, applied as :func:`reflection` says.
+    l2l : ndarray (1, n, n)
+        Octant 0's L2L, ``child += l2l[0] @ parent``, the others likewise.
     m2l_strategy : str
         Name of the M2L strategy (:data:`fmmsolve.operators.m2l.STRATEGY_NAMES`).
     m2l_data : M2LData
@@ -184,6 +188,17 @@ def octant_operators(first: np.ndarray, order: int, parities=(0,)) -> np.ndarray
     if sign is not None:
         out *= sign[:, :, None] * sign[:, None, :]
     return np.ascontiguousarray(out)
+
+
+def reflection(order: int, parities, octant: int):
+    """How octant ``octant``'s M2M or L2L acts through octant 0's: ``None`` for octant 0, else
+    ``(perm, sign)`` with ``op_c @ x = sign * (op_0 @ (sign * x)[perm])[perm]`` (the reflection
+    is its own inverse); ``perm`` int64 (C n,), ``sign`` float64 (C n,) or None when no
+    component of the kernel (``parities``) changes sign."""
+    if octant == 0:
+        return None
+    perm, sign = _reflections(int(order), tuple(parities))
+    return perm[octant], None if sign is None else sign[octant]
 
 
 @functools.lru_cache(maxsize=32)
@@ -383,11 +398,10 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
         child_a, child_b = _pinv_factors(mat(0.5 * down_check * surf, 0.5 * down_equiv * surf))
     off = _octant_offsets()[0] * 0.5  # children have half-width 0.5; the others by symmetry
     k_up = mat(up_check * surf, off + 0.5 * up_equiv * surf)
-    m2m = octant_operators(uc2e_a @ (uc2e_b @ k_up), expansion_order, kernel.parities)
+    m2m = (uc2e_a @ (uc2e_b @ k_up))[None]
     k_down = mat(off + 0.5 * down_check * surf, down_equiv * surf)
     l2l = child_a @ (child_b @ k_down)
-    l2l = octant_operators(0.5**degree * l2l if kernel.scale_invariant else l2l, expansion_order,
-                           kernel.parities)
+    l2l = (0.5**degree * l2l if kernel.scale_invariant else l2l)[None]
 
     strategy = get_strategy(m2l_strategy)
     if m2l:
@@ -405,7 +419,7 @@ def _compute_plan64_serial(kernel_name, expansion_order, compression_tol, wavenu
         surface=surf,
         uc2e_a=cast(uc2e_a), uc2e_b=cast(uc2e_b),
         dc2e_a=cast(dc2e_a), dc2e_b=cast(dc2e_b),
-        m2m=m2m, l2l=l2l,
+        m2m=cast(m2m), l2l=cast(l2l),
         m2l_strategy=strategy.NAME, m2l_data=m2l_data,
     )
 

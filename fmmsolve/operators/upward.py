@@ -24,6 +24,7 @@ import numpy as np
 
 from .._jit import jit
 from . import dense, moments
+from .plan import reflection
 from .surfaces import UP_CHECK, UP_EQUIV
 from .translations import leaf_offsets
 
@@ -33,10 +34,13 @@ __all__ = ["Upward", "octant_groups", "MAX_KH"]
 MAX_KH = 1.0
 
 
-def octant_groups(tree, boxes, ops):
-    """Split ``boxes`` (one level) by octant: a list of (boxes, their parents, ``ops[octant]``)."""
+def octant_groups(tree, boxes, op, order, parities):
+    """Split ``boxes`` (one level) by octant: a list of (boxes, their parents, ``op[0]``, the
+    octant's :func:`~fmmsolve.operators.plan.reflection`), for octant 0's M2M or L2L ``op``
+    (1, n, n) of an order-``order`` plan of a kernel with these ``parities``."""
     octant = tree.keys[boxes] & 7
-    return [(boxes[octant == c], tree.parent[boxes[octant == c]], ops[c])
+    return [(boxes[octant == c], tree.parent[boxes[octant == c]], op[0],
+             reflection(order, parities, c))
             for c in range(8) if np.any(octant == c)]
 
 
@@ -130,8 +134,8 @@ class Upward:
             self._dipole_weights = np.ascontiguousarray(dipole) if np.any(dipole) else None
 
         # M2M, deepest level first: (boxes of the level above with sources, groups of
-        # (children, parents, m2m matrix, u of the children about their parent or None, the
-        # children's centre minus their parent's)).
+        # (children, parents, octant 0's m2m matrix and the octant's reflection, u of the
+        # children about their parent or None, the children's centre minus their parent's)).
         has_src = tree.src_end > tree.src_begin
         self._m2m = []
         for level in range(tree.depth, 0, -1):
@@ -140,13 +144,15 @@ class Upward:
             if not len(boxes):
                 continue
             groups = []
-            for children, parents, op in octant_groups(tree, boxes, plans[level - 1].m2m):
+            plan = plans[level - 1]
+            for children, parents, op, reflect in octant_groups(
+                    tree, boxes, plan.m2m, plan.expansion_order, kernel.parities):
                 v = None
                 offset = centres[children[0]] - centres[parents[0]]
                 if self._on[level - 1]:
                     z = offset + UP_EQUIV * half_widths[level] * plans[level].surface
                     v = np.asarray(weight(np.linalg.norm(z, axis=1), wavenumber)[0], self.dtype)
-                groups.append((children, parents, op, v, offset))
+                groups.append((children, parents, op, reflect, v, offset))
             self._m2m.append((level - 1, np.unique(tree.parent[boxes]), groups))
 
     def leaf_monopoles(self, sources, m):
@@ -193,13 +199,14 @@ class Upward:
         (the children's are moved and moved back around their product)."""
         target = np.zeros((self._tree.n_boxes, multipole.shape[1]), self.dtype)
         for level, parents, groups in self._m2m:
-            for children, group_parents, op, v, offset in groups:
+            for children, group_parents, op, reflect, v, offset in groups:
                 if shift is not None:
                     moments.shift_boxes(multipole, children, offset, shift)
                 if v is not None:
                     target[group_parents] += multipole[children] @ v
                 # children and parents are on different levels: no row is read and written
-                dense.add_products(multipole, group_parents, multipole, children, op)
+                dense.add_products(multipole, group_parents, multipole, children, op,
+                                   reflect=reflect)
                 if shift is not None:
                     moments.shift_boxes(multipole, children, -offset, shift)
             if self._on[level]:
