@@ -115,6 +115,36 @@ def _same(a, b) -> bool:
     return bool(a == b)
 
 
+#: The root cube of a wave kernel's tree widens by steps of this factor, at most
+#: RESONANCE_STEPS times, until no level sits near a resonance of the expansion surfaces.
+RESONANCE_STEP, RESONANCE_STEPS = 5e-4, 200
+
+
+def _resonant_levels(wavenumber, half_width, depth) -> list:
+    """The levels from 2 down (those whose expansions are used) whose boxes put the expansion
+    surfaces near a resonance (:func:`~fmmsolve.operators.surfaces.near_resonance`)."""
+    return [level for level in range(2, depth + 1)
+            if surfaces.near_resonance(complex(wavenumber) * half_width / 2.0**level)]
+
+
+def _off_resonance(wavenumber, tree, root_given) -> float:
+    """The half-width of a root cube about ``tree``'s centre, at most 10 % wider, that keeps
+    its levels off the resonances (the depth as ``tree``'s). ValueError when the caller gave
+    the root (the distributed operator's, shared by all ranks)."""
+    levels = _resonant_levels(wavenumber, tree.half_width, tree.depth)
+    if root_given:
+        raise ValueError(
+            f"wavenumber: k = {wavenumber} puts the boxes of level(s) {levels} (half-width "
+            f"{tree.half_width / 2.0**levels[0]:.6g}) at an interior resonance of the "
+            f"expansion surfaces, where the FMM misses eps, and the root cube was given; "
+            f"change k or the root's half-width by 0.5 %")
+    for step in range(1, RESONANCE_STEPS + 1):
+        half_width = tree.half_width * (1.0 + RESONANCE_STEP * step)
+        if not _resonant_levels(wavenumber, half_width, tree.depth):
+            return half_width
+    raise AssertionError("no root cube within 10 % is off the resonances")  # never measured
+
+
 def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, dipoles=False,
         expansion_order=None, leaf_size=None, dtype=None, plan_loader=None, tree_options=None,
         m2l="svd", eps_margin=1.0) -> Fitted:
@@ -196,15 +226,23 @@ def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, d
                                              plan_loader)
     t1 = time.perf_counter()
     tree_options = dict(tree_options or {})
+    root_given = "root" in tree_options
     tree = build_octree(src, tgt, leaf_size=leaf_size or surfaces.default_leaf_size(order),
                         **tree_options)
-    if tree.depth >= 2:  # else every interaction is direct, exact at any frequency
+    for _ in range(4):  # the order, then the cube off the resonances: each may move the other
+        if tree.depth < 2:  # every interaction is direct, exact at any frequency
+            break
         raised = choose_order(kernel, wavenumber, 2.0 * tree.half_width, order, design, eps,
                               explicit=expansion_order is not None)
         if raised != order and leaf_size is None:  # the default leaf size follows the order
             tree = build_octree(src, tgt, leaf_size=surfaces.default_leaf_size(raised),
                                 **tree_options)
         order = raised
+        if not kernel.oscillatory or not _resonant_levels(wavenumber, tree.half_width,
+                                                         tree.depth):
+            break
+        tree_options["root"] = (tree.center, _off_resonance(wavenumber, tree, root_given))
+        tree = build_octree(src, tgt, leaf_size=tree.leaf_size, **tree_options)
     t2 = time.perf_counter()
     lists = build_interaction_lists(tree)
     t3 = time.perf_counter()

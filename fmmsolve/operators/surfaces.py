@@ -10,6 +10,17 @@ values known to work (see ARCHITECTURE.md):
 
 The 8 axis reflections map the surface onto itself (:func:`octant_permutations`): the plan
 (M2M, L2L) and the SVD M2L strategy use them to compute one operator and reflect the others.
+
+Wave kernels: at an interior Dirichlet resonance of the inner cube (half-width 1.05 h: ``k``
+times it equal to ``(pi / 2) sqrt(l^2 + m^2 + n^2)``, ``l, m, n >= 1``, the first at
+``k h = 2.59``), a single layer on the upward equivalent surface cannot represent every field
+outside it, and the potential on the downward check surface does not determine the field inside
+it: both check-to-equivalent maps then miss by O(1) (measured: 0.2 to 0.8 at orders 8 to 17),
+and within a relative distance ``t`` of it by about ``C / t`` (C = 4e-11 at order 17 and
+k h = 12.5, 3e-14 at order 12 and k h = 2.6). The outer cube (2.95 h) is harmless: its
+exterior problem is unique, and its interior one is only asked for a field, not a density.
+:func:`near_resonance` tells which box sizes to avoid; the engine widens the root cube a little
+to keep every level at least :data:`RESONANCE_MARGIN` away (:func:`fmmsolve.engine.fit`).
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from .._config import DEFAULT_LEAF_SIZE
 
 __all__ = ["surface", "n_surface_points", "default_leaf_size", "radii", "octant_offsets",
            "octant_permutations", "UP_EQUIV", "UP_CHECK", "DOWN_EQUIV", "DOWN_CHECK",
-           "SEPARATION"]
+           "SEPARATION", "RESONANCE_MARGIN", "cube_resonances", "near_resonance"]
 
 UP_EQUIV = 1.05
 UP_CHECK = 2.95
@@ -32,6 +43,42 @@ DOWN_CHECK = 1.05
 #: outside the box's upward check surface (``UP_CHECK``), where the box's multipole expansion
 #: holds to the requested accuracy: M2P from the box may be used there.
 SEPARATION = 3.0
+#: Relative distance from the inner cube's resonances that the boxes of a wave kernel keep
+#: (the error near one grows as C / t, see the module docstring: at most 2e-8 extra here).
+RESONANCE_MARGIN = 2e-3
+
+
+@functools.lru_cache(maxsize=8)
+def _resonances(count: int) -> np.ndarray:
+    i = np.arange(1, count + 1)
+    squares = (i[:, None, None] ** 2 + i[None, :, None] ** 2 + i[None, None, :] ** 2).ravel()
+    values = np.unique(squares[squares <= count**2])
+    return 0.5 * np.pi * np.sqrt(values)
+
+
+def cube_resonances(limit: float) -> np.ndarray:
+    """``k a`` at the interior Dirichlet eigenvalues of a cube of half-width ``a``, ascending,
+    up to ``limit``: ``(pi / 2) sqrt(l^2 + m^2 + n^2)`` for integers ``l, m, n >= 1``.
+
+    Returns
+    -------
+    ndarray of float64
+    """
+    count = max(1, int(np.ceil(2.0 * float(limit) / np.pi)) + 1)
+    values = _resonances(count)
+    return values[values <= limit]
+
+
+def near_resonance(kh, margin: float = RESONANCE_MARGIN) -> bool:
+    """Whether boxes of half-width ``h`` at wavenumber ``k`` (``kh = k h``, complex for a
+    complex k) put the inner surfaces (:data:`UP_EQUIV`, :data:`DOWN_CHECK`) within relative
+    distance ``margin`` of a resonance of their cube (the module docstring says why)."""
+    for radius in {UP_EQUIV, DOWN_CHECK}:
+        x = complex(kh) * radius
+        rho = cube_resonances(abs(x) * (1.0 + margin) + 1.0)
+        if len(rho) and np.min(np.abs(x - rho) / rho) < margin:
+            return True
+    return False
 
 
 def n_surface_points(order: int) -> int:
