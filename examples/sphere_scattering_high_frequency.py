@@ -11,10 +11,10 @@ normal derivative ``phi = du/dn`` of the total field on piecewise-constant eleme
     (I/2 + K' - i k V) phi = du_inc/dn - i k u_inc,
 
 with GMRES, and the scattered field is ``u_s = -V phi``. The mesh is ``regular_sphere(6)``
-(32,768 triangles, about 10 per wavelength at k = 20). The scattered field is evaluated at 200
-exterior points and on a plot grid over the plane z = 0, ``[-2.5, 2.5]^2`` outside the sphere,
-and compared with the analytic (Mie) series at both; with matplotlib installed the total field
-on the grid is drawn.
+(32,768 triangles, edges of about a tenth of a wavelength at k = 20). The scattered field is
+evaluated at 200 exterior points and on a plot grid over the plane z = 0, ``[-2.5, 2.5]^2``
+outside the sphere, and compared with the analytic (Mie) series at both; with matplotlib
+installed the total field on the grid is drawn.
 
 The plot grid's potential operator is created before the solve: its points widen the cube
 around sources and targets (edge 5 here, ``|k| w_2 = 25``), which raises the expansion order

@@ -14,7 +14,8 @@ from ._validation import check_positive_int
 
 __all__ = ["order_for_eps", "design_eps", "check_eps", "check_order", "max_kw2",
            "FrequencyError", "frequency_order", "max_frequency", "choose_order",
-           "FREQUENCY_MARGIN", "MAX_ORDER", "level_half_widths", "max_expansion_half_width",
+           "FREQUENCY_MARGIN", "MAX_ORDER", "level_half_widths",
+           "max_expansion_half_width",
            "COMPRESSION_MARGIN", "DIPOLE_MARGIN", "DECAY_WIDTH", "DEFAULT_EPS", "FLOAT32_MIN_EPS",
            "MIN_EPS"]
 

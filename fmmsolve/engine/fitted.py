@@ -229,10 +229,14 @@ def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, d
     root_given = "root" in tree_options
     tree = build_octree(src, tgt, leaf_size=leaf_size or surfaces.default_leaf_size(order),
                         **tree_options)
+    points_edge = None  # the points' own cube's edge, once the root was widened
     for _ in range(4):  # the order, then the cube off the resonances: each may move the other
         if tree.depth < 2:  # every interaction is direct, exact at any frequency
             break
-        raised = choose_order(kernel, wavenumber, 2.0 * tree.half_width, order, design, eps,
+        # The order (and the frequency limit) is the points' cube's: a widening (1.25 % at
+        # most) stays inside the frequency table's margin.
+        edge = 2.0 * tree.half_width if points_edge is None else points_edge
+        raised = choose_order(kernel, wavenumber, edge, order, design, eps,
                               explicit=expansion_order is not None)
         if raised != order and leaf_size is None:  # the default leaf size follows the order
             tree = build_octree(src, tgt, leaf_size=surfaces.default_leaf_size(raised),
@@ -241,6 +245,7 @@ def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, d
         if not kernel.oscillatory or not _resonant_levels(wavenumber, tree.half_width,
                                                          tree.depth):
             break
+        points_edge = edge
         tree_options["root"] = (tree.center, _off_resonance(wavenumber, tree, root_given))
         tree = build_octree(src, tgt, leaf_size=tree.leaf_size, **tree_options)
     t2 = time.perf_counter()
