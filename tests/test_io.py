@@ -473,8 +473,8 @@ EDITS = {
     "shortened tree keys": (_shorten("tree/keys"), "has shape"),
     "shortened list": (_shorten("lists/v_indices"), "lists/v_indptr is not a CSR"),
     "shortened plan": (_shorten("plan/l2l"), "plan/l2l has shape (0, 218, 218)"),
-    "four octants": (lambda f: [_set(name, lambda a: None, np.zeros((4, 218, 218)))(f)
-                                for name in ("plan/m2m", "plan/l2l")],
+    "four octants": (lambda f: (_set("plan/m2m", lambda a: None, np.zeros((4, 218, 218)))(f),
+                                _set("plan/l2l", lambda a: None, np.zeros((4, 218, 218)))(f)),
                      "hold 4 octants, not one of (1, 8)"),
     "plan of another order": (_attr("plan.expansion_order", 5), "order"),
     "not a permutation": (_set("tree/source_perm", _swap_first), "not a permutation"),

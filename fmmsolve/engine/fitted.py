@@ -248,6 +248,8 @@ def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, d
         points_edge = edge
         tree_options["root"] = (tree.center, _off_resonance(wavenumber, tree, root_given))
         tree = build_octree(src, tgt, leaf_size=tree.leaf_size, **tree_options)
+    else:  # a widened cube whose new depth met a resonance four times: never measured
+        raise AssertionError("the root cube did not settle off the surfaces' resonances")
     t2 = time.perf_counter()
     lists = build_interaction_lists(tree)
     t3 = time.perf_counter()

@@ -199,15 +199,15 @@ def downward(schedule, sources, multipole, lap=None, extra=None, shift=None):
         if extra is not None:
             boxes, values = extra
             local[boxes] += values
-        for children, parents, op, reflect in schedule.l2l_groups:
+        for children, parents, op_t, reflect in schedule.l2l_groups:
             if shift is None:
-                dense.add_products(local, children, local, parents, op, reflect=reflect)
+                dense.add_products(local, children, local, parents, op_t.T, reflect=reflect)
                 continue
             # moments moved to the children's centre (this octant's) and back
             offset = schedule.centres[parents[0]] - schedule.centres[children[0]]
             unique = np.unique(parents)
             moments.shift_boxes(local, unique, offset, shift)
-            dense.add_products(local, children, local, parents, op, reflect=reflect)
+            dense.add_products(local, children, local, parents, op_t.T, reflect=reflect)
             moments.shift_boxes(local, unique, -offset, shift)
         lap("l2l")
     return local

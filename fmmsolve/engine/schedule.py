@@ -74,7 +74,8 @@ class Schedule:
         M2M up to the root, with exact monopoles (:mod:`fmmsolve.operators.upward`).
     l2l_groups : tuple of (children, parents, matrix, reflection)
         L2L, shallowest level first from level 3, by octant: int64 box arrays, octant 0's
-        (n, n) ``value_dtype`` L2L of the parents' plan and the octant's reflection
+        (n, n) ``value_dtype`` L2L of the parents' plan transposed (C-contiguous, one per
+        level; the products take its ``.T``) and the octant's reflection
         (:func:`~fmmsolve.operators.plan.reflection`).
     m2l_passes : tuple of (lo, hi, Plan, M2L schedule)
         One M2L pass over boxes ``lo:hi`` with their plan (one pass over every box when all
@@ -111,8 +112,9 @@ class Schedule:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays this schedule holds (in tuples and M2L schedules too), each
-        counted once. Not counted: the fitted record (its tree, lists and plans), views (the
-        plans' matrices held per group) and the per-source weights of ``m2m``."""
+        counted once (the transposed L2L matrices of ``l2l_groups`` too). Not counted: the
+        fitted record (its tree, lists and plans), views, and ``m2m`` (its per-source weights
+        and transposed M2M matrices)."""
         seen = set()
         return sum(_array_bytes(getattr(self, f.name), seen)
                    for f in dataclasses.fields(self) if f.name not in ("fitted", "m2m"))

@@ -35,11 +35,15 @@ MAX_KH = 1.0
 
 
 def octant_groups(tree, boxes, op, order, parities):
-    """Split ``boxes`` (one level) by octant: a list of (boxes, their parents, ``op[0]``, the
-    octant's :func:`~fmmsolve.operators.plan.reflection`), for octant 0's M2M or L2L ``op``
-    (1, n, n) of an order-``order`` plan of a kernel with these ``parities``."""
+    """Split ``boxes`` (one level) by octant: a list of (boxes, their parents, ``op[0].T``
+    (C-contiguous, one copy shared by the octants), the octant's
+    :func:`~fmmsolve.operators.plan.reflection`), for octant 0's M2M or L2L ``op`` (1, n, n) of
+    an order-``order`` plan of a kernel with these ``parities``. Products take ``op_t.T``:
+    :func:`~fmmsolve.operators.dense.add_products` then multiplies without transposing again
+    (a copy of 38 MB at order 17, which each product made for itself)."""
     octant = tree.keys[boxes] & 7
-    return [(boxes[octant == c], tree.parent[boxes[octant == c]], op[0],
+    op_t = np.ascontiguousarray(op[0].T)
+    return [(boxes[octant == c], tree.parent[boxes[octant == c]], op_t,
              reflection(order, parities, c))
             for c in range(8) if np.any(octant == c)]
 
@@ -134,8 +138,9 @@ class Upward:
             self._dipole_weights = np.ascontiguousarray(dipole) if np.any(dipole) else None
 
         # M2M, deepest level first: (boxes of the level above with sources, groups of
-        # (children, parents, octant 0's m2m matrix and the octant's reflection, u of the
-        # children about their parent or None, the children's centre minus their parent's)).
+        # (children, parents, octant 0's m2m matrix transposed and the octant's reflection, u
+        # of the children about their parent or None, the children's centre minus their
+        # parent's)).
         has_src = tree.src_end > tree.src_begin
         self._m2m = []
         for level in range(tree.depth, 0, -1):
@@ -145,14 +150,14 @@ class Upward:
                 continue
             groups = []
             plan = plans[level - 1]
-            for children, parents, op, reflect in octant_groups(
+            for children, parents, op_t, reflect in octant_groups(
                     tree, boxes, plan.m2m, plan.expansion_order, kernel.parities):
                 v = None
                 offset = centres[children[0]] - centres[parents[0]]
                 if self._on[level - 1]:
                     z = offset + UP_EQUIV * half_widths[level] * plans[level].surface
                     v = np.asarray(weight(np.linalg.norm(z, axis=1), wavenumber)[0], self.dtype)
-                groups.append((children, parents, op, reflect, v, offset))
+                groups.append((children, parents, op_t, reflect, v, offset))
             self._m2m.append((level - 1, np.unique(tree.parent[boxes]), groups))
 
     def leaf_monopoles(self, sources, m):
@@ -199,13 +204,13 @@ class Upward:
         (the children's are moved and moved back around their product)."""
         target = np.zeros((self._tree.n_boxes, multipole.shape[1]), self.dtype)
         for level, parents, groups in self._m2m:
-            for children, group_parents, op, reflect, v, offset in groups:
+            for children, group_parents, op_t, reflect, v, offset in groups:
                 if shift is not None:
                     moments.shift_boxes(multipole, children, offset, shift)
                 if v is not None:
                     target[group_parents] += multipole[children] @ v
                 # children and parents are on different levels: no row is read and written
-                dense.add_products(multipole, group_parents, multipole, children, op,
+                dense.add_products(multipole, group_parents, multipole, children, op_t.T,
                                    reflect=reflect)
                 if shift is not None:
                     moments.shift_boxes(multipole, children, -offset, shift)
