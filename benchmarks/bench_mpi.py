@@ -1,20 +1,28 @@
-"""Distributed FMM on one machine: points, bytes and matvec time per rank for P = 1, 2, 4.
+"""Distributed FMM on one machine: strong and weak scaling, bytes per rank, the time of a
+matvec split into its parts, and the balance of clustered points.
 
-    python benchmarks/bench_mpi.py [--n 50000] [--ranks 1 2 4] [--eps 1e-6]
+    python benchmarks/bench_mpi.py [--n 100000] [--ranks 1 2 3 4] [--eps 1e-6]
                                    [--distributions uniform clusters] [--threads 1]
+                                   [--mode strong|weak] [--check]
 
 Runs itself under ``mpiexec -n P`` (the mpiexec next to this Python) once per P, with
 ``NUMBA_NUM_THREADS`` (and the BLAS thread counts) set to ``--threads`` per rank, so the ranks
 do not oversubscribe the cores through threads; P ranks still need P cores, so on a machine
 with fewer cores the time of the larger P measures contention, not scaling. Every rank holds
 an equal, spatially random share of the points, so the set-up redistributes all of them.
+``--mode strong`` keeps ``n`` points for every P; ``--mode weak`` gives each rank ``n`` points
+(``n P`` in all).
 
-Columns (max and min over ranks where two numbers are given): the cut level, targets owned,
-sources held (own + ghosts), boxes of the rank's tree, bytes of its tree, lists and index
-arrays (``DistributedFMMOperator.stats``; the plan is shared by every problem and not counted),
-fit seconds and the median seconds of one matvec (the slowest rank's, after one warm-up),
-and the relative L2 difference from the serial FMMOperator (P = 1 is the serial operator's
-own tree, so 0 there up to rounding).
+Columns (max/min over ranks where two numbers are given): the cut level, targets owned,
+sources held (own + ghosts), the load (sources + targets of the rank's pieces) of the heaviest
+rank over the mean, MB per rank (tree, lists and index arrays of the rank's engine and top,
+``DistributedFMMOperator.stats``; the plan is shared by every problem and not counted), MB per
+rank of a GMRES(30) Krylov basis on rank-local vectors (34 vectors of the rank's length), fit
+seconds, the median seconds of one matvec (the slowest rank's, after one warm-up) and its
+parts on the slowest rank: local FMM (the rank engine's passes), route (the two exchanges),
+allreduce (the sum of the cut boxes' multipoles; it waits for the slowest rank) and top (the
+top tree's passes); the local FMM's max/mean over ranks, and the relative L2 difference from
+the serial FMMOperator (``--check``).
 """
 
 import argparse
@@ -39,29 +47,40 @@ def worker(args):
     from fmmsolve.testing import point_cloud
 
     comm = MPI.COMM_WORLD
-    x = point_cloud(args.distribution, args.n, 0)
-    q = np.random.default_rng(1).standard_normal(args.n)
-    mine = np.array_split(np.random.default_rng(2).permutation(args.n), comm.size)[comm.rank]
+    n = args.n * (comm.size if args.mode == "weak" else 1)
+    x = point_cloud(args.distribution, n, 0)
+    q = np.random.default_rng(1).standard_normal(n)
+    mine = np.array_split(np.random.default_rng(2).permutation(n), comm.size)[comm.rank]
     comm.Barrier()
     t0 = time.perf_counter()
     A = DistributedFMMOperator(x[mine], comm=comm, eps=args.eps)
     fit = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
     A @ q[mine]  # warm-up: compile the numba-mpi exchange
-    times = []
+    times, parts = [], []
     for _ in range(args.repeats):
         comm.Barrier()
         t0 = time.perf_counter()
         y = A @ q[mine]
         times.append(comm.allreduce(time.perf_counter() - t0, op=MPI.MAX))
+        parts.append(A.timings)
     serial = np.zeros_like(y)
     if args.check:
         serial = (fmmsolve.FMMOperator(x, eps=args.eps) @ q)[mine]
     num = comm.allreduce(float(np.sum((y - serial) ** 2)))
     den = comm.allreduce(float(np.sum(serial ** 2)))
-    stats = comm.gather(A.stats())
+    split = {}
+    for key in ("route", "allreduce", "top"):
+        split[key] = float(np.median([t.get(key, 0.0) for t in parts]))
+    split["local"] = float(np.median([sum(v for k, v in t.items()
+                                          if k not in ("route", "allreduce", "top"))
+                                      for t in parts]))
+    part = A.partition
+    load = np.bincount(part.piece_owner, part.piece_counts.sum(axis=1), minlength=comm.size)
+    stats = comm.gather({**A.stats(), **split, "krylov_bytes": 34 * 8 * len(mine)})
     if comm.rank == 0:
-        print(json.dumps({"P": comm.size, "stats": stats, "fit": fit,
+        print(json.dumps({"P": comm.size, "n": n, "stats": stats, "fit": fit,
                           "matvec": float(np.median(times)),
+                          "load": float(load.max() / load.mean()),
                           "diff": float(np.sqrt(num / den)) if args.check else None}))
 
 
@@ -75,17 +94,18 @@ def launch(args):
            "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent),
                                                        os.environ.get("PYTHONPATH")]))}
-    print(f"n = {args.n}, eps = {args.eps}, NUMBA_NUM_THREADS = {threads} per rank, "
-          f"{os.cpu_count()} cores")
-    head = (f"{'points':>9} {'P':>2} {'cut':>3} {'targets/rank':>13} {'sources/rank':>13} "
-            f"{'boxes/rank':>11} {'MB/rank':>11} {'fit s':>6} {'matvec s':>8} "
-            f"{'vs serial':>9}")
-    print(head)
+    print(f"{args.mode} scaling, n = {args.n}{' per rank' * (args.mode == 'weak')}, "
+          f"eps = {args.eps}, NUMBA_NUM_THREADS = {threads} per rank, {os.cpu_count()} cores")
+    print("| points | P | n | cut | targets/rank | sources/rank | load max/mean | MB/rank | "
+          "Krylov MB/rank | fit s | matvec s | local FMM s | route s | allreduce s | top s | "
+          "local max/mean | vs serial |")
+    print("|---|" + "--:|" * 16)
     for dist in args.distributions:
         for p in args.ranks:
             cmd = [mpiexec, "-n", str(p), sys.executable, __file__, "--worker",
                    "--n", str(args.n), "--eps", str(args.eps), "--distribution", dist,
-                   "--repeats", str(args.repeats)] + (["--check"] if args.check else [])
+                   "--repeats", str(args.repeats), "--mode", args.mode] \
+                + (["--check"] if args.check else [])
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
             if proc.returncode:
                 sys.exit(f"P={p} failed:\n{proc.stderr[-3000:]}")
@@ -94,21 +114,28 @@ def launch(args):
 
             def span(key, scale=1.0, fmt="{:.0f}"):
                 values = [s[key] * scale for s in st]
-                return (fmt.format(max(values)) + "/" + fmt.format(min(values))) \
+                return (fmt.format(max(values)) + " / " + fmt.format(min(values))) \
                     if p > 1 else fmt.format(values[0])
 
+            mb = [(s["engine_bytes"] + s["top_bytes"]) * 1e-6 for s in st]
+            slowest = max(st, key=lambda s: s["local"] + s["top"])
+            local = [s["local"] for s in st]
             diff = "-" if row["diff"] is None else f"{row['diff']:.1e}"
-            print(f"{dist:>9} {p:>2} {st[0]['cut_level']:>3} {span('own_targets'):>13} "
-                  f"{span('held_sources'):>13} {span('boxes'):>11} "
-                  f"{span('engine_bytes', 1e-6, '{:.1f}'):>11} {row['fit']:>6.1f} "
-                  f"{row['matvec']:>8.3f} {diff:>9}", flush=True)
+            print(f"| {dist} | {p} | {row['n']} | {st[0]['cut_level']} | "
+                  f"{span('own_targets')} | {span('held_sources')} | {row['load']:.2f} | "
+                  f"{max(mb):.1f} | {span('krylov_bytes', 1e-6, '{:.1f}')} | "
+                  f"{row['fit']:.1f} | {row['matvec']:.3f} | {slowest['local']:.3f} | "
+                  f"{slowest['route']:.3f} | {slowest['allreduce']:.3f} | "
+                  f"{slowest['top']:.3f} | {max(local) / np.mean(local):.2f} | {diff} |",
+                  flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--eps", type=float, default=1e-6)
-    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--mode", choices=["strong", "weak"], default="strong")
     parser.add_argument("--distributions", nargs="+", default=["uniform", "clusters"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)

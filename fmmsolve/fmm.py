@@ -192,7 +192,7 @@ class FMMEngine:
         return groups, attrs
 
     @classmethod
-    def from_state(cls, groups, attrs):
+    def from_state(cls, groups, attrs, *, narrow_far_field=True, min_depth=0):
         """Rebuild a fitted engine from :meth:`state`'s output without recomputing it.
 
         The tree, lists and plan are used as given (no copy); only the cheap derived index
@@ -205,6 +205,9 @@ class FMMEngine:
         ----------
         groups, attrs : dict
             As returned by :meth:`state`; other attributes are ignored.
+        narrow_far_field, min_depth
+            As for :func:`fmmsolve.engine.bind`: the values the engine was fitted with (a
+            serial engine's defaults; :mod:`fmmsolve.distributed` passes its own).
 
         Returns
         -------
@@ -220,7 +223,6 @@ class FMMEngine:
         t0 = time.perf_counter()
         fitted = state.restore(groups, attrs)
         t1 = time.perf_counter()
-        # a saved engine is serial (fmmsolve.distributed does not save): the narrow far field
         self = cls.__new__(cls)
         self._kernel = fitted.kernel
         if "engine.harmonic_kernel" in attrs:
@@ -231,7 +233,7 @@ class FMMEngine:
                 raise ValueError(f"engine.harmonic_kernel {key!r} is not a kernel made of "
                                  f"{fitted.kernel.name!r} sums")
             self._kernel = kernel
-        self.schedule = bind(fitted)
+        self.schedule = bind(fitted, narrow_far_field=narrow_far_field, min_depth=min_depth)
         self._offsets = harmonic.source_offsets(self.schedule) if self._kernel.harmonic else None
         self.fit_timings = {"validate": t1 - t0, "bind": time.perf_counter() - t1}
         self.timings = {}

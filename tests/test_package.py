@@ -139,10 +139,10 @@ def test_example_runs(script):
     if script.name in OPTIONAL_EXAMPLES:
         pytest.importorskip(OPTIONAL_EXAMPLES[script.name])
     launcher = ()
-    if script.name.startswith("mpi_"):  # under mpiexec -n 2 where MPI is installed
+    if script.name.startswith("mpi_"):  # under mpiexec -n 3 where MPI is installed
         pytest.importorskip("mpi4py", reason='the MPI examples need pip install "fmmsolve[mpi]"')
         mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable))
-        launcher = (mpiexec, "-n", "2") if mpiexec else ()
+        launcher = (mpiexec, "-n", "3") if mpiexec else ()
     proc = _run(*(("-m", "mpi4py") if launcher else ()), str(script), launcher=launcher,
                 env={"FMMSOLVE_EXAMPLE_SIZE": "small"})
     assert proc.returncode == 0, proc.stderr

@@ -60,9 +60,10 @@ def test_helmholtz_per_level_plans(comm, rng):
 
 
 def test_ranks_that_own_no_points(comm, rng):
-    """Rank 0 holds nothing, and the points sit in a corner so some ranks own no cut box."""
+    """Rank 0 holds nothing, and the points sit in one deepest box of the tree (which no
+    split can share) and one far corner, so some ranks own no cut box."""
     n, eps = 3000, 1e-6
-    x = np.vstack([point_cloud("clusters", n - 1, rng) * 1e-3, [[1.0, 1.0, 1.0]]])
+    x = np.vstack([0.25 + 1e-9 * rng.standard_normal((n - 1, 3)), [[1.0, 1.0, 1.0]]])
     q = rng.standard_normal(n)
     mine = deal(n, comm, rng, empty=(0,))
     A = DistributedFMMOperator(x[mine], comm=comm, eps=eps, memory=None)
@@ -153,3 +154,59 @@ def test_routes_send_every_source_to_its_neighbours(rng):
         assert got == expected
     own, own_sent = part.route(x, ghosts=False)
     assert sorted(own) == list(range(len(x))) and own_sent.sum() == len(x)
+
+
+def test_split_pieces_route_sources_to_every_owner(rng):
+    """Brute force on a partition whose heavy cut boxes are split (one process plays every
+    rank): a source goes to every owner of a piece of its cut box or an adjacent one, a target
+    to its piece's owner, and the pieces tile the points."""
+    from fmmsolve.distributed.partition import (fine_keys, merge_refined, piece_starts,
+                                                refine_counts)
+    x = point_cloud("clusters", 4000, rng)
+    root = global_root(x.min(axis=0), x.max(axis=0))
+    keys, counts = np.unique(fine_keys(x, root), return_counts=True)
+    size = 4
+
+    def refine(k, levels, deeper):
+        return merge_refined([refine_counts((x, x), root, k, levels, deeper)])
+
+    part = Partition.from_histogram(root, keys, np.stack([counts, counts], 1), size, 20, refine)
+    assert (part.piece_levels > part.level).any()  # the tight clusters were split
+    assert (part.first < part.last).any()  # and shared between ranks
+    assert np.all(np.diff(piece_starts(part.piece_keys, part.piece_levels)) > 0)
+    piece = part.piece_of(x)
+    assert np.array_equal(np.bincount(piece, minlength=len(part.piece_keys)),
+                          part.piece_counts[:, 0])
+    load = np.bincount(part.piece_owner, part.piece_counts.sum(axis=1), minlength=size)
+    assert load.max() <= 1.15 * load.mean()
+    order, sent = part.route(x, ghosts=True)
+    box = part.box_of(x)
+    anchors = fmmsolve.tree.morton.decode_array(part.keys)
+    for i in rng.choice(len(x), 50, replace=False):
+        adjacent = np.flatnonzero(np.abs(anchors - anchors[box[i]]).max(axis=1) <= 1)
+        expected = {r for b in adjacent for r in range(part.first[b], part.last[b] + 1)}
+        got = {d for d, lo, hi in zip(range(size), np.cumsum(sent) - sent, np.cumsum(sent))
+               if i in order[lo:hi]}
+        assert got == expected
+    own, own_sent = part.route(x, ghosts=False)
+    assert sorted(own) == list(range(len(x)))
+    assert np.array_equal(own_sent, load // 2)
+
+
+@pytest.mark.parametrize("distribution", ["clusters", "sphere"])
+def test_clustered_points_balance(comm, rng, distribution):
+    """Cut boxes split between ranks: the ranks' loads (sources + targets of their pieces) are
+    within 15 % of the mean, and the products still agree with the direct sum."""
+    n, eps = 8000, 1e-6
+    x = point_cloud(distribution, n, rng)
+    q = rng.standard_normal(n)
+    mine = deal(n, comm, rng)
+    A = DistributedFMMOperator(x[mine], comm=comm, eps=eps, memory=None)
+    part = A.partition
+    load = np.bincount(part.piece_owner, part.piece_counts.sum(axis=1), minlength=comm.size)
+    assert load.max() <= 1.15 * load.mean(), load
+    targets = np.array(comm.allgather(A.n_own_targets))
+    assert np.array_equal(targets, load // 2)
+    idx = rng.choice(len(mine), min(len(mine), 400), replace=False) if len(mine) else mine
+    y = (A @ q[mine])[idx]
+    assert global_error(comm, y, fmmsolve.direct(x, x[mine][idx], q)) <= eps

@@ -19,15 +19,18 @@
 from __future__ import annotations
 
 from .. import cache
-from .._validation import check_positive_int, resolve_real_dtype
-from ..accuracy import check_eps, check_order, order_for_eps
+from .._config import MAX_DEPTH
+from .._validation import check_flag, check_positive_int, resolve_real_dtype
+from ..accuracy import check_eps, check_order, choose_order, design_eps, order_for_eps
+from ..engine.fitted import off_resonance
 from ..kernels import get_kernel
 from ..operators.surfaces import default_leaf_size
 
-__all__ = ["ENGINE_OPTIONS", "check_options", "check_same"]
+__all__ = ["ENGINE_OPTIONS", "check_options", "check_same", "resolve_root"]
 
 #: The options passed on to each rank's engine (``memory`` is handled here).
-ENGINE_OPTIONS = ("kernel", "wavenumber", "eps", "expansion_order", "leaf_size", "dtype")
+ENGINE_OPTIONS = ("kernel", "wavenumber", "eps", "dipoles", "expansion_order", "leaf_size",
+                  "dtype")
 
 
 def check_options(options, *points):
@@ -44,8 +47,9 @@ def check_options(options, *points):
     Returns
     -------
     engine : dict
-        ``ENGINE_OPTIONS`` for :class:`~fmmsolve.fmm.FMMEngine`, with the expansion order and
-        leaf size resolved.
+        ``ENGINE_OPTIONS`` for :class:`~fmmsolve.fmm.FMMEngine` and ``explicit_order``, to be
+        completed by :func:`resolve_root` once the root cube is known (the order of a wave
+        kernel, the default leaf size).
     memory : joblib.Memory or None
         The plan cache (:func:`fmmsolve.cache.resolve_memory`).
     summary : dict of str to str, int, float or complex
@@ -66,25 +70,73 @@ def check_options(options, *points):
     wavenumber = kernel.check_wavenumber(options.get("wavenumber"))
     real_dtype = resolve_real_dtype(options.get("dtype"), *points)
     eps = check_eps(options.get("eps"), real_dtype)
+    dipoles = check_flag(options.get("dipoles", False), "dipoles")
+    if dipoles and kernel.radial is None:
+        raise ValueError(f"dipoles=True: the {kernel.name!r} kernel has no dipoles")
     order = options.get("expansion_order")
     if order is None and not kernel.measured:
         raise ValueError(f"kernel {kernel.name!r} has no measured eps -> order table, and the "
                          f"distributed FMM does not calibrate one: pass expansion_order= (a "
                          f"serial fit calibrates it: FMMOperator(points, kernel=..., "
                          f"eps=...).expansion_order)")
-    order = order_for_eps(eps) if order is None else check_order(order)
+    explicit = order is not None
+    order = check_order(order) if explicit else order_for_eps(eps, dipoles)
     leaf_size = options.get("leaf_size")
-    # the engine's default, resolved here: the partition needs it too, and it must be compared
-    leaf_size = default_leaf_size(order) if leaf_size is None \
-        else check_positive_int(leaf_size, "leaf_size")
+    if leaf_size is not None:
+        leaf_size = check_positive_int(leaf_size, "leaf_size")
     memory = cache.resolve_memory(options.get("memory", "default"))
     engine = {"kernel": kernel, "wavenumber": options.get("wavenumber"), "eps": eps,
-              "expansion_order": order, "leaf_size": leaf_size, "dtype": real_dtype}
-    summary = {"kernel": kernel.name, "wavenumber": wavenumber, "eps": eps,
+              "dipoles": dipoles, "expansion_order": order, "leaf_size": leaf_size,
+              "dtype": real_dtype, "explicit_order": explicit}
+    summary = {"kernel": kernel.name, "wavenumber": wavenumber, "eps": eps, "dipoles": dipoles,
                "expansion_order": order, "leaf_size": leaf_size, "dtype": real_dtype.name,
                "memory": "None" if memory is None else "a plan cache",
                "kernel_digest": kernel.digest[:16]}  # one name, two definitions: refused
     return engine, memory, summary
+
+
+def resolve_root(engine, root):
+    """The expansion order, leaf size and root cube of a distributed FMM, from the checked
+    options and the points' root cube (the same on every rank).
+
+    A wave kernel takes the serial FMM's rules on the shared root: the order grows with
+    ``|k| w_2`` (:func:`~fmmsolve.accuracy.choose_order`; a given order must reach it), and
+    the root widens (by at most 10 %) until no level of any tree, down to the deepest,
+    puts the expansion surfaces near a resonance (:func:`~fmmsolve.engine.fitted.off_resonance`):
+    the ranks' engines, whose root is given, would refuse it. The leaf size, unless given,
+    is the default of the final order.
+
+    Parameters
+    ----------
+    engine : dict
+        :func:`check_options`'s first result.
+    root : tuple (center ndarray of shape (3,), half_width float)
+
+    Returns
+    -------
+    engine : dict
+        ``ENGINE_OPTIONS`` for the ranks' engines (``expansion_order`` and ``leaf_size``
+        resolved).
+    root : tuple (center, half_width)
+
+    Raises
+    ------
+    FrequencyError
+        Beyond the frequency the eps (or the given order) is measured to reach.
+    """
+    engine = dict(engine)
+    explicit = engine.pop("explicit_order")
+    kernel, order, (center, half) = engine["kernel"], engine["expansion_order"], root
+    if kernel.oscillatory:
+        wavenumber = kernel.check_wavenumber(engine["wavenumber"])
+        half = off_resonance(wavenumber, half, MAX_DEPTH)
+        design = design_eps(engine["eps"], engine["dipoles"])
+        order = choose_order(kernel, wavenumber, 2.0 * half, order, design, engine["eps"],
+                             explicit=explicit)
+    engine["expansion_order"] = order
+    if engine["leaf_size"] is None:
+        engine["leaf_size"] = default_leaf_size(order)
+    return engine, (center, half)
 
 
 def _rank_list(ranks):

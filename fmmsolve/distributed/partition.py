@@ -6,18 +6,24 @@ Conventions
 1. All ranks use one root cube, the one the serial FMM would build from all ranks' points
    (:func:`global_root`): the boxes of every rank's tree are boxes of one global octree.
 2. The *cut level* ``L`` (2 to :data:`MAX_CUT_LEVEL`) splits the cube into cut boxes. Only the
-   nonempty ones are listed, sorted by Morton number (``Partition.keys``, no placeholder bit),
-   and rank ``r`` owns a contiguous run of them (``Partition.owner`` is non-decreasing),
-   balanced by weight = sources + targets (:func:`assign`).
+   nonempty ones are listed, sorted by Morton number (``Partition.keys``, no placeholder bit).
+   Rank ``r`` owns a contiguous run of pieces (convention 4; ``Partition.piece_owner`` is
+   non-decreasing), balanced by weight = sources + targets (:func:`assign`).
 3. ``L`` is the deepest level at which :data:`FULL` of the points lie in cut boxes holding at
    least ``leaf_size / 8`` points (about the leaves' level: a thin ghost layer, and few boxes
    forced deeper than the serial tree's leaves), then deeper while the heaviest rank carries
-   more than :data:`BALANCE` times the mean load. One rank takes level 2 (no ghosts). A cut box is
-   never split between ranks, so a cluster tighter than a cut box of level ``MAX_CUT_LEVEL`` stays
-   on one rank: that bounds the balance of very clustered points (stated in docs/mpi.md).
-4. A rank's *near* cut boxes are its own and those adjacent to them (closed cubes touch). It
-   receives the sources of all of them (its own sources and the *ghosts*) and the targets of its
-   own; the sources of every other cut box reach it as multipole expansions.
+   more than :data:`BALANCE` times the mean load. One rank takes level 2 (no ghosts).
+4. The ranks are dealt *pieces*: the cut boxes, except that a cut box heavier than
+   :data:`PIECE` of a rank's mean load is split into its nonempty descendants some levels down
+   (:func:`split_heavy`, from deeper histograms of those boxes only), so that a cluster
+   tighter than any cut box is shared between ranks. A cut box's pieces are contiguous in
+   Morton order, so the ranks owning them are a contiguous run ``first .. last``. Only a cluster
+   of points at one place (a deepest box) stays on one rank.
+5. A rank owns the targets of its pieces. It receives the sources of every cut box it owns a
+   piece of and of the cut boxes adjacent to those (closed cubes touch): its *near* cut boxes,
+   with their sources (its own and the *ghosts*). The sources of every other cut box reach it
+   as multipole expansions; the expansion of a cut box split between ranks is computed by the
+   first of them (each holds all its sources).
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ from .._config import MAX_DEPTH
 from ..tree.morton import decode_array, encode_array, point_keys
 from ..tree.octree import bounding_cube
 
-__all__ = ["BALANCE", "FULL", "MAX_CUT_LEVEL", "Partition", "assign", "choose_level",
-           "global_root"]
+__all__ = ["BALANCE", "FULL", "MAX_CUT_LEVEL", "PIECE", "Partition", "assign", "choose_level",
+           "global_root", "merge_refined", "refine_counts", "split_heavy"]
 
 #: Deepest cut level: at most 8**5 cut boxes, whose multipoles every rank sums.
 MAX_CUT_LEVEL = 5
@@ -39,6 +45,10 @@ MAX_CUT_LEVEL = 5
 BALANCE = 1.1
 #: Share of the points that must lie in cut boxes about as full as leaves (convention 3).
 FULL = 0.9
+#: A piece heavier than this share of a rank's mean load is split (convention 5).
+PIECE = 0.05
+#: Levels a heavy piece is split down by at a time (8^3 children at most).
+SPLIT_LEVELS = 3
 
 _OFFSETS = np.array([(i, j, k) for k in (-1, 0, 1) for j in (-1, 0, 1) for i in (-1, 0, 1)],
                     np.int64)
@@ -88,7 +98,7 @@ def _coarsen(keys, counts, level):
     return coarse, np.add.reduceat(counts, first, axis=0) if len(keys) else counts
 
 
-def choose_level(keys, counts, size, leaf_size):
+def choose_level(keys, counts, size, leaf_size, min_level=2):
     """The cut level (convention 3) for the global level-:data:`MAX_CUT_LEVEL` histogram.
 
     Parameters
@@ -97,6 +107,9 @@ def choose_level(keys, counts, size, leaf_size):
     counts : ndarray of shape (n, 2), int64
         Sources and targets per box.
     size, leaf_size : int
+    min_level : int, default 2
+        The shallowest level allowed (up to :data:`MAX_CUT_LEVEL`): the decay of a kernel
+        may need narrow cut boxes.
 
     Returns
     -------
@@ -104,8 +117,8 @@ def choose_level(keys, counts, size, leaf_size):
     """
     if size == 1:  # no ghosts to thin: the serial tree
         return 2
-    floor = 2
-    for level in range(3, MAX_CUT_LEVEL + 1):
+    floor = min(max(min_level, 2), MAX_CUT_LEVEL)
+    for level in range(floor + 1, MAX_CUT_LEVEL + 1):
         points = _coarsen(keys, counts, level)[1].max(axis=1)  # a leaf splits on either
         if points[8 * points >= leaf_size].sum() >= FULL * points.sum():
             floor = level
@@ -121,9 +134,95 @@ def choose_level(keys, counts, size, leaf_size):
     return best
 
 
+def piece_starts(keys, levels):
+    """The first level-``MAX_DEPTH`` Morton number inside each box ``keys`` of ``levels``
+    (no placeholder bit): the boxes' order along the Morton curve, whatever their levels."""
+    return np.asarray(keys, np.int64) << (3 * (MAX_DEPTH - np.asarray(levels, np.int64)))
+
+
+def split_heavy(keys, levels, counts, size, refine):
+    """Split the boxes (pieces) too heavy for a contiguous split within :data:`BALANCE`.
+
+    A piece heavier than :data:`PIECE` times the mean load of a rank is replaced by its
+    nonempty descendants :data:`SPLIT_LEVELS` levels down (at most ``MAX_DEPTH``), until no
+    piece is that heavy or the heavy ones cannot be split (all their points in one deepest
+    box); the loop stops early once :func:`assign` balances within :data:`BALANCE`.
+
+    Parameters
+    ----------
+    keys, levels : ndarray of shape (n,), int64
+        Morton numbers (no placeholder bit) and levels of the pieces, in Morton order.
+    counts : ndarray of shape (n, 2), int64
+        Sources and targets per piece.
+    size : int
+    refine : callable
+        ``refine(keys, levels, deeper) -> (parent index, child keys, child counts)``: the
+        global histogram, ``deeper`` levels further down, of the pieces ``(keys, levels)``
+        (collective: an allgather of each rank's counts).
+
+    Returns
+    -------
+    keys, levels, counts : the pieces after splitting, in Morton order.
+    """
+    while True:
+        weight = counts.sum(axis=1)
+        load = np.bincount(assign(weight, size), weight, minlength=size)
+        if size == 1 or load.max() <= BALANCE * load.mean():
+            break
+        heavy = (weight > PIECE * weight.sum() / size) & (levels < MAX_DEPTH)
+        if not heavy.any():  # what is left heavy is one deepest box: it cannot be split
+            break
+        deeper = np.minimum(SPLIT_LEVELS, MAX_DEPTH - levels[heavy])
+        parent, child_keys, child_counts = refine(keys[heavy], levels[heavy], deeper)
+        child_levels = levels[heavy][parent] + deeper[parent]
+        keys = np.concatenate([keys[~heavy], child_keys])
+        levels = np.concatenate([levels[~heavy], child_levels])
+        counts = np.concatenate([counts[~heavy], child_counts])
+        order = np.argsort(piece_starts(keys, levels), kind="stable")
+        keys, levels, counts = keys[order], levels[order], counts[order]
+    return keys, levels, counts
+
+
+def refine_counts(points, root, keys, levels, deeper):
+    """This rank's share of :func:`split_heavy`'s ``refine``: for each of ``points`` (a list
+    of (n, 3) arrays: sources, targets) inside one of the pieces ``(keys, levels)``, its
+    descendant ``deeper`` levels down; returns ``(piece index, child key, counts (k, 2))``
+    over the nonempty children, sorted by child key within each piece."""
+    center, half = root
+    starts = piece_starts(keys, levels)
+    found = []
+    for column, pts in enumerate(points):
+        full = point_keys(np.ascontiguousarray(pts, np.float64), center - half, 2.0 * half)
+        piece = np.searchsorted(starts, full, side="right") - 1
+        inside = piece >= 0
+        inside[inside] = (full[inside] >> (3 * (MAX_DEPTH - levels[piece[inside]]))) \
+            == keys[piece[inside]]
+        piece = piece[inside]
+        child = full[inside] >> (3 * (MAX_DEPTH - levels[piece] - deeper[piece]))
+        found.append((piece, child, np.full(len(piece), column)))
+    piece, child, column = (np.concatenate(a) for a in zip(*found))
+    pairs, inverse = np.unique(np.stack([piece, child], axis=1), axis=0, return_inverse=True)
+    counts = np.zeros((len(pairs), 2), np.int64)
+    np.add.at(counts, (inverse.reshape(-1), column), 1)
+    return pairs[:, 0], pairs[:, 1], counts
+
+
+def merge_refined(parts):
+    """Sum the ranks' :func:`refine_counts` into one global ``(piece, child, counts)``."""
+    piece = np.concatenate([p for p, _, _ in parts])
+    child = np.concatenate([c for _, c, _ in parts])
+    counts = np.concatenate([n for _, _, n in parts]).reshape(-1, 2)
+    pairs, inverse = np.unique(np.stack([piece, child], axis=1).reshape(-1, 2), axis=0,
+                               return_inverse=True)
+    total = np.zeros((len(pairs), 2), np.int64)
+    np.add.at(total, inverse.reshape(-1), counts)
+    return pairs[:, 0], pairs[:, 1], total
+
+
 @dataclass(frozen=True)
 class Partition:
-    """The cut boxes of the global tree and their owners (see the module docstring).
+    """The cut boxes of the global tree, the pieces they are dealt in, and their owners (see
+    the module docstring).
 
     Attributes
     ----------
@@ -136,8 +235,12 @@ class Partition:
         Morton numbers (level ``L``) of the nonempty cut boxes, sorted.
     counts : ndarray of shape (n_cut, 2), int64
         Sources and targets in each cut box, over all ranks.
-    owner : ndarray of shape (n_cut,), int64
-        Owner rank of each cut box, non-decreasing.
+    piece_keys, piece_levels : ndarray of shape (n_pieces,), int64
+        The pieces: the cut boxes and, inside those split between ranks, boxes of deeper
+        levels; Morton order.
+    piece_counts : ndarray of shape (n_pieces, 2), int64
+    piece_owner : ndarray of shape (n_pieces,), int64
+        Owner rank of each piece, non-decreasing.
     """
 
     root: tuple
@@ -145,15 +248,40 @@ class Partition:
     size: int
     keys: np.ndarray
     counts: np.ndarray
-    owner: np.ndarray
+    piece_keys: np.ndarray
+    piece_levels: np.ndarray
+    piece_counts: np.ndarray
+    piece_owner: np.ndarray
+
+    def __post_init__(self):
+        # the cut box of each piece, and the range of ranks owning a piece of each cut box
+        box = np.searchsorted(self.keys,
+                              self.piece_keys >> (3 * (self.piece_levels - self.level)))
+        first = np.full(len(self.keys), self.size, np.int64)
+        last = np.full(len(self.keys), -1, np.int64)
+        np.minimum.at(first, box, self.piece_owner)
+        np.maximum.at(last, box, self.piece_owner)
+        object.__setattr__(self, "piece_box", box)
+        object.__setattr__(self, "first", first)
+        object.__setattr__(self, "last", last)
 
     @classmethod
-    def from_histogram(cls, root, keys, counts, size, leaf_size):
+    def from_histogram(cls, root, keys, counts, size, leaf_size, refine=None, min_level=2):
         """The partition of a global level-:data:`MAX_CUT_LEVEL` histogram (as for
-        :func:`choose_level`)."""
-        level = choose_level(keys, counts, size, leaf_size)
+        :func:`choose_level`), with the heavy cut boxes split by :func:`split_heavy` when
+        ``refine`` is given."""
+        level = choose_level(keys, counts, size, leaf_size, min_level)
         cut, cut_counts = _coarsen(keys, counts, level)
-        return cls(root, level, size, cut, cut_counts, assign(cut_counts.sum(axis=1), size))
+        p_keys, p_levels, p_counts = cut, np.full(len(cut), level, np.int64), cut_counts
+        if refine is not None:
+            p_keys, p_levels, p_counts = split_heavy(p_keys, p_levels, p_counts, size, refine)
+        return cls(root, level, size, cut, cut_counts, p_keys, p_levels, p_counts,
+                   assign(p_counts.sum(axis=1), size))
+
+    @property
+    def owner(self):
+        """The owner of each cut box held by one rank; -1 for a box split between ranks."""
+        return np.where(self.first == self.last, self.first, -1)
 
     def box_keys(self, boxes):
         """Placeholder-bit box keys (:mod:`fmmsolve.tree.morton`) of cut boxes ``boxes``."""
@@ -164,6 +292,13 @@ class Partition:
         listed box."""
         keys = fine_keys(points, self.root) >> (3 * (MAX_CUT_LEVEL - self.level))
         return np.searchsorted(self.keys, keys)
+
+    def piece_of(self, points):
+        """Index of the piece of each point (n, 3); every point must lie in a listed piece."""
+        center, half = self.root
+        full = point_keys(np.ascontiguousarray(points, np.float64), center - half, 2.0 * half)
+        starts = piece_starts(self.piece_keys, self.piece_levels)
+        return np.searchsorted(starts, full, side="right") - 1
 
     def neighbours(self, boxes):
         """(len(boxes), 27) indices of the listed cut boxes adjacent to each of ``boxes`` (the
@@ -176,8 +311,19 @@ class Partition:
         return np.where(found, pos.reshape(inside.shape), -1)
 
     def owned(self, rank):
-        """Indices of the cut boxes ``rank`` owns (a contiguous range)."""
-        return np.arange(*np.searchsorted(self.owner, [rank, rank + 1]))
+        """Indices of the cut boxes ``rank`` owns a piece of (a contiguous range)."""
+        return np.flatnonzero((self.first <= rank) & (rank <= self.last))
+
+    def contributed(self, rank):
+        """The cut boxes holding sources whose multipole ``rank`` adds to the sum over ranks:
+        those whose first piece it owns (every owner of a piece holds all the box's
+        sources)."""
+        return np.flatnonzero((self.first == rank) & (self.counts[:, 0] > 0))
+
+    def target_boxes(self, rank):
+        """The cut boxes where ``rank`` owns targets (in pieces holding targets)."""
+        held = (self.piece_owner == rank) & (self.piece_counts[:, 1] > 0)
+        return np.unique(self.piece_box[held])
 
     def near(self, rank):
         """Boolean mask (n_cut,): the cut boxes whose sources ``rank`` holds (convention 4)."""
@@ -187,8 +333,8 @@ class Partition:
         return mask
 
     def route(self, points, ghosts):
-        """Where each of this rank's ``points`` goes: to its cut box's owner, and with
-        ``ghosts`` also to the owners of the adjacent cut boxes.
+        """Where each of this rank's ``points`` goes: a target to its piece's owner; a source,
+        with ``ghosts``, to every owner of a piece of its cut box or of an adjacent one.
 
         Returns
         -------
@@ -198,14 +344,18 @@ class Partition:
         counts : ndarray of shape (size,), int64
             Points sent to each rank.
         """
-        box = self.box_of(points)
         if not ghosts:
-            dest, index = self.owner[box], np.arange(len(box))
+            dest, index = self.piece_owner[self.piece_of(points)], np.arange(len(points))
         else:  # (point's box, destination) pairs, each destination once per box
+            box = self.box_of(points)
             boxes, inverse = np.unique(box, return_inverse=True)
             nb = self.neighbours(boxes)
-            rows = np.nonzero(nb >= 0)[0]
-            pairs = np.unique(rows * self.size + self.owner[nb[nb >= 0]])  # by box, then rank
+            rows, cols = np.nonzero(nb >= 0)
+            nb = nb[rows, cols]
+            spans = self.last[nb] - self.first[nb] + 1  # the ranks owning pieces of nb
+            starts = np.repeat(self.first[nb], spans)
+            ranks = starts + np.arange(spans.sum()) - np.repeat(np.cumsum(spans) - spans, spans)
+            pairs = np.unique(np.repeat(rows, spans) * self.size + ranks)  # by box, then rank
             pair_box, pair_dest = pairs // self.size, pairs % self.size
             ptr = np.searchsorted(pair_box, np.arange(len(boxes) + 1))
             per_point = np.diff(ptr)[inverse]

@@ -25,13 +25,16 @@ exactly as the serial FMM would; every source therefore counts once at every tar
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..fmm import FMMEngine
+from ..operators.surfaces import DOWN_EQUIV, UP_EQUIV
 from ..tree.morton import decode_array
 from ._mpi import sum_over_ranks
 
-__all__ = ["TopTree", "cut_box_centres"]
+__all__ = ["TopTree", "check_boxes", "cut_box_centres"]
 
 
 def cut_box_centres(partition, boxes):
@@ -42,6 +45,37 @@ def cut_box_centres(partition, boxes):
     return center - half + width * (decode_array(partition.keys[boxes]) + 0.5)
 
 
+def _surface_field(partition, boxes, expansions, surface, radius, points, gradient, kernel,
+                   wavenumber):
+    """The field at ``points`` (k, 3) of the expansions (len(boxes), m, n) of cut boxes
+    ``boxes``, equivalent densities on their surfaces of ``radius`` half-widths, by direct
+    sums: ``(pot (k, m), grad (k, m, 3) or None)``, of ``expansions.dtype``."""
+    from ..kernels.direct import direct  # not at import: direct compiles on first use
+
+    m, n = expansions.shape[1], len(surface)
+    shape = (len(points), m)
+    if len(points) == 0 or len(boxes) == 0:
+        return np.zeros(shape, expansions.dtype), \
+            np.zeros((*shape, 3), expansions.dtype) if gradient else None
+    half = partition.root[1] / 2 ** partition.level
+    centres = cut_box_centres(partition, boxes)
+    equivalent = (centres[:, None, :] + radius * half * surface[None]).reshape(-1, 3)
+    densities = expansions.reshape(len(boxes), m, n).transpose(0, 2, 1).reshape(-1, m)
+    out = direct(equivalent, points, densities, kernel=kernel.name, wavenumber=wavenumber,
+                 gradient=gradient)
+    pot, grad = out if gradient else (out, None)
+    return pot.astype(expansions.dtype, copy=False), \
+        None if grad is None else grad.astype(expansions.dtype, copy=False)
+
+
+def check_boxes(keys, rows, expected, what):
+    """Raise ``ValueError`` unless ``keys[rows]`` are the box keys ``expected`` (rows found by
+    ``searchsorted`` in a tree read from a file)."""
+    found = rows < len(keys)
+    if not found.all() or not np.array_equal(keys[rows], expected):
+        raise ValueError(f"{what}: its tree lacks boxes of this rank's cut boxes")
+
+
 class TopTree:
     """One rank's share of the shared coarse top.
 
@@ -49,9 +83,12 @@ class TopTree:
     ----------
     partition : Partition
     rank : int
-    engine_options : dict
-        ``kernel``, ``wavenumber``, ``eps``, ``expansion_order``, ``dtype``, ``plan_loader``
-        of the rank's engine (the same plans serve both).
+    engine_options : dict or None
+        ``kernel``, ``wavenumber``, ``eps``, ``dipoles``, ``expansion_order``, ``dtype``,
+        ``plan_loader`` of the rank's engine (the same plans serve both); None with ``engine``.
+    engine : FMMEngine or None
+        An engine fitted before and read back (:func:`~.files.load`), in place of a fit; it
+        must be the one this partition and rank give (None when they give none).
 
     Attributes
     ----------
@@ -61,25 +98,48 @@ class TopTree:
         This rank's cut boxes holding targets, where :meth:`far_field` gives expansions.
     engine : FMMEngine or None
         None when this rank has no far cut box or no target.
+    far : ndarray of shape (n_far,), int64
+        The cut boxes holding sources that are not near this rank.
+    timings : dict of str to float
+        Seconds of the last :meth:`far_field`: ``"allreduce"`` (the sum over ranks, waiting
+        for the slowest rank's upward pass included) and ``"top"`` (the top tree's passes).
     """
 
-    def __init__(self, partition, rank, engine_options):
+    def __init__(self, partition, rank, engine_options, engine=None):
         has_src = partition.counts[:, 0] > 0
         self.source_boxes = np.flatnonzero(has_src)
-        own = partition.owned(rank)
-        self.own_targets = own[partition.counts[own, 1] > 0]
+        self.own_targets = partition.target_boxes(rank)
+        self.timings = {}
         far = np.flatnonzero(has_src & ~partition.near(rank))
         self.engine = None
-        if len(far) and len(self.own_targets):
-            level = partition.level
+        level, needed = partition.level, bool(len(far) and len(self.own_targets))
+        if engine_options is None:
+            if (engine is not None) != needed:
+                raise ValueError(f"top engine: this rank's cut boxes need "
+                                 f"{'one' if needed else 'none'}, got "
+                                 f"{'none' if engine is None else 'one'}")
+            if needed and (engine.n_sources != len(far) or engine.tree.depth != level
+                           or engine.n_targets != len(self.own_targets)):
+                raise ValueError(f"top engine: {engine.n_sources} sources, "
+                                 f"{engine.n_targets} targets, depth {engine.tree.depth} "
+                                 f"disagree with the partition's {len(far)} far and "
+                                 f"{len(self.own_targets)} own cut boxes on level {level}")
+            self.engine = engine
+        elif needed:
             self.engine = FMMEngine(
                 cut_box_centres(partition, far), cut_box_centres(partition, self.own_targets),
                 leaf_size=1, **engine_options,
                 tree_options={"root": partition.root, "min_depth": level, "max_depth": level})
+        self.far = far
+        self._far_slots = np.searchsorted(self.source_boxes, far)
+        if self.engine is not None:
             keys = self.engine.tree.keys
-            self._far_slots = np.searchsorted(self.source_boxes, far)
             self._far_rows = np.searchsorted(keys, partition.box_keys(far))
             self._target_rows = np.searchsorted(keys, partition.box_keys(self.own_targets))
+            if engine is not None:  # a restored tree must hold these boxes
+                check_boxes(keys, self._far_rows, partition.box_keys(far), "top engine")
+                check_boxes(keys, self._target_rows, partition.box_keys(self.own_targets),
+                            "top engine")
 
     def far_field(self, comm, multipole, rows, slots):
         """Collective: the local expansions of this rank's target cut boxes due to every source
@@ -96,14 +156,73 @@ class TopTree:
 
         Returns
         -------
-        ndarray of shape (len(own_targets), m, n), or None when there is nothing to add
+        local : ndarray of shape (len(own_targets), m, n), or None when there is nothing to add
+        far : ndarray of shape (len(far), m, n)
+            The multipole expansions of the far cut boxes (for :meth:`far_to_points`).
         """
+        t0 = time.perf_counter()
         total = sum_over_ranks(comm, multipole, rows, slots, len(self.source_boxes))
-        if self.engine is None:
-            return None
-        top = np.zeros((self.engine.tree.n_boxes, *multipole.shape[1:]), multipole.dtype)
-        top[self._far_rows] = total[self._far_slots]
-        return self.engine.translate(top)[self._target_rows]
+        far = total[self._far_slots]
+        t1 = time.perf_counter()
+        local = None
+        if self.engine is not None:
+            top = np.zeros((self.engine.tree.n_boxes, *multipole.shape[1:]), multipole.dtype)
+            top[self._far_rows] = far
+            local = self.engine.translate(top)[self._target_rows]
+        self.timings = {"allreduce": t1 - t0, "top": time.perf_counter() - t1}
+        return local, far
+
+    def local_to_points(self, partition, local, surface, points, rows, gradient, kernel,
+                        wavenumber):
+        """L2P: the field at ``points`` of the local expansions ``local`` of this rank's target
+        cut boxes (``rows`` into :attr:`own_targets` for each point), summed directly from
+        their equivalent densities: the other ranks' far field at targets among the sources,
+        when the targets away from them take theirs by :meth:`far_to_points`.
+
+        Parameters and returns as :meth:`far_to_points`, with ``local`` of shape
+        (len(own_targets), m, n) from :meth:`far_field` and ``rows`` of shape (k,), int64.
+        """
+        m = local.shape[1]
+        pot = np.zeros((len(points), m), local.dtype)
+        grad = np.zeros((len(points), m, 3), local.dtype) if gradient else None
+        boxes = self.own_targets
+        for row in np.unique(rows):
+            at = np.flatnonzero(rows == row)
+            p, g = _surface_field(partition, boxes[row:row + 1], local[row:row + 1], surface,
+                                  DOWN_EQUIV, points[at], gradient, kernel, wavenumber)
+            pot[at] = p
+            if gradient:
+                grad[at] = g
+        return pot, grad
+
+    def far_to_points(self, partition, far, surface, points, gradient, kernel, wavenumber):
+        """M2P: the field at ``points`` of the far cut boxes' multipoles ``far``, summed
+        directly from their equivalent densities.
+
+        For targets away from the sources with a decaying kernel (the narrow far field,
+        :func:`fmmsolve.tree.lists.narrow_far_field`): the cut boxes are then no wider than the
+        decay allows, and the points, in this rank's cut boxes, lie outside every far cut
+        box's check surface (non-adjacent boxes of one level: 3 half-widths away at least).
+
+        Parameters
+        ----------
+        partition : Partition
+        far : ndarray of shape (len(self.far), m, n)
+            From :meth:`far_field`.
+        surface : ndarray of shape (n, 3)
+            The unit expansion surface (the plan's).
+        points : ndarray of shape (k, 3)
+        gradient : bool
+        kernel : Kernel
+        wavenumber : scalar or None
+
+        Returns
+        -------
+        pot : ndarray of shape (k, m), ``far.dtype``
+        grad : ndarray of shape (k, m, 3) or None
+        """
+        return _surface_field(partition, self.far, far, surface, UP_EQUIV, points, gradient,
+                              kernel, wavenumber)
 
     @property
     def nbytes(self) -> int:

@@ -30,7 +30,7 @@ from ..operators.m2l import check_strategy
 from ..operators.plan import Plan, level_plans
 from ..tree import InteractionLists, Octree, build_interaction_lists, build_octree
 
-__all__ = ["Fitted", "fit"]
+__all__ = ["Fitted", "fit", "off_resonance"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,10 +127,21 @@ def _resonant_levels(wavenumber, half_width, depth) -> list:
             if surfaces.near_resonance(complex(wavenumber) * half_width / 2.0**level)]
 
 
+def off_resonance(wavenumber, half_width, depth) -> float:
+    """The half-width of a root cube, at most 10 % wider than ``half_width``, whose levels 2 to
+    ``depth`` keep the expansion surfaces off the resonances: ``half_width`` itself when they
+    are off already. :mod:`fmmsolve.distributed` calls it with the deepest level a tree may
+    have, before the ranks share the root."""
+    for step in range(RESONANCE_STEPS + 1):
+        widened = half_width * (1.0 + RESONANCE_STEP * step)
+        if not _resonant_levels(wavenumber, widened, depth):
+            return widened
+    raise AssertionError("no root cube within 10 % is off the resonances")  # never measured
+
+
 def _off_resonance(wavenumber, tree, root_given) -> float:
-    """The half-width of a root cube about ``tree``'s centre, at most 10 % wider, that keeps
-    its levels off the resonances (the depth as ``tree``'s). ValueError when the caller gave
-    the root (the distributed operator's, shared by all ranks)."""
+    """:func:`off_resonance` for ``tree``'s root and depth; ValueError when the caller gave
+    the root."""
     levels = _resonant_levels(wavenumber, tree.half_width, tree.depth)
     if root_given:
         raise ValueError(
@@ -138,11 +149,7 @@ def _off_resonance(wavenumber, tree, root_given) -> float:
             f"{tree.half_width / 2.0**levels[0]:.6g}) at an interior resonance of the "
             f"expansion surfaces, where the FMM misses eps, and the root cube was given; "
             f"change k or the root's half-width by 0.5 %")
-    for step in range(1, RESONANCE_STEPS + 1):
-        half_width = tree.half_width * (1.0 + RESONANCE_STEP * step)
-        if not _resonant_levels(wavenumber, half_width, tree.depth):
-            return half_width
-    raise AssertionError("no root cube within 10 % is off the resonances")  # never measured
+    return off_resonance(wavenumber, tree.half_width, tree.depth)
 
 
 def fit(sources, targets=None, *, kernel="laplace", wavenumber=None, eps=None, dipoles=False,
