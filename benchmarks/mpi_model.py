@@ -13,9 +13,11 @@ the most work:
                                    ring allreduce of bandwidth B per rank and latency l log2 P
 
 ``a``, ``b`` and ``c`` are fitted to the uniform runs at P = 1, 2 (100,000 points) on the 2-core
-development VM; the check predicts the other runs from their partitions (computed here as the
-operator computes them) and compares with the measured times (P = 3, 4 put 2 ranks on a core:
-the measured wall times are about P / 2 times the work, so the predictions are scaled so).
+development VM, and the local term is scaled for each distribution by its own time at P = 1
+(a point of a sphere costs about half a uniform one's); the check predicts the other runs
+from their partitions (computed here as the operator computes them) and compares with the
+measured times (P = 3, 4 put 2 ranks on a core: the measured wall times are about P / 2 times
+the work, so the predictions are scaled so).
 
 The extrapolation is for uniform points, one rank per core on a cluster (B = 10 GB/s, l = 5 us)
 in weak scaling (10^6 points per rank) and strong scaling (10^8 points): the cut level is the
@@ -38,11 +40,16 @@ N_SURFACE = 218  # 6 (p - 1)^2 + 2 at eps 1e-6 (order 7)
 ORDER = 7
 #: Measured (benchmarks/README.md, "Distributed Krylov solvers and scaling"): seconds of the
 #: local FMM and the top of the slowest rank, per matvec, uniform and clustered, n = 100,000.
-MEASURED = {("uniform", 1): (0.709, 0.000), ("uniform", 2): (0.364, 0.007),
-            ("uniform", 3): (0.400, 0.016), ("uniform", 4): (0.385, 0.017),
-            ("clusters", 2): (0.489, 0.020), ("clusters", 3): (0.524, 0.040),
-            ("clusters", 4): (0.534, 0.041)}
+MEASURED = {("clusters", 1): (0.821, 0.000), ("sphere", 1): (0.397, 0.000),
+            ("uniform", 1): (0.721, 0.000), ("uniform", 2): (0.374, 0.008),
+            ("uniform", 3): (0.433, 0.019), ("uniform", 4): (0.390, 0.017),
+            ("clusters", 2): (0.493, 0.019), ("clusters", 3): (0.525, 0.042),
+            ("clusters", 4): (0.529, 0.041), ("sphere", 2): (0.177, 0.014),
+            ("sphere", 3): (0.198, 0.034), ("sphere", 4): (0.197, 0.034)}
 BANDWIDTH, LATENCY = 10e9, 5e-6
+#: Bytes per source held of a rank's tree, lists and index arrays (13.0 MB for 100,000 uniform
+#: points, bench_mpi.py), and of a GMRES(30) basis per own point (34 float64).
+TREE_BYTES, KRYLOV_BYTES = 130, 34 * 8
 
 
 def partition_of(x, size):
@@ -82,15 +89,16 @@ def check(a, b, c):
     print("| points | P | cut level | cut boxes | T | S | local predicted | local measured | "
           "top predicted | top measured |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for dist in ("uniform", "clusters"):
+    for dist in ("uniform", "clusters", "sphere"):
         x = point_cloud(dist, 100_000, 0)
+        rate = MEASURED[(dist, 1)][0] / ((a + b) * len(x))  # this distribution's work per point
         for p in (1, 2, 3, 4):
             if (dist, p) not in MEASURED:
                 continue
             part, targets, held = partition_of(x, p)
             boxes = int((part.counts[:, 0] > 0).sum())
             load = max(1.0, p / 2)
-            local = load * max(a * t + b * s for t, s in zip(targets, held))
+            local = load * rate * max(a * t + b * s for t, s in zip(targets, held))
             top = load * c * boxes if p > 1 else 0.0
             measured_local, measured_top = MEASURED[(dist, p)]
             print(f"| {dist} | {p} | {part.level} | {boxes} | {targets.max()} | {held.max()} | "
@@ -108,8 +116,9 @@ def extrapolate(a, b, c, per_rank=None, total=None):
              else f"strong scaling, {total:.0e} points")
     print(f"\nModel, uniform points, one rank per core, {title} (B = 10 GB/s):")
     print("| P | points/rank | cut level | cut boxes/rank | ghosts/owned | local s | top s | "
-          "allreduce s | efficiency | with LET: ghosts/owned | top + exchange s | efficiency |")
-    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          "allreduce s | MB/rank | efficiency | with LET: ghosts/owned | top + exchange s | "
+          "MB/rank | efficiency |")
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     base = None
     for p in (1, 8, 64, 512, 1000):
         n = per_rank * p if per_rank else total
@@ -126,7 +135,7 @@ def extrapolate(a, b, c, per_rank=None, total=None):
             + LATENCY * np.log2(p)
         total_s = local + top + reduce
         # LET: about 4,096 cut boxes per rank, whatever P
-        let_level = 2 if p == 1 else int(np.ceil(np.log(4096 * p) / np.log(8)))
+        let_level = 2 if p == 1 else int(np.ceil(np.log(4096 * p) / np.log(8) - 1e-9))
         let_k = 8.0 ** let_level / p
         let_g = 0.0 if p == 1 else shell(let_k) / let_k
         levels = let_level - 1
@@ -134,12 +143,17 @@ def extrapolate(a, b, c, per_rank=None, total=None):
         let_top = 0.0 if p == 1 else c * (let_k + 189 * levels) \
             + (shell(let_k) + 189 * levels) * N_SURFACE * 8 / BANDWIDTH
         let_total = let_local + let_top
+        # tree and Krylov basis, and the allreduce's two buffers of all cut boxes' expansions
+        memory = (TREE_BYTES * (1 + g) * mine + KRYLOV_BYTES * mine
+                  + (2 * boxes * N_SURFACE * 8 if p > 1 else 0)) / 1e6
+        let_memory = (TREE_BYTES * (1 + let_g) * mine + KRYLOV_BYTES * mine
+                      + 2 * (shell(let_k) + 189 * levels) * N_SURFACE * 8 * (p > 1)) / 1e6
         if base is None:
             base = total_s
         ideal = base if per_rank else base / p
         print(f"| {p} | {mine:.2g} | {level} | {k:.3g} | {g:.2f} | {local:.2f} | {top:.3f} | "
-              f"{reduce:.4f} | {ideal / total_s:.2f} | {let_g:.2f} | {let_top:.3f} | "
-              f"{ideal / let_total:.2f} |")
+              f"{reduce:.4f} | {memory:.0f} | {ideal / total_s:.2f} | {let_g:.2f} | "
+              f"{let_top:.3f} | {let_memory:.0f} | {ideal / let_total:.2f} |")
 
 
 def main():

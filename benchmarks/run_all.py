@@ -98,6 +98,18 @@ SUITE += [(f"Against fmm3dpy, Helmholtz, sphere, k D = {kd} (D the extent)", "be
            ["--n", "20000", "--kernel", "helmholtz", "--kd", kd, "--diameter", "extent",
             "--distribution", "sphere", "--peers", "fmmsolve", "fmm3dpy", "--repeats", "1"])
           for kd, eps in (("30", "3e-8"), ("100", "1e-6"))]
+# The distributed FMM (needs the mpi extra; runs itself under mpiexec, one thread per rank).
+SUITE += [("Distributed: strong scaling", "bench_mpi.py",
+           ["--n", "100000", "--distributions", "uniform", "clusters", "sphere"],
+           ["--n", "20000", "--ranks", "1", "2", "--repeats", "1"]),
+          ("Distributed: weak scaling", "bench_mpi.py", ["--mode", "weak", "--n", "25000"],
+           ["--mode", "weak", "--n", "10000", "--ranks", "1", "2", "--repeats", "1"]),
+          ("Distributed: agreement with the serial operator", "bench_mpi.py",
+           ["--n", "20000", "--distributions", "uniform", "clusters", "sphere", "--check",
+            "--repeats", "1"], ["--n", "5000", "--ranks", "2", "--check", "--repeats", "1"]),
+          ("Distributed: Krylov memory per rank", "bench_krylov_memory.py", [],
+           ["--n", "200000", "--ranks", "1", "2"]),
+          ("Distributed: the scaling model", "mpi_model.py", [], [])]
 
 
 def run(script, arguments):
