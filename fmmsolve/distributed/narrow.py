@@ -61,10 +61,12 @@ class NarrowFarField:
     Attributes
     ----------
     away_index, near_index : ndarray of int64
-        Positions among the rank's own targets (the engine's caller order).
+        Positions among the rank's own targets (the engine's caller order); the near ones
+        grouped by cut box.
     away_points, near_points : ndarray of shape (k, 3), float64
-    near_rows : ndarray of int64
-        The row in ``top.own_targets`` of each near point's cut box.
+    near_rows, near_bounds : ndarray of int64
+        The rows in ``top.own_targets`` of the near targets' cut boxes, and where each one's
+        group starts in ``near_points`` (with the end last).
     """
 
     def __init__(self, comm, engine, top, partition, options, n_own_targets, n_held_sources):
@@ -82,9 +84,14 @@ class NarrowFarField:
             if n_held_sources:
                 distance = cKDTree(tree.sources.T).query(points)[0]
             away = distance > 2.0 * width
-        self.away_index, self.near_index = np.flatnonzero(away), np.flatnonzero(~away)
-        self.away_points, self.near_points = points[away], points[~away]
-        self.near_rows = np.searchsorted(top.own_targets, partition.box_of(self.near_points))
+        self.away_index, self.away_points = np.flatnonzero(away), points[away]
+        # the near targets grouped by cut box, once: L2P goes box by box
+        near = np.flatnonzero(~away)
+        rows = np.searchsorted(top.own_targets, partition.box_of(points[near]))
+        order = np.argsort(rows, kind="stable")
+        self.near_index, self.near_points = near[order], points[near[order]]
+        self.near_rows, starts = np.unique(rows[order], return_index=True)
+        self.near_bounds = np.append(starts, len(order))
         if not comm.allreduce(len(self.away_index) if len(top.far) else 0, op=MPI.MAX):
             return
         half = partition.root[1] / 2 ** partition.level
@@ -104,7 +111,7 @@ class NarrowFarField:
         t0 = time.perf_counter()
         rest = (gradient, self.kernel, self.wavenumber)
         near = self.top.local_to_points(self.partition, local, self.surface, self.near_points,
-                                        self.near_rows, *rest)
+                                        self.near_rows, self.near_bounds, *rest)
         away = self.top.far_to_points(self.partition, far, self.surface, self.away_points,
                                       *rest)
         for index, (p, g) in ((self.near_index, near), (self.away_index, away)):

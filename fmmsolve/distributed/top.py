@@ -172,27 +172,27 @@ class TopTree:
         self.timings = {"allreduce": t1 - t0, "top": time.perf_counter() - t1}
         return local, far
 
-    def local_to_points(self, partition, local, surface, points, rows, gradient, kernel,
-                        wavenumber):
+    def local_to_points(self, partition, local, surface, points, rows, bounds, gradient,
+                        kernel, wavenumber):
         """L2P: the field at ``points`` of the local expansions ``local`` of this rank's target
-        cut boxes (``rows`` into :attr:`own_targets` for each point), summed directly from
-        their equivalent densities: the other ranks' far field at targets among the sources,
-        when the targets away from them take theirs by :meth:`far_to_points`.
+        cut boxes, summed directly from their equivalent densities: the other ranks' far field
+        at targets among the sources, when the targets away from them take theirs by
+        :meth:`far_to_points`.
 
         Parameters and returns as :meth:`far_to_points`, with ``local`` of shape
-        (len(own_targets), m, n) from :meth:`far_field` and ``rows`` of shape (k,), int64.
+        (len(own_targets), m, n) from :meth:`far_field`, the points grouped by cut box:
+        ``points[bounds[i]:bounds[i + 1]]`` lie in cut box ``own_targets[rows[i]]``.
         """
         m = local.shape[1]
         pot = np.zeros((len(points), m), local.dtype)
         grad = np.zeros((len(points), m, 3), local.dtype) if gradient else None
-        boxes = self.own_targets
-        for row in np.unique(rows):
-            at = np.flatnonzero(rows == row)
-            p, g = _surface_field(partition, boxes[row:row + 1], local[row:row + 1], surface,
-                                  DOWN_EQUIV, points[at], gradient, kernel, wavenumber)
-            pot[at] = p
+        for row, lo, hi in zip(rows, bounds[:-1], bounds[1:]):
+            p, g = _surface_field(partition, self.own_targets[row:row + 1], local[row:row + 1],
+                                  surface, DOWN_EQUIV, points[lo:hi], gradient, kernel,
+                                  wavenumber)
+            pot[lo:hi] = p
             if gradient:
-                grad[at] = g
+                grad[lo:hi] = g
         return pot, grad
 
     def far_to_points(self, partition, far, surface, points, gradient, kernel, wavenumber):
