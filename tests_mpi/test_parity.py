@@ -73,6 +73,38 @@ def test_transpose_and_adjoint(comm, rng, kernel):
     assert S.T is S
 
 
+def test_transpose_with_targets_the_sources_on_some_ranks_only(comm, rng):
+    """Rank 0's targets are its sources, the others' are not: A is not square-symmetric, and
+    every rank fits the transpose (none returns A while the others wait)."""
+    n_src, n_tgt, eps = 2000, 1500, 1e-6
+    src, tgt = rng.random((n_src, 3)), rng.random((n_tgt, 3))
+    s_mine, t_mine = deal(n_src, comm, rng), deal(n_tgt, comm, rng)
+    mine = src[s_mine] if comm.rank == 0 else tgt[t_mine]
+    A = DistributedFMMOperator(src[s_mine], None if comm.rank == 0 else mine, comm=comm,
+                               eps=eps, memory=None)
+    assert A.T is not A
+    everyone = np.vstack(comm.allgather(mine))  # the global targets, rank 0 first
+    p = rng.standard_normal(len(everyone))
+    start = sum(comm.allgather(len(mine))[:comm.rank])
+    y = A.rmatvec(p[start:start + len(mine)])
+    assert global_error(comm, y, fmmsolve.direct(everyone, src[s_mine], p)) <= eps
+
+
+def test_bad_gradient_or_load_path_on_one_rank_raises_on_every_rank(comm, rng,
+                                                                    tmp_path_factory):
+    last = comm.size - 1
+    A = DistributedFMMOperator(rng.random((300, 3)), comm=comm, eps=1e-3, memory=None)
+    with pytest.raises(TypeError if comm.rank == last else RankFailedError,
+                       match="gradient" if comm.rank == last else f"rank {last}"):
+        A.evaluate(np.ones(300), gradient="yes" if comm.rank == last else False)
+    path = os.path.join(_shared_dir(comm, tmp_path_factory), "op")
+    A.save(path)
+    with pytest.raises(TypeError if comm.rank == last else RankFailedError):
+        DistributedFMMOperator.load(None if comm.rank == last else path, comm)
+    assert np.array_equal(DistributedFMMOperator.load(path, comm) @ np.ones(300),
+                          A @ np.ones(300))
+
+
 def test_helmholtz_at_high_frequency_raises_the_order(comm, rng):
     # k D = 24 on the unit sphere: past eps 1e-4's own order, which the distributed operator
     # used to pass to every engine explicitly (and the engines then refused)
@@ -122,7 +154,7 @@ def test_sub_communicators(comm, rng):
 
 
 @pytest.mark.parametrize("k", [1.0, 3.0])
-def test_narrow_far_field_for_targets_away_from_the_sources(comm, rng, k):
+def test_narrow_far_field_for_targets_away_from_the_sources(comm, rng, k, tmp_path_factory):
     """Modified Helmholtz, sources in the unit cube and targets on a sphere of radius 3 around
     it (the serial FMM's measurement, accuracy.DECAY_WIDTH): the targets take the other ranks'
     far field from the cut boxes' multipoles directly, not through wide local expansions
@@ -140,6 +172,10 @@ def test_narrow_far_field_for_targets_away_from_the_sources(comm, rng, k):
     assert global_error(comm, pot, exact) <= eps
     assert global_error(comm, grad, exact_grad) <= 10 * eps
     assert comm.allreduce(len(A.narrow_field.away_index)) > 0  # the narrow path was taken
+    path = os.path.join(_shared_dir(comm, tmp_path_factory), "narrow")
+    A.save(path)
+    B = DistributedFMMOperator.load(path, comm)
+    assert np.array_equal(B @ q[s_mine], A @ q[s_mine])  # the narrow lists restored too
 
 
 def test_narrow_far_field_refused_when_cut_boxes_are_too_wide(comm, rng):

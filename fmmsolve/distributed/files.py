@@ -141,7 +141,8 @@ def _partition(p, attrs, size):
 
 
 def _read(path, comm):
-    """This rank's file: ``(fields for the operator, the save's token)``."""
+    """This rank's file of the save ``path``: ``(parts for the operator, the save's token)``."""
+    path = rank_path(path, comm.rank, comm.size)
     groups, attrs = read_groups(path, kind=_KIND, format_version=FORMAT_VERSION,
                                 check_layout=_check_layout)
     try:
@@ -214,11 +215,11 @@ def read(path, comm):
         On the rank whose file is missing, unreadable, damaged, of another rank or size, or
         of another save than the other ranks' files; the others raise RankFailedError.
     """
-    mine = rank_path(path, comm.rank, comm.size)
-    parts, tokens = gather_agreed(comm, _read, mine, comm)
+    parts, tokens = gather_agreed(comm, _read, path, comm)  # a bad path: inside, agreed
     if len(set(tokens)) > 1:
-        raise OperatorFileError(mine, f"the ranks' files come from different saves (tokens "
-                                      f"{', '.join(map(str, tokens))})")
+        raise OperatorFileError(rank_path(path, comm.rank, comm.size),
+                                f"the ranks' files come from different saves (tokens "
+                                f"{', '.join(map(str, tokens))})")
     return parts
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_array, as_densities, as_dipoles, check_columns
+from .._validation import as_array, as_densities, as_dipoles, check_columns, check_flag
 
 __all__ = ["check_densities", "check_layouts"]
 
@@ -41,8 +41,9 @@ def check_densities(q, d, gradient, n, dtype, dipoles):
     ------
     ValueError
         Naming the argument: neither given, columns that disagree, a wrong shape, NaN, no
-        column, or dipoles for an operator fit for charges only.
+        column, dipoles for an operator fit for charges only, a ``gradient`` not a bool.
     """
+    gradient = check_flag(gradient, "gradient")
     check_columns(q, d, "q_local")
     if d is not None and not dipoles:
         raise ValueError("dipoles: this FMM was fit for charges only: fit it with "
@@ -63,7 +64,7 @@ def check_densities(q, d, gradient, n, dtype, dipoles):
     if m == 0:
         raise ValueError(f"q_local must have at least one column, got shape "
                          f"{(q if q is not None else d).shape}")
-    return (q, d, vector), ((m, q is not None, d is not None, bool(gradient)),
+    return (q, d, vector), ((m, q is not None, d is not None, gradient),
                             dtype.kind == "c")
 
 

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from .. import cache
-from .._validation import as_points, check_flag
+from .._validation import as_points
 from ..accuracy import max_expansion_half_width
 from ..fmm import FMMEngine
 from ._mpi import (
@@ -280,7 +280,7 @@ class DistributedFMMOperator:
         grad : ndarray of shape (n_local_targets, 3) or (n_local_targets, m, 3)
             Only when ``gradient=True``.
         """
-        pot, grad, vector = self._product(q, dipoles, check_flag(gradient, "gradient"))
+        pot, grad, vector = self._product(q, dipoles, gradient)  # gradient checked there
         if vector:
             pot, grad = pot[:, 0], None if grad is None else grad[:, 0]
         return (pot, grad) if gradient else pot
@@ -297,6 +297,7 @@ class DistributedFMMOperator:
             self.comm, check_densities, q, d, gradient, self.local_shape[1], self.dtype,
             self.options["dipoles"])
         layouts = check_layouts(shared)
+        gradient = layouts[0][3]  # checked, the same on every rank
         if self.dtype.kind != "c" and any(c for _, c in shared):
             # a real operator on complex densities: two real passes on every rank
             m = layouts[0][0]
@@ -382,15 +383,17 @@ class DistributedFMMOperator:
         """Collective on first call: ``A.T``, a distributed operator from this rank's targets
         to its sources.
 
-        The kernels are symmetric, ``G(x, y) = G(y, x)``: with targets the sources, ``A.T`` is
-        ``A``; otherwise it is the operator with the roles swapped, fit once (on every rank)
-        and kept."""
+        The kernels are symmetric, ``G(x, y) = G(y, x)``: with targets the sources on every
+        rank, ``A.T`` is ``A``; otherwise it is the operator with the roles swapped, fit once
+        (on every rank) and kept."""
         if self._transpose_op is None:
             src, tgt = self._local_points
-            if tgt is None:
+            # square only if every rank's targets are its sources (collective)
+            if not self.comm.allreduce(int(tgt is not None), op=MPI.MAX):
                 self._transpose_op = self
             else:
-                swapped = DistributedFMMOperator(tgt, src, comm=self.comm, **self._fmm_options)
+                swapped = DistributedFMMOperator(src if tgt is None else tgt, src,
+                                                 comm=self.comm, **self._fmm_options)
                 swapped._transpose_op = self
                 self._transpose_op = swapped
         return self._transpose_op

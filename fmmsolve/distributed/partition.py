@@ -18,8 +18,9 @@ Conventions
    :data:`PIECE` of a rank's mean load is split into its nonempty descendants some levels down
    (:func:`split_heavy`, from deeper histograms of those boxes only), so that a cluster
    tighter than any cut box is shared between ranks. A cut box's pieces are contiguous in
-   Morton order, so the ranks owning them are a contiguous run ``first .. last``. Only a cluster
-   of points at one place (a deepest box) stays on one rank.
+   Morton order, so the ranks owning them are consecutive (``Partition.owners``; a rank between
+   two may own none of them when an indivisible piece outweighs its share). Only a cluster of
+   points at one place (a deepest box) stays on one rank.
 5. A rank owns the targets of its pieces. It receives the sources of every cut box it owns a
    piece of and of the cut boxes adjacent to those (closed cubes touch): its *near* cut boxes,
    with their sources (its own and the *ghosts*). The sources of every other cut box reach it
@@ -263,6 +264,11 @@ class Partition:
     piece_counts : ndarray of shape (n_pieces, 2), int64
     piece_owner : ndarray of shape (n_pieces,), int64
         Owner rank of each piece, non-decreasing.
+    piece_box : ndarray of shape (n_pieces,), int64
+        The cut box of each piece (derived).
+    owner_ptr, owners : ndarray of int64
+        The ranks owning pieces of cut box ``b``: ``owners[owner_ptr[b]:owner_ptr[b + 1]]``,
+        ascending (derived); ``first`` and ``last`` are the first and last of them.
     """
 
     root: tuple
@@ -276,16 +282,18 @@ class Partition:
     piece_owner: np.ndarray
 
     def __post_init__(self):
-        # the cut box of each piece, and the range of ranks owning a piece of each cut box
+        # the cut box of each piece, and the ranks owning pieces of each cut box (CSR; a rank
+        # may own none of the pieces between two it owns, when an indivisible piece outweighs
+        # its share)
         box = np.searchsorted(self.keys,
                               self.piece_keys >> (3 * (self.piece_levels - self.level)))
-        first = np.full(len(self.keys), self.size, np.int64)
-        last = np.full(len(self.keys), -1, np.int64)
-        np.minimum.at(first, box, self.piece_owner)
-        np.maximum.at(last, box, self.piece_owner)
-        object.__setattr__(self, "piece_box", box)
-        object.__setattr__(self, "first", first)
-        object.__setattr__(self, "last", last)
+        pairs = np.unique(box * self.size + self.piece_owner)
+        pair_box, owners = pairs // self.size, pairs % self.size
+        ptr = np.searchsorted(pair_box, np.arange(len(self.keys) + 1))
+        for name, value in (("piece_box", box), ("owner_ptr", ptr), ("owners", owners),
+                            ("first", owners[ptr[:-1]] if len(owners) else ptr[:-1]),
+                            ("last", owners[ptr[1:] - 1] if len(owners) else ptr[:-1])):
+            object.__setattr__(self, name, value)
 
     @classmethod
     def from_histogram(cls, root, keys, counts, size, leaf_size, refine=None, min_level=2):
@@ -340,8 +348,8 @@ class Partition:
         return np.where(found, pos.reshape(inside.shape), -1)
 
     def owned(self, rank):
-        """Indices of the cut boxes ``rank`` owns a piece of (a contiguous range)."""
-        return np.flatnonzero((self.first <= rank) & (rank <= self.last))
+        """Indices of the cut boxes ``rank`` owns a piece of, ascending."""
+        return np.unique(self.piece_box[self.piece_owner == rank])
 
     def contributed(self, rank):
         """The cut boxes holding sources whose multipole ``rank`` adds to the sum over ranks:
@@ -381,9 +389,10 @@ class Partition:
             nb = self.neighbours(boxes)
             rows, cols = np.nonzero(nb >= 0)
             nb = nb[rows, cols]
-            spans = self.last[nb] - self.first[nb] + 1  # the ranks owning pieces of nb
-            starts = np.repeat(self.first[nb], spans)
-            ranks = starts + np.arange(spans.sum()) - np.repeat(np.cumsum(spans) - spans, spans)
+            spans = np.diff(self.owner_ptr)[nb]  # the ranks owning pieces of nb
+            at = np.repeat(self.owner_ptr[nb], spans) + np.arange(spans.sum()) \
+                - np.repeat(np.cumsum(spans) - spans, spans)
+            ranks = self.owners[at]
             pairs = np.unique(np.repeat(rows, spans) * self.size + ranks)  # by box, then rank
             pair_box, pair_dest = pairs // self.size, pairs % self.size
             ptr = np.searchsorted(pair_box, np.arange(len(boxes) + 1))
