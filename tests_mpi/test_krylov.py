@@ -451,3 +451,53 @@ def test_as_petsc_ksp_matches_our_gmres(comm, rng):
     ours, _ = gmres(A, np.ones(len(mine)), rtol=1e-30, restart=20, maxiter=1)
     assert np.linalg.norm(gathered(comm, x.array_r - ours)) <= 1e-6 * np.linalg.norm(
         gathered(comm, ours))
+
+
+def test_as_petsc_shell_glue_with_a_stand_in_petsc(comm, rng, monkeypatch):
+    """What PETSc would call, with a stand-in petsc4py (no PETSc here): the sizes and
+    communicator of the python matrix, and its mult, multHermitian and multTranspose against
+    the operator's products (collective, on every rank). Real PETSc: the test above."""
+    import sys
+    import types
+
+    from fmmsolve.distributed.petsc import as_petsc
+
+    made = {}
+
+    class Mat:
+        def createPython(self, sizes, context=None, comm=None):
+            made.update(sizes=sizes, context=context, comm=comm)
+            return self
+
+        def setUp(self):
+            made["set_up"] = True
+
+    class Vec:
+        def __init__(self, values):
+            self.array = np.array(values)
+
+        @property
+        def array_r(self):
+            return self.array
+
+    PETSc = types.SimpleNamespace(Mat=Mat, ScalarType=np.complex128)
+    package = types.ModuleType("petsc4py")
+    package.PETSc = PETSc
+    monkeypatch.setitem(sys.modules, "petsc4py", package)
+    monkeypatch.setitem(sys.modules, "petsc4py.PETSc", PETSc)
+    src, tgt = rng.random((600, 3)), rng.random((400, 3))
+    A = DistributedFMMOperator(src, tgt, comm=comm, kernel="helmholtz", wavenumber=2.0,
+                               eps=1e-6, memory=None)
+    as_petsc(A)
+    assert made["sizes"] == ((400, A.shape[0]), (600, A.shape[1]))
+    assert made["comm"] is comm and made["set_up"]
+    q = rng.standard_normal(600) + 1j * rng.standard_normal(600)
+    p = rng.standard_normal(400) + 1j * rng.standard_normal(400)
+    y = Vec(np.zeros(400, complex))
+    made["context"].mult(None, Vec(q), y)
+    assert np.array_equal(y.array, A.matvec(q))
+    x = Vec(np.zeros(600, complex))
+    made["context"].multHermitian(None, Vec(p), x)
+    assert np.array_equal(x.array, A.rmatvec(p))
+    made["context"].multTranspose(None, Vec(p), x)
+    assert np.allclose(x.array, A.T.matvec(p))  # A^T p = conj(A^H conj(p))
