@@ -127,7 +127,7 @@ def gather_agreed(comm, func, *args):
     return result, [s for _, s in shared]
 
 
-def alltoallv(comm, send, counts, dtype=None):
+def alltoallv(comm, send, counts, dtype=None, recv_counts=None):
     """Exchange rows: ``send`` is (n, ...) sorted by destination rank, ``counts[d]`` rows for
     rank ``d``; returns the received rows ordered by source rank, and their counts.
 
@@ -136,7 +136,11 @@ def alltoallv(comm, send, counts, dtype=None):
     comm : mpi4py.MPI.Intracomm
     send : ndarray of shape (n, *row)
     counts : ndarray of shape (comm.size,), int64
-        Known on the receiving side from the set-up (``recv_counts``) or exchanged here.
+    dtype : numpy.dtype or None
+        The dtype to send (None: ``send``'s).
+    recv_counts : ndarray of shape (comm.size,), int64, or None
+        The rows to receive from each rank, when known from the set-up; None exchanges them
+        here (one ``Alltoall``).
 
     Returns
     -------
@@ -146,8 +150,10 @@ def alltoallv(comm, send, counts, dtype=None):
     send = np.ascontiguousarray(send, dtype)
     row = int(np.prod(send.shape[1:], dtype=np.int64))
     counts = np.asarray(counts, np.int64)
-    recv_counts = np.empty_like(counts)
-    comm.Alltoall(counts, recv_counts)
+    if recv_counts is None:
+        recv_counts = np.empty_like(counts)
+        comm.Alltoall(counts, recv_counts)
+    recv_counts = np.asarray(recv_counts, np.int64)
     recv = np.empty((int(recv_counts.sum()), *send.shape[1:]), send.dtype)
     size = row * send.dtype.itemsize  # bytes per row: any dtype travels as MPI.BYTE
     s_counts, r_counts = counts * size, recv_counts * size

@@ -43,21 +43,12 @@ from . import files
 from .layout import check_densities, check_layouts
 from .narrow import NarrowFarField, min_cut_level
 from .options import check_options, check_same, resolve_root
-from .partition import Partition, fine_keys, global_root, merge_refined, refine_counts
+from .partition import (Partition, global_root, local_histogram, merge_histograms,
+                        merge_refined, refine_counts)
 from .top import TopTree
 from .views import Conjugated, LocalOperator, ReplicatedOperator
 
 __all__ = ["DistributedFMMOperator"]
-
-
-def _merge(parts):
-    """Sum the histograms ``[(keys, (n, 2) counts), ...]`` of the ranks into one."""
-    keys = np.concatenate([k for k, _ in parts])
-    counts = np.concatenate([c for _, c in parts]).reshape(-1, 2)
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    total = np.zeros((len(uniq), 2), np.int64)
-    np.add.at(total, inverse, counts)
-    return uniq, total
 
 
 class DistributedFMMOperator:
@@ -138,7 +129,7 @@ class DistributedFMMOperator:
         # targets away from the sources of a decaying kernel: the narrow far field
         self._narrow = bool(comm.allreduce(int(local_targets is not None), op=MPI.MAX)) \
             and np.isfinite(max_expansion_half_width(options["kernel"], options["wavenumber"]))
-        parts = comm.allgather(run_agreed(comm, self._local_histogram, src, tgt, root))
+        parts = comm.allgather(run_agreed(comm, local_histogram, src, tgt, root))
 
         def refine(keys, levels, deeper):  # collective: the deeper histogram of heavy boxes
             return merge_refined(comm.allgather(run_agreed(
@@ -147,7 +138,7 @@ class DistributedFMMOperator:
         # with the narrow far field, cut boxes narrow enough for the decay (up to level 5)
         min_level = min_cut_level(options["kernel"], options["wavenumber"], root[1]) \
             if self._narrow else 2
-        partition = Partition.from_histogram(root, *_merge(parts), comm.size,
+        partition = Partition.from_histogram(root, *merge_histograms(parts), comm.size,
                                              options["leaf_size"], refine, min_level)
         self._local_points = (src, None if local_targets is None else tgt)
         self._fmm_options = dict(fmm_options)
@@ -178,6 +169,8 @@ class DistributedFMMOperator:
                       comm.allreduce(n_sources, op=MPI.SUM))
         self.n_own_targets, self.n_held_sources = n_own_targets, n_held_sources
         self.dtype = self.options["kernel"].value_dtype(self.options["dtype"])
+        # the densities received from each rank, fixed by the routes (no exchange per product)
+        self._s_recv = np.array(comm.alltoall([int(c) for c in self._routes[0][1]]), np.int64)
 
     @staticmethod
     def _validate(local_sources, local_targets, fmm_options):
@@ -188,14 +181,6 @@ class DistributedFMMOperator:
         tgt = src if local_targets is None else as_points(local_targets, "local_targets",
                                                           allow_empty=True)
         return (src, tgt, options, memory), summary
-
-    @staticmethod
-    def _local_histogram(src, tgt, root):
-        keys = np.concatenate([np.unique(fine_keys(p, root)) for p in (src, tgt)])
-        keys = np.unique(keys)
-        counts = np.stack([np.bincount(np.searchsorted(keys, fine_keys(p, root)),
-                                       minlength=len(keys)) for p in (src, tgt)], axis=1)
-        return keys, counts.astype(np.int64)
 
     def _build(self, my_src, my_tgt, memory):
         """Fit this rank's engine and top tree (rank 0 first when plans go through a disk
@@ -313,8 +298,9 @@ class DistributedFMMOperator:
         """Collective: route the checked densities (``self.dtype``) to the ranks holding their
         sources, evaluate, and route the potentials (and gradients) back."""
         comm = self.comm
-        (s_order, s_counts), (t_order, _) = self._routes
-        q, d = [None if a is None else alltoallv(comm, a[s_order], s_counts, self.dtype)[0]
+        (s_order, s_counts), (t_order, t_counts) = self._routes
+        q, d = [None if a is None else
+                alltoallv(comm, a[s_order], s_counts, self.dtype, self._s_recv)[0]
                 for a in (q, d)]
         t1 = time.perf_counter()
         pot, grad, timings = self._evaluate(q, d, gradient)
@@ -322,7 +308,7 @@ class DistributedFMMOperator:
         out = []
         for values in (pot, grad):
             if values is not None:
-                back, _ = alltoallv(comm, values, self._t_back)
+                back, _ = alltoallv(comm, values, self._t_back, recv_counts=t_counts)
                 out.append(np.empty((self.local_shape[0], *values.shape[1:]), self.dtype))
                 out[-1][t_order] = back
         # the engine's "far_field" is the top's allreduce and passes, given apart
@@ -387,8 +373,7 @@ class DistributedFMMOperator:
         rank, ``A.T`` is ``A``; otherwise it is the operator with the roles swapped, fit once
         (on every rank) and kept."""
         if self._transpose_op is None:
-            src, tgt = self._local_points
-            # square only if every rank's targets are its sources (collective)
+            src, tgt = self._local_points  # square if every rank's targets are its sources:
             if not self.comm.allreduce(int(tgt is not None), op=MPI.MAX):
                 self._transpose_op = self
             else:

@@ -39,8 +39,8 @@ from ..tree.morton import decode_array, encode_array, point_keys
 from ..tree.octree import bounding_cube
 
 __all__ = ["BALANCE", "BOX_WEIGHT", "FULL", "MAX_CUT_LEVEL", "PIECE", "Partition", "assign",
-           "choose_level", "global_root", "merge_refined", "refine_counts", "split_heavy",
-           "weights"]
+           "choose_level", "global_root", "local_histogram", "merge_histograms",
+           "merge_refined", "refine_counts", "split_heavy", "weights"]
 
 #: Deepest cut level: at most 8**5 cut boxes, whose multipoles every rank sums.
 MAX_CUT_LEVEL = 5
@@ -111,6 +111,26 @@ def _coarsen(keys, counts, level):
     ``level``: (keys, counts) of that level."""
     coarse, first = np.unique(keys >> (3 * (MAX_CUT_LEVEL - level)), return_index=True)
     return coarse, np.add.reduceat(counts, first, axis=0) if len(keys) else counts
+
+
+def local_histogram(src, tgt, root):
+    """This rank's share of the global histogram: the level-:data:`MAX_CUT_LEVEL` boxes of
+    ``root`` holding its sources (n, 3) or targets (k, 3), sorted, and ``(n_boxes, 2)`` counts
+    of each."""
+    keys = np.unique(np.concatenate([np.unique(fine_keys(p, root)) for p in (src, tgt)]))
+    counts = np.stack([np.bincount(np.searchsorted(keys, fine_keys(p, root)),
+                                   minlength=len(keys)) for p in (src, tgt)], axis=1)
+    return keys, counts.astype(np.int64)
+
+
+def merge_histograms(parts):
+    """Sum the ranks' :func:`local_histogram` ``[(keys, (n, 2) counts), ...]`` into one."""
+    keys = np.concatenate([k for k, _ in parts])
+    counts = np.concatenate([c for _, c in parts]).reshape(-1, 2)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    total = np.zeros((len(uniq), 2), np.int64)
+    np.add.at(total, inverse.reshape(-1), counts)
+    return uniq, total
 
 
 def choose_level(keys, counts, size, leaf_size, min_level=2, balance=True):
