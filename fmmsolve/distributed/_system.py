@@ -26,16 +26,10 @@ from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 from .._validation import as_array, check_positive_int
 from ._mpi import MPI, gather_agreed, resolve_comm, run_agreed
+from .options import check_same
 from .operator import DistributedFMMOperator, ReplicatedOperator
 
 __all__ = ["System", "check_tolerance", "find_comm", "make_system", "optional_positive_int"]
-
-# SciPy's coercion (scipy/sparse/linalg/_isolve/utils.py): the working type of A and b
-_COERCE = {("f", "f"): "f", ("f", "d"): "d", ("f", "F"): "F", ("f", "D"): "D",
-           ("d", "f"): "d", ("d", "d"): "d", ("d", "F"): "D", ("d", "D"): "D",
-           ("F", "f"): "F", ("F", "d"): "D", ("F", "F"): "F", ("F", "D"): "D",
-           ("D", "f"): "D", ("D", "d"): "D", ("D", "F"): "D", ("D", "D"): "D"}
-
 
 def _char(dtype):
     """A dtype's working character: itself for f, d, F, D; D for other complex, d otherwise."""
@@ -225,21 +219,6 @@ def _check_local(comm, A, M, x0, b, callback, settings):
     return (A_op, psolve, x0, b), summary
 
 
-def _check_same(summaries):
-    """``ValueError`` on every rank naming each setting that differs between ranks."""
-    differ = []
-    for name in summaries[0]["same"]:
-        values = {}  # value -> ranks, in order of first appearance
-        for rank, summary in enumerate(summaries):
-            values.setdefault(summary["same"][name], []).append(rank)
-        if len(values) > 1:
-            differ.append(f"{name}: " + "; ".join(f"{v!r} on ranks {', '.join(map(str, r))}"
-                                                  for v, r in values.items()))
-    if differ:
-        raise ValueError("the solver's settings must be the same on every rank, but they "
-                         "differ: " + " | ".join(differ))
-
-
 def make_system(A, M, x0, b, *, comm, callback, settings, real_only=None):
     """Collective: check ``A x = b`` on every rank, agree, and set it up as SciPy's
     ``make_system`` does (A's own ``psolve`` when ``M`` is None, ``x0='Mb'``).
@@ -274,7 +253,7 @@ def make_system(A, M, x0, b, *, comm, callback, settings, real_only=None):
     comm = find_comm(comm, A, M)
     (A_op, psolve, x0, b), summaries = gather_agreed(comm, _check_local, comm, A, M, x0, b,
                                                      callback, settings)
-    _check_same(summaries)
+    check_same([s["same"] for s in summaries], "the solver's settings")
     counts = [s["n"] for s in summaries]
     if sum(counts) == 0:
         raise ValueError("b is empty on every rank: the system has no unknowns")
@@ -282,10 +261,11 @@ def make_system(A, M, x0, b, *, comm, callback, settings, real_only=None):
         A_op = run_agreed(comm, aslinearoperator, A)
         summaries = [{**s, "A": _char(t)} for s, t in
                      zip(summaries, comm.allgather(A_op.dtype))]
-    xtype = "f"  # the coercion is commutative and associative: fold it over the ranks
+    # SciPy's coercion of A's and b's types (f, d, F, D) is NumPy's promotion: fold it over
+    # the ranks
+    dtype = np.dtype("f")
     for s in summaries:
-        xtype = _COERCE[_COERCE[xtype, s["A"]], s["b"]]
-    dtype = np.dtype(xtype)
+        dtype = np.promote_types(np.promote_types(dtype, s["A"]), s["b"])
     if dtype.kind != "c" and any(s["x0 complex"] for s in summaries):
         ranks = ", ".join(str(r) for r, s in enumerate(summaries) if s["x0 complex"])
         raise ValueError(f"x0 is complex on rank(s) {ranks} but the system is real "

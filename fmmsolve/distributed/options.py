@@ -151,7 +151,7 @@ def _rank_list(ranks):
     return ("rank " if len(ranks) == 1 else "ranks ") + text
 
 
-def check_same(summaries):
+def check_same(summaries, what="the FMM options"):
     """Raise ``ValueError`` naming every option whose summary differs between ranks.
 
     Called on every rank with the same list, so every rank raises the same error and none
@@ -160,7 +160,10 @@ def check_same(summaries):
     Parameters
     ----------
     summaries : list of dict
-        The :func:`check_options` summary of each rank, rank 0 first.
+        The :func:`check_options` summary of each rank, rank 0 first (or any such dicts of
+        plain values: the Krylov solvers' settings).
+    what : str
+        What they are, for the message.
 
     Raises
     ------
@@ -176,5 +179,5 @@ def check_same(summaries):
             differ.append(f"{name}: " + "; ".join(f"{value!r} on {_rank_list(ranks)}"
                                                   for value, ranks in values.items()))
     if differ:
-        raise ValueError("the FMM options must be the same on every rank, but they differ: "
+        raise ValueError(f"{what} must be the same on every rank, but they differ: "
                          + " | ".join(differ))
