@@ -25,7 +25,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..accuracy import max_expansion_half_width
+from ..operators.surfaces import DOWN_EQUIV, UP_EQUIV
 from ._mpi import MPI
+from .top import surface_points
 
 __all__ = ["NarrowFarField", "min_cut_level"]
 
@@ -67,12 +69,14 @@ class NarrowFarField:
     near_rows, near_bounds : ndarray of int64
         The rows in ``top.own_targets`` of the near targets' cut boxes, and where each one's
         group starts in ``near_points`` (with the end last).
+    near_equivalent, far_equivalent : ndarray of shape (k, n, 3), float64
+        The downward equivalent surfaces of ``top.own_targets`` and the upward ones of
+        ``top.far`` (empty when this rank has no target away from the sources).
     """
 
     def __init__(self, comm, engine, top, partition, options, n_own_targets, n_held_sources):
         self.top, self.partition = top, partition
         self.kernel, self.wavenumber = options["kernel"], options["wavenumber"]
-        self.surface = None if engine is None else engine.plan.surface
         width = max_expansion_half_width(self.kernel, self.wavenumber)
         points, away = np.zeros((0, 3)), np.zeros(0, bool)
         if engine is not None and n_own_targets:
@@ -92,6 +96,11 @@ class NarrowFarField:
         self.near_index, self.near_points = near[order], points[near[order]]
         self.near_rows, starts = np.unique(rows[order], return_index=True)
         self.near_bounds = np.append(starts, len(order))
+        # the equivalent surfaces the sums start from, once (the far ones only if needed)
+        surface = np.zeros((0, 3)) if engine is None else engine.plan.surface
+        self.near_equivalent = surface_points(partition, top.own_targets, surface, DOWN_EQUIV)
+        self.far_equivalent = surface_points(
+            partition, top.far if len(self.away_index) else top.far[:0], surface, UP_EQUIV)
         if not comm.allreduce(len(self.away_index) if len(top.far) else 0, op=MPI.MAX):
             return
         half = partition.root[1] / 2 ** partition.level
@@ -110,10 +119,9 @@ class NarrowFarField:
         Returns the seconds it took."""
         t0 = time.perf_counter()
         rest = (gradient, self.kernel, self.wavenumber)
-        near = self.top.local_to_points(self.partition, local, self.surface, self.near_points,
+        near = self.top.local_to_points(local, self.near_equivalent, self.near_points,
                                         self.near_rows, self.near_bounds, *rest)
-        away = self.top.far_to_points(self.partition, far, self.surface, self.away_points,
-                                      *rest)
+        away = self.top.far_to_points(far, self.far_equivalent, self.away_points, *rest)
         for index, (p, g) in ((self.near_index, near), (self.away_index, away)):
             pot[index] += p
             if gradient:

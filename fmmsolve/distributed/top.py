@@ -30,11 +30,10 @@ import time
 import numpy as np
 
 from ..fmm import FMMEngine
-from ..operators.surfaces import DOWN_EQUIV, UP_EQUIV
 from ..tree.morton import decode_array
 from ._mpi import sum_over_ranks
 
-__all__ = ["TopTree", "check_boxes", "cut_box_centres"]
+__all__ = ["TopTree", "check_boxes", "cut_box_centres", "surface_points"]
 
 
 def cut_box_centres(partition, boxes):
@@ -45,24 +44,27 @@ def cut_box_centres(partition, boxes):
     return center - half + width * (decode_array(partition.keys[boxes]) + 0.5)
 
 
-def _surface_field(partition, boxes, expansions, surface, radius, points, gradient, kernel,
-                   wavenumber):
-    """The field at ``points`` (k, 3) of the expansions (len(boxes), m, n) of cut boxes
-    ``boxes``, equivalent densities on their surfaces of ``radius`` half-widths, by direct
-    sums: ``(pot (k, m), grad (k, m, 3) or None)``, of ``expansions.dtype``."""
+def surface_points(partition, boxes, surface, radius):
+    """The expansion surface of ``radius`` half-widths around each of cut boxes ``boxes``:
+    (len(boxes), n, 3), float64, for the unit ``surface`` (n, 3)."""
+    half = partition.root[1] / 2 ** partition.level
+    return cut_box_centres(partition, boxes)[:, None, :] + radius * half * surface[None]
+
+
+def _surface_field(equivalent, expansions, points, gradient, kernel, wavenumber):
+    """The field at ``points`` (k, 3) of the expansions (b, m, n), equivalent densities at
+    ``equivalent`` (b, n, 3), by direct sums: ``(pot (k, m), grad (k, m, 3) or None)``, of
+    ``expansions.dtype``."""
     from ..kernels.direct import direct  # not at import: direct compiles on first use
 
-    m, n = expansions.shape[1], len(surface)
+    b, m, n = len(equivalent), expansions.shape[1], equivalent.shape[1]
     shape = (len(points), m)
-    if len(points) == 0 or len(boxes) == 0:
+    if len(points) == 0 or b == 0:
         return np.zeros(shape, expansions.dtype), \
             np.zeros((*shape, 3), expansions.dtype) if gradient else None
-    half = partition.root[1] / 2 ** partition.level
-    centres = cut_box_centres(partition, boxes)
-    equivalent = (centres[:, None, :] + radius * half * surface[None]).reshape(-1, 3)
-    densities = expansions.reshape(len(boxes), m, n).transpose(0, 2, 1).reshape(-1, m)
-    out = direct(equivalent, points, densities, kernel=kernel.name, wavenumber=wavenumber,
-                 gradient=gradient)
+    densities = expansions.reshape(b, m, n).transpose(0, 2, 1).reshape(-1, m)
+    out = direct(equivalent.reshape(-1, 3), points, densities, kernel=kernel.name,
+                 wavenumber=wavenumber, gradient=gradient)
     pot, grad = out if gradient else (out, None)
     return pot.astype(expansions.dtype, copy=False), \
         None if grad is None else grad.astype(expansions.dtype, copy=False)
@@ -172,45 +174,45 @@ class TopTree:
         self.timings = {"allreduce": t1 - t0, "top": time.perf_counter() - t1}
         return local, far
 
-    def local_to_points(self, partition, local, surface, points, rows, bounds, gradient,
-                        kernel, wavenumber):
+    def local_to_points(self, local, equivalent, points, rows, bounds, gradient, kernel,
+                        wavenumber):
         """L2P: the field at ``points`` of the local expansions ``local`` of this rank's target
         cut boxes, summed directly from their equivalent densities: the other ranks' far field
         at targets among the sources, when the targets away from them take theirs by
         :meth:`far_to_points`.
 
         Parameters and returns as :meth:`far_to_points`, with ``local`` of shape
-        (len(own_targets), m, n) from :meth:`far_field`, the points grouped by cut box:
-        ``points[bounds[i]:bounds[i + 1]]`` lie in cut box ``own_targets[rows[i]]``.
+        (len(own_targets), m, n) from :meth:`far_field`, ``equivalent`` their downward
+        equivalent surfaces (:func:`surface_points`, ``DOWN_EQUIV``), the points grouped by
+        cut box: ``points[bounds[i]:bounds[i + 1]]`` lie in cut box ``own_targets[rows[i]]``.
         """
         m = local.shape[1]
         pot = np.zeros((len(points), m), local.dtype)
         grad = np.zeros((len(points), m, 3), local.dtype) if gradient else None
         for row, lo, hi in zip(rows, bounds[:-1], bounds[1:]):
-            p, g = _surface_field(partition, self.own_targets[row:row + 1], local[row:row + 1],
-                                  surface, DOWN_EQUIV, points[lo:hi], gradient, kernel,
-                                  wavenumber)
+            p, g = _surface_field(equivalent[row:row + 1], local[row:row + 1], points[lo:hi],
+                                  gradient, kernel, wavenumber)
             pot[lo:hi] = p
             if gradient:
                 grad[lo:hi] = g
         return pot, grad
 
-    def far_to_points(self, partition, far, surface, points, gradient, kernel, wavenumber):
+    def far_to_points(self, far, equivalent, points, gradient, kernel, wavenumber):
         """M2P: the field at ``points`` of the far cut boxes' multipoles ``far``, summed
         directly from their equivalent densities.
 
         For targets away from the sources with a decaying kernel (the narrow far field,
-        :func:`fmmsolve.tree.lists.narrow_far_field`): the cut boxes are then no wider than the
-        decay allows, and the points, in this rank's cut boxes, lie outside every far cut
-        box's check surface (non-adjacent boxes of one level: 3 half-widths away at least).
+        :mod:`.narrow`): the cut boxes are then no wider than the decay allows, and the points,
+        in this rank's cut boxes, lie outside every far cut box's check surface (non-adjacent
+        boxes of one level: 3 half-widths away at least).
 
         Parameters
         ----------
-        partition : Partition
         far : ndarray of shape (len(self.far), m, n)
             From :meth:`far_field`.
-        surface : ndarray of shape (n, 3)
-            The unit expansion surface (the plan's).
+        equivalent : ndarray of shape (len(self.far), n, 3)
+            Their upward equivalent surfaces (:func:`surface_points`, ``UP_EQUIV``), computed
+            once by the caller.
         points : ndarray of shape (k, 3)
         gradient : bool
         kernel : Kernel
@@ -221,8 +223,7 @@ class TopTree:
         pot : ndarray of shape (k, m), ``far.dtype``
         grad : ndarray of shape (k, m, 3) or None
         """
-        return _surface_field(partition, self.far, far, surface, UP_EQUIV, points, gradient,
-                              kernel, wavenumber)
+        return _surface_field(equivalent, far, points, gradient, kernel, wavenumber)
 
     @property
     def nbytes(self) -> int:
